@@ -1,0 +1,32 @@
+"""decoder: compile Firefly device-class scripts into numba kernels and decode LoRaWAN uplinks in batches.
+
+Importing the package is cheap: numba is imported only when a kernel is first
+built or loaded, and pyarrow only when a compiled class is used.
+"""
+
+from __future__ import annotations
+
+from .errors import DecoderError, InputError, ScriptError
+
+__all__ = ["compile", "load_classes", "DeviceClass", "DecodedBatch", "Engine", "Registry",
+           "ScriptError", "InputError", "DecoderError"]
+
+_LAZY = {
+    "compile": ("compiler", "compile"),
+    "load_classes": ("compiler", "load_classes"),
+    "DeviceClass": ("compiler", "DeviceClass"),
+    "DecodedBatch": ("batch", "DecodedBatch"),
+    "Engine": ("engine", "Engine"),
+    "Registry": ("registry", "Registry"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'decoder' has no attribute {name!r}")

@@ -1,0 +1,187 @@
+"""The library's front door: device-class JSON in, a batch decoder out.
+
+Pipeline (one way): script JSON -> ``script.ClassSpec`` -> ``formula`` AST ->
+``lower`` typed IR -> ``codegen`` kernel source -> ``kernels`` compiled kernel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .codegen import KernelLayout, generate
+from .errors import ScriptError
+from .ir import Program
+from .lower import lower
+from .script import ClassSpec, load_specs
+
+__all__ = ["DeviceClass", "compile", "load_classes"]
+
+_ARROW_TYPES = {
+    "bool": pa.bool_(), "float32": pa.float32(), "float64": pa.float64(),
+    "int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
+    "uint8": pa.uint8(), "uint16": pa.uint16(), "uint32": pa.uint32(), "uint64": pa.uint64(),
+    "str": pa.dictionary(pa.int32(), pa.string()),
+}
+
+
+class DeviceClass:
+    """One compiled device class: decodes batches of payloads with one fused kernel."""
+
+    def __init__(self, spec: ClassSpec, program: Program, source: str, layout: KernelLayout):
+        self.spec = spec
+        self.program = program
+        self.source = source
+        self.layout = layout
+        self._kernel = None
+
+    # ---- identity --------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def id(self) -> int | None:
+        return self.spec.id
+
+    @property
+    def ports(self) -> tuple[int, ...] | None:
+        return self.spec.ports
+
+    def __repr__(self) -> str:
+        return f"<DeviceClass {self.name!r} id={self.id} outputs={len(self.layout.outputs)}>"
+
+    # ---- kernel ----------------------------------------------------------
+    @property
+    def kernel(self):
+        """The compiled kernel (built on first use; numba is imported only then)."""
+        if self._kernel is None:
+            from .kernels import load_kernel
+
+            self._kernel = load_kernel(self.source)
+        return self._kernel
+
+    def kernel_info(self) -> dict:
+        """Where the kernel source lives and whether numba loaded it from its disk cache."""
+        kernel = self.kernel
+        return {"path": str(kernel.path), "digest": kernel.digest, **kernel.cache_stats()}
+
+    # ---- decoding --------------------------------------------------------
+    def decode(self, payloads: Any, encoding: str = "hex", ports: Any = None,
+               include_hidden: bool = False):
+        """Decode a batch of payloads (hex or base64 text, or raw bytes) into a DecodedBatch."""
+        from .payload import to_buffer
+
+        return self.decode_buffer(to_buffer(payloads, encoding), ports=ports, include_hidden=include_hidden)
+
+    def decode_buffer(self, buffer, ports: Any = None, include_hidden: bool = False):
+        """Decode payloads already converted to bytes (a payload.PayloadBuffer)."""
+        from .batch import Column, DecodedBatch
+
+        n = len(buffer)
+        port_array = _ports_array(ports, n)
+        err = np.empty(n, np.uint8)
+        bits_used = np.zeros(n, np.int64) if self.layout.dynamic else np.empty(n, np.int64)
+        columns, args = [], []
+        for path, slot in self.layout.outputs:
+            values = np.empty(n, np.int32 if slot.storage == "str" else slot.storage)
+            valid = np.empty(n, np.uint8) if slot.nullable else None
+            args.append(values)
+            if valid is not None:
+                args.append(valid)
+            columns.append(Column(path, slot, values, valid, self.spec.is_hidden(path[0])))
+        in_err = buffer.error
+        if n:
+            self.kernel.function(buffer.data, buffer.offsets, in_err, port_array, err, bits_used, *args)
+        payload_bytes = np.diff(buffer.offsets)
+        input_errors = buffer.error_messages() if in_err.any() else None
+        return DecodedBatch(
+            class_name=self.name, columns=columns, err=err, bits_used=bits_used, payload_bytes=payload_bytes,
+            input_errors=input_errors, strings=self.program.strings,
+            static_bits=None if self.layout.dynamic else (self.program.static_bits or 0),
+            include_hidden=include_hidden,
+        )
+
+    # ---- description -----------------------------------------------------
+    def output_schema(self, include_hidden: bool = False) -> pa.Schema:
+        """Arrow schema of `decode(...).to_arrow()`."""
+        tree: dict = {}
+        for path, slot in self.layout.outputs:
+            if not include_hidden and self.spec.is_hidden(path[0]):
+                continue
+            node = tree
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = _ARROW_TYPES[slot.storage]
+
+        def fields(node: dict) -> list[pa.Field]:
+            return [pa.field(k, pa.struct(fields(v)) if isinstance(v, dict) else v) for k, v in node.items()]
+
+        return pa.schema(fields(tree))
+
+    def explain(self) -> str:
+        """A human description: layout, formulas and output columns."""
+        lines = [f"device class {self.name!r}" + (f" (id {self.id})" if self.id is not None else "")]
+        if self.ports:
+            lines.append(f"  ports: {', '.join(map(str, self.ports))}")
+        static = self.program.static_bits
+        lines.append(f"  payload: {static} bits ({(static + 7) // 8} bytes)" if static is not None
+                     else "  payload: variable layout (conditional elements)")
+        for el in self.spec.parse_elements:
+            target = ".".join(el.target) if el.target else "(skip)"
+            extra = " signed" if el.signed else ""
+            extra += " little-endian" if el.little_endian else ""
+            extra += f" if {el.condition}" if el.condition else ""
+            lines.append(f"  read  {target:<24} {el.kind}{el.bits}{extra}")
+        for el in self.spec.calculate_elements:
+            lines.append(f"  calc  {'.'.join(el.target):<24} = {el.formula}")
+        lines.append("  output:")
+        for field in self.output_schema(include_hidden=True):
+            hidden = " (hidden)" if self.spec.is_hidden(field.name) else ""
+            lines.append(f"    {field.name}: {field.type}{hidden}")
+        return "\n".join(lines)
+
+
+def _ports_array(ports: Any, n: int) -> np.ndarray:
+    """FPort per row as int64, -1 where unknown."""
+    if ports is None:
+        return np.full(n, -1, np.int64)
+    if isinstance(ports, (int, np.integer)) and not isinstance(ports, bool):
+        return np.full(n, int(ports), np.int64)
+    if isinstance(ports, np.ndarray) and ports.dtype.kind in "iu":
+        arr = ports.astype(np.int64, copy=False)
+    else:
+        try:
+            arr = pa.array(ports, type=pa.int64()) if not isinstance(ports, (pa.Array, pa.ChunkedArray)) \
+                else ports.cast(pa.int64())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as err:
+            raise TypeError(f"ports must be None, an int or a sequence of ints (None for unknown): {err}") from None
+        arr = arr.fill_null(-1).to_numpy()
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if len(arr) != n:
+        raise ValueError(f"ports has {len(arr)} entries for {n} payloads")
+    return np.where(arr < 0, -1, arr)
+
+
+def _build(spec: ClassSpec) -> DeviceClass:
+    try:
+        program = lower(spec)
+    except ScriptError as err:
+        raise err.located(device_class=spec.name) from None
+    source, layout = generate(program)
+    return DeviceClass(spec, program, source, layout)
+
+
+def load_classes(source: Any) -> list[DeviceClass]:
+    """Compile every device class in `source` (any Firefly response shape, JSON text or a path)."""
+    return [_build(spec) for spec in load_specs(source)]
+
+
+def compile(source: Any) -> DeviceClass:  # noqa: A001 - the library's verb, like re.compile
+    """Compile exactly one device class; raise ScriptError if the script is invalid."""
+    specs = load_specs(source)
+    if len(specs) != 1:
+        raise ScriptError(f"expected one device class, found {len(specs)}; use decoder.load_classes for several")
+    return _build(specs[0])

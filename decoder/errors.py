@@ -1,0 +1,62 @@
+"""Errors raised at the library boundary."""
+
+from __future__ import annotations
+
+
+class DecoderError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ScriptError(DecoderError):
+    """A device-class script cannot be compiled.
+
+    The message names the device class, the element (``parseElements[2]``)
+    and, for formulas, the line and column with a caret under the bad token.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        device_class: str | None = None,
+        element: str | None = None,
+        source: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ):
+        self.reason = message
+        self.device_class = device_class
+        self.element = element
+        self.source = source
+        self.line = line
+        self.column = column
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = []
+        if self.device_class is not None:
+            where.append(f"device class {self.device_class!r}")
+        if self.element is not None:
+            where.append(self.element)
+        if self.line is not None:
+            where.append(f"line {self.line}, column {self.column}")
+        text = (", ".join(where) + ": " if where else "") + self.reason
+        if self.source is not None and self.line is not None:
+            src_line = self.source.splitlines()[self.line - 1] if self.source.splitlines() else ""
+            text += f"\n    {src_line}\n    {' ' * max((self.column or 1) - 1, 0)}^"
+        return text
+
+    def located(self, *, device_class: str | None = None, element: str | None = None) -> "ScriptError":
+        """Return a copy that also names the class and element."""
+        return ScriptError(
+            self.reason,
+            device_class=device_class if device_class is not None else self.device_class,
+            element=element if element is not None else self.element,
+            source=self.source,
+            line=self.line,
+            column=self.column,
+        )
+
+
+class InputError(DecoderError):
+    """Input could not be read (a file, a stream, a registry)."""

@@ -1,0 +1,214 @@
+"""Formula text -> frozen AST nodes that carry line and column.
+
+The grammar lives in ``grammars/formula.lark``; this module only turns Lark's
+parse tree into the small node set below and turns Lark's errors into
+:class:`ScriptError` with a caret under the bad token.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from .errors import ScriptError
+
+__all__ = [
+    "Node", "Number", "String", "Boolean", "Null", "Name", "Unary", "Binary",
+    "Logical", "Conditional", "Call", "parse_formula",
+]
+
+
+@dataclass(frozen=True)
+class Node:
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class Number(Node):
+    value: float
+
+
+@dataclass(frozen=True)
+class String(Node):
+    value: str
+
+
+@dataclass(frozen=True)
+class Boolean(Node):
+    value: bool
+
+
+@dataclass(frozen=True)
+class Null(Node):
+    pass
+
+
+@dataclass(frozen=True)
+class Name(Node):
+    path: tuple[str, ...]
+
+    @property
+    def dotted(self) -> str:
+        return ".".join(self.path)
+
+
+@dataclass(frozen=True)
+class Unary(Node):
+    op: str
+    operand: Node
+
+
+@dataclass(frozen=True)
+class Binary(Node):
+    op: str
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class Logical(Node):
+    op: str  # "&&" or "||": returns an operand, not a boolean
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class Conditional(Node):
+    test: Node
+    then: Node
+    otherwise: Node
+
+
+@dataclass(frozen=True)
+class Call(Node):
+    callee: Name
+    args: tuple[Node, ...]
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "0": "\0"}
+_ESCAPE_RE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|u\{[0-9a-fA-F]+\}|.)", re.S)
+
+
+def _unescape(body: str) -> str:
+    def one(m: re.Match) -> str:
+        esc = m.group(1)
+        if esc[0] in "xu" and len(esc) > 1:
+            return chr(int(esc[1:].strip("{}"), 16))
+        return _ESCAPES.get(esc, esc)
+
+    return _ESCAPE_RE.sub(one, body)
+
+
+def _number(token: Token) -> float:
+    text = str(token)
+    low = text.lower()
+    if low.startswith("0x"):
+        return float(int(text[2:], 16))
+    if low.startswith("0b"):
+        return float(int(text[2:], 2))
+    if low.startswith("0o"):
+        return float(int(text[2:], 8))
+    if len(text) > 1 and text[0] == "0" and text[1].isdigit():
+        raise ScriptError(
+            f"number {text!r} has a leading zero (a legacy octal in JavaScript); write it without the zero",
+            line=token.line, column=token.column,
+        )
+    return float(text)
+
+
+def _at(token: Token) -> dict:
+    return {"line": token.line, "column": token.column}
+
+
+@v_args(inline=True)
+class _ToAst(Transformer):
+    def number(self, tok):
+        return Number(value=_number(tok), **_at(tok))
+
+    def string(self, tok):
+        return String(value=_unescape(str(tok)[1:-1]), **_at(tok))
+
+    def true(self, tok):
+        return Boolean(value=True, **_at(tok))
+
+    def false(self, tok):
+        return Boolean(value=False, **_at(tok))
+
+    def null(self, tok):
+        return Null(**_at(tok))
+
+    def name(self, *parts):
+        return Name(path=tuple(str(p) for p in parts), **_at(parts[0]))
+
+    def call(self, callee, _lpar, *args):
+        return Call(callee=callee, args=tuple(a for a in args if a is not None),
+                    line=callee.line, column=callee.column)
+
+    def group(self, _lpar, inner):
+        return inner
+
+    def unary(self, op, operand):
+        return Unary(op=str(op), operand=operand, **_at(op))
+
+    def binary(self, left, op, right):
+        return Binary(op=str(op), left=left, right=right, **_at(op))
+
+    def logical(self, left, op, right):
+        return Logical(op=str(op), left=left, right=right, **_at(op))
+
+    def conditional(self, test, qmark, then, otherwise):
+        return Conditional(test=test, then=then, otherwise=otherwise, **_at(qmark))
+
+
+def _grammar_path() -> Path:
+    here = Path(__file__).resolve().parent
+    # Installed wheels carry the grammar as decoder/grammars; a source tree keeps it at the top.
+    for candidate in (here / "grammars" / "formula.lark", here.parent / "grammars" / "formula.lark"):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError("formula.lark not found beside the decoder package")
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(_grammar_path().read_text(), parser="lalr", maybe_placeholders=True)
+
+
+def _describe_unexpected(err: UnexpectedInput, text: str) -> str:
+    if isinstance(err, UnexpectedEOF) or (isinstance(err, UnexpectedToken) and err.token.type == "$END"):
+        return "unexpected end of formula"
+    if isinstance(err, UnexpectedToken):
+        return f"unexpected {str(err.token)!r}"
+    if isinstance(err, UnexpectedCharacters):
+        return f"unexpected character {text[err.pos_in_stream]!r}"
+    return "syntax error"
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_formula(text: str) -> Node:
+    """Parse one formula into an AST; raise ScriptError pointing at the bad token."""
+    if not isinstance(text, str):
+        raise ScriptError(f"formula must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise ScriptError("formula is empty")
+    try:
+        return _ToAst().transform(_parser().parse(text))
+    except VisitError as err:
+        if isinstance(err.orig_exc, ScriptError):
+            inner = err.orig_exc
+            raise ScriptError(inner.reason, source=text, line=inner.line, column=inner.column) from None
+        raise
+    except UnexpectedInput as err:
+        line = getattr(err, "line", None)
+        column = getattr(err, "column", None)
+        at_end = isinstance(err, UnexpectedEOF) or (isinstance(err, UnexpectedToken) and err.token.type == "$END")
+        if at_end or line is None or line < 1:  # point just past the last character
+            lines = text.splitlines() or [""]
+            line, column = len(lines), len(lines[-1]) + 1
+        raise ScriptError(_describe_unexpected(err, text), source=text, line=line, column=column) from None
