@@ -1,0 +1,519 @@
+"""Many classes: normalized packets in, normalized + decoded Arrow out (DESIGN 5, 6).
+
+:class:`Engine` takes a :class:`~decoder.registry.Registry`, groups each
+chunk's uplinks by device class and decodes every group's payload column
+with one kernel call (no Python per row). The result of a chunk is a
+:class:`DecodedChunk`:
+
+- :attr:`DecodedChunk.table`: one row per uplink, in input order: the
+  normalized columns (DESIGN 4), ``device_class`` (the class name,
+  dictionary-encoded), ``decoded`` (a struct with the class's output) and
+  ``error`` (null, or the reason the row was not decoded).
+
+  When the registry binds more than one class, the classes' outputs have
+  different types and cannot share one struct type. ``decoded`` is then a
+  struct with one field per class name, each that class's output struct,
+  set only on the rows of that class (a union spelled as a struct, which
+  every Arrow, Parquet and pandas reader handles):
+  ``table["decoded"].field("Room Climate Sensor")``.
+- :meth:`DecodedChunk.by_class`: one table per class instead, each with
+  that class's plain ``decoded`` struct; rows without a class under the key
+  ``None``. This is the layout of the partitioned Parquet output.
+
+Whether ``decoded`` is a class struct or a struct of classes depends only
+on the registry (:attr:`Engine.mixed`), never on which classes a chunk
+happens to contain, so every chunk of a stream has the same schema.
+
+Counts reconcile: ``rows == decoded + sum(errors)`` for every chunk, and in
+the :class:`Summary`, ``rows in == decoded + errors + skipped``; lines that
+hold no uplink are bad lines, not rows.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import InputError
+from .registry import Registry
+
+__all__ = ["Engine", "DecodedChunk", "Summary", "DEFAULT_CHUNK_BYTES"]
+
+DEFAULT_CHUNK_BYTES = 16 << 20
+CLASS_COLUMN = "device_class"
+DECODED_COLUMN = "decoded"
+ERROR_COLUMN = "error"
+NO_PAYLOAD = "no payload"
+
+
+def _np(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(arr.to_numpy(zero_copy_only=False))
+
+
+def _combine(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(arr, pa.ChunkedArray):
+        return arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    return arr
+
+
+def _positions(rows: np.ndarray, n: int) -> pa.Array:
+    """An n-long int64 index array: position k at rows[k], null elsewhere."""
+    idx = np.zeros(n, np.int64)
+    mask = np.ones(n, bool)
+    idx[rows] = np.arange(len(rows), dtype=np.int64)
+    mask[rows] = False
+    return pa.array(idx, pa.int64(), mask=mask)
+
+
+def _with_validity(struct: pa.StructArray, null_rows: pa.Array) -> pa.StructArray:
+    """``struct`` with its rows also null where ``null_rows`` is true."""
+    mask = pc.or_(null_rows, pc.is_null(struct))
+    if not pc.any(mask).as_py():
+        return struct
+    children = [struct.field(i) for i in range(struct.type.num_fields)]  # field(): offset applied
+    return pa.StructArray.from_arrays(children, fields=list(struct.type), mask=mask)
+
+
+@dataclass
+class _ClassPart:
+    pos: int                    # position in Engine.classes
+    rows: np.ndarray            # row positions in the chunk (ascending)
+    decoded: pa.StructArray     # len(rows): the class's output, null on failed rows
+
+
+class DecodedChunk:
+    """One chunk of decoded uplinks plus what the reader left aside."""
+
+    def __init__(
+        self,
+        engine: "Engine",
+        base: pa.Table,
+        class_index: np.ndarray,
+        error: pa.Array,
+        parts: list[_ClassPart],
+        *,
+        bad_lines: list[tuple[int, str]] | None = None,
+        skipped: Counter | None = None,
+        lines: int = 0,
+        first_line: int = 1,
+        source: str | None = None,
+        decode_stats: Counter | None = None,
+    ) -> None:
+        self.engine = engine
+        self.base = base                      # normalized columns, without `error`
+        self.class_index = class_index        # int32, -1: no class
+        self.error = error                    # final error per row
+        self.parts = parts
+        self.bad_lines = bad_lines or []
+        self.skipped = skipped or Counter()
+        self.lines = lines
+        self.first_line = first_line
+        self.source = source
+        self.decode_stats = decode_stats or Counter()
+        self._table: pa.Table | None = None
+
+    # -- counts ------------------------------------------------------------
+    @property
+    def rows(self) -> int:
+        return self.base.num_rows
+
+    @property
+    def decoded(self) -> int:
+        return self.rows - self.error.null_count if self.rows else 0
+
+    @property
+    def errors(self) -> Counter:
+        """Failed rows by reason."""
+        if self.error.null_count == len(self.error):
+            return Counter()
+        vc = pc.value_counts(pc.drop_null(self.error))
+        return Counter(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())))
+
+    # -- tables ------------------------------------------------------------
+    def _class_column(self, rows: np.ndarray | None = None) -> pa.Array:
+        idx = self.class_index if rows is None else self.class_index[rows]
+        return pa.DictionaryArray.from_arrays(
+            pa.array(idx, pa.int32(), mask=idx < 0), self.engine._class_dictionary
+        )
+
+    def _assemble(self, base: pa.Table, device_class: pa.Array, decoded: pa.Array, error: pa.Array) -> pa.Table:
+        return base.append_column(CLASS_COLUMN, device_class).append_column(
+            pa.field(DECODED_COLUMN, decoded.type), decoded
+        ).append_column(ERROR_COLUMN, error)
+
+    @property
+    def table(self) -> pa.Table:
+        """All rows in input order (see the module docstring for ``decoded``)."""
+        if self._table is None:
+            n = self.rows
+            eng = self.engine
+            if not eng.mixed:
+                if self.parts:
+                    part = self.parts[0]
+                    decoded = pc.take(part.decoded, _positions(part.rows, n))
+                else:
+                    decoded = pa.nulls(n, eng.decoded_type)
+            else:
+                by_pos = {p.pos: p for p in self.parts}
+                children = []
+                for pos, dc in enumerate(eng.classes):
+                    part = by_pos.get(pos)
+                    if part is None:
+                        children.append(pa.nulls(n, eng.class_types[pos]))
+                    else:
+                        children.append(pc.take(part.decoded, _positions(part.rows, n)))
+                mask = pc.is_valid(self.error) if n else pa.array([], pa.bool_())
+                if self.error.null_count == n:
+                    mask = None
+                decoded = pa.StructArray.from_arrays(children, fields=list(eng.decoded_type), mask=mask) \
+                    if eng.classes else pa.nulls(n, eng.decoded_type)
+            self._table = self._assemble(self.base, self._class_column(), decoded, self.error)
+        return self._table
+
+    def by_class(self) -> dict[str | None, pa.Table]:
+        """One table per class present, each with that class's own ``decoded`` struct.
+
+        Rows without a class come under the key ``None`` with a ``decoded``
+        column of type null. Input order is kept within each table.
+        """
+        out: dict[str | None, pa.Table] = {}
+        eng = self.engine
+        for part in self.parts:
+            rows = pa.array(part.rows, pa.int64())
+            base = self.base.take(rows)
+            out[eng.classes[part.pos].name] = self._assemble(
+                base, self._class_column(part.rows), part.decoded, self.error.take(rows)
+            )
+        none_rows = np.flatnonzero(self.class_index < 0)
+        if len(none_rows):
+            rows = pa.array(none_rows, pa.int64())
+            out[None] = self._assemble(
+                self.base.take(rows), self._class_column(none_rows), pa.nulls(len(none_rows)),
+                self.error.take(rows),
+            )
+        return out
+
+    def failed(self) -> pa.Table:
+        """The rows with an error (all columns)."""
+        if self.error.null_count == self.rows:
+            return self.table.slice(0, 0)
+        return self.table.filter(pc.is_valid(self.error))
+
+    def __repr__(self) -> str:
+        return f"DecodedChunk(rows={self.rows}, decoded={self.decoded}, bad_lines={len(self.bad_lines)})"
+
+
+@dataclass
+class Summary:
+    """Running totals over the chunks of a run (what the CLI prints)."""
+
+    rows: int = 0
+    decoded: int = 0
+    errors: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    bad_lines: int = 0
+    lines: int = 0
+    by_class: Counter = field(default_factory=Counter)
+    decode_stats: Counter = field(default_factory=Counter)
+    started: float = field(default_factory=time.perf_counter)
+    seconds: float = 0.0
+
+    def add(self, chunk: DecodedChunk) -> None:
+        self.rows += chunk.rows
+        self.decoded += chunk.decoded
+        self.errors.update(chunk.errors)
+        self.skipped.update(chunk.skipped)
+        self.bad_lines += len(chunk.bad_lines)
+        self.lines += chunk.lines
+        self.decode_stats.update(chunk.decode_stats)
+        if chunk.rows:
+            names = [None] + [dc.name for dc in chunk.engine.classes]
+            for pos, count in enumerate(np.bincount(chunk.class_index + 1, minlength=len(names)).tolist()):
+                if count:
+                    self.by_class[names[pos]] += count
+        self.seconds = time.perf_counter() - self.started
+
+    @property
+    def rows_in(self) -> int:
+        """Uplinks plus skipped events: every item the reader recognized."""
+        return self.rows + sum(self.skipped.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(self.errors.values())
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "rows_in": self.rows_in, "uplinks": self.rows, "decoded": self.decoded,
+            "errors": dict(self.errors), "skipped": dict(self.skipped), "bad_lines": self.bad_lines,
+            "lines": self.lines, "by_class": {str(k): v for k, v in self.by_class.items()},
+            "seconds": round(self.seconds, 6), "rows_per_second": round(self.rate, 1),
+        }
+
+    def format(self, *, top: int = 8) -> str:
+        """A few lines for humans (stderr)."""
+        skipped = sum(self.skipped.values())
+        out = [
+            f"rows in    {self.rows_in:>12,}   ({self.rows:,} uplinks, {skipped:,} skipped; "
+            f"{self.lines:,} lines)",
+            f"decoded    {self.decoded:>12,}",
+            f"errors     {self.failed:>12,}",
+        ]
+        for reason, count in self.errors.most_common(top):
+            out.append(f"  {count:>21,}  {reason}")
+        if len(self.errors) > top:
+            rest = sum(c for _, c in self.errors.most_common()[top:])
+            out.append(f"  {rest:>21,}  ({len(self.errors) - top} more reasons)")
+        out.append(f"skipped    {skipped:>12,}")
+        for kind, count in self.skipped.most_common(top):
+            out.append(f"  {count:>21,}  {kind}")
+        out.append(f"bad lines  {self.bad_lines:>12,}")
+        if len([k for k in self.by_class if k is not None]) > 1:
+            for name, count in sorted(self.by_class.items(), key=lambda kv: -kv[1]):
+                out.append(f"  {count:>21,}  class {name if name is not None else '(none)'}")
+        out.append(f"time       {self.seconds:>12.2f} s   ({self.rate:,.0f} rows/s)")
+        return "\n".join(out)
+
+
+class Engine:
+    """Decode normalized uplinks of many devices with the classes of a registry.
+
+    >>> engine = decoder.Engine(decoder.Registry.from_files("classes.json", devices="devices.json"))
+    >>> table = engine.decode_packets(open("packets.jsonl", "rb"))
+    >>> for chunk in engine.decode_stream("big.jsonl.gz"):   # bounded memory
+    ...     handle(chunk.table)
+
+    ``registry`` may also be one compiled class or a list of them (each
+    then bound to every device; with several, their ``ports`` choose).
+    """
+
+    def __init__(
+        self,
+        registry: Registry | Any,
+        *,
+        include_hidden: bool = False,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ) -> None:
+        if not isinstance(registry, Registry):
+            classes = list(registry) if isinstance(registry, (list, tuple)) else [registry]
+            reg = Registry(classes)
+            for dc in classes:
+                reg.bind_all(dc)
+            registry = reg
+        self.registry = registry
+        self.include_hidden = include_hidden
+        self.chunk_bytes = chunk_bytes
+        self.classes: list[Any] = registry.bound_classes
+        names = [dc.name for dc in self.classes]
+        self._reg_pos = {id(dc): i for i, dc in enumerate(self.classes)}
+        # registry class index -> engine position
+        self._reg_to_pos = np.full(len(registry.classes) + 1, -1, np.int32)
+        for ri, dc in enumerate(registry.classes):
+            self._reg_to_pos[ri] = self._reg_pos.get(id(dc), -1)
+        self._class_dictionary = pa.array(names, pa.string())
+        self.class_types: list[pa.StructType] = [
+            pa.struct(list(dc.output_schema(include_hidden=include_hidden))) for dc in self.classes
+        ]
+        self.mixed = len(self.classes) > 1
+        if self.mixed:
+            self.decoded_type: pa.DataType = pa.struct(
+                [pa.field(dc.name, t) for dc, t in zip(self.classes, self.class_types)]
+            )
+        elif self.classes:
+            self.decoded_type = self.class_types[0]
+        else:
+            self.decoded_type = pa.struct([])
+        self._schema: pa.Schema | None = None
+
+    # -- schema ------------------------------------------------------------
+    @property
+    def schema(self) -> pa.Schema:
+        """The schema of :attr:`DecodedChunk.table` (and ``decode_packets``)."""
+        if self._schema is None:
+            self._schema = self.decode_uplinks(self._empty_uplinks()).table.schema
+        return self._schema
+
+    def class_schema(self, name: str | None) -> pa.Schema:
+        """The schema of ``by_class()[name]``."""
+        base = [f for f in self.schema if f.name not in (DECODED_COLUMN,)]
+        if name is None:
+            t = pa.null()
+        else:
+            t = self.class_types[[dc.name for dc in self.classes].index(name)]
+        fields = []
+        for f in base:
+            fields.append(f)
+            if f.name == CLASS_COLUMN:
+                fields.append(pa.field(DECODED_COLUMN, t))
+        return pa.schema(fields)
+
+    @staticmethod
+    def _empty_uplinks() -> pa.Table:
+        from .jsonl import normalize_values
+
+        return normalize_values([]).uplinks
+
+    # -- decoding ------------------------------------------------------------
+    def decode_uplinks(self, uplinks: pa.Table, **extra: Any) -> DecodedChunk:
+        """Decode a normalized uplinks table (the reader's ``uplinks``)."""
+        n = uplinks.num_rows
+        names = uplinks.column_names
+        base = uplinks.drop_columns([ERROR_COLUMN]) if ERROR_COLUMN in names else uplinks
+        in_error = _combine(uplinks[ERROR_COLUMN]) if ERROR_COLUMN in names else pa.nulls(n, pa.string())
+
+        def col(name: str) -> pa.Array | None:
+            return _combine(uplinks[name]) if name in names else None
+
+        dev_eui, port, payload = col("dev_eui"), col("port"), col("payload")
+        if dev_eui is None or payload is None:
+            raise InputError("the uplinks table needs the columns dev_eui and payload")
+        if port is None:
+            port = pa.nulls(n, pa.int64())
+        if "devaddr" in names:
+            filled = self.registry.fill_devaddr(dev_eui, col("devaddr"))
+            if filled is not base["devaddr"]:
+                base = base.set_column(base.schema.get_field_index("devaddr"), "devaddr", filled)
+        reg_idx, class_error = self.registry.assign(dev_eui, port, col("device_id"), col("devaddr"))
+        class_index = self._reg_to_pos[reg_idx] if n else np.empty(0, np.int32)
+
+        no_payload = pc.and_(pc.is_null(payload), pc.is_null(in_error))
+        pre_error = pc.coalesce(
+            in_error, pc.if_else(no_payload, pa.scalar(NO_PAYLOAD), pa.scalar(None, pa.string())), class_error
+        ) if n else pa.array([], pa.string())
+        decodable = _np(pc.is_null(pre_error)) if n else np.zeros(0, bool)
+
+        parts: list[_ClassPart] = []
+        err_pieces: list[pa.Array] = []
+        err_rows: list[np.ndarray] = []
+        stats: Counter = Counter()
+        if n and len(self.classes):
+            order = np.argsort(class_index, kind="stable")
+            sorted_idx = class_index[order]
+            bounds = np.searchsorted(sorted_idx, np.arange(-1, len(self.classes) + 1))
+            for pos in range(len(self.classes)):
+                rows = order[bounds[pos + 1]:bounds[pos + 2]]
+                if not len(rows):
+                    continue
+                rows = np.sort(rows)
+                ok = rows[decodable[rows]]
+                dc = self.classes[pos]
+                if len(ok):
+                    take = pa.array(ok, pa.int64())
+                    batch = dc.decode(
+                        pc.take(payload, take), encoding="raw", ports=pc.take(port, take),
+                        include_hidden=self.include_hidden,
+                    )
+                    struct = batch.to_struct_array()
+                    if isinstance(struct, pa.ChunkedArray):
+                        struct = _combine(struct)
+                    errs = _combine(batch.error_array())
+                    if struct.type != self.class_types[pos]:
+                        struct = struct.cast(self.class_types[pos])
+                    struct = _with_validity(struct, pc.is_valid(errs))
+                    for key, value in (batch.stats or {}).items():
+                        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+                            stats[key] += int(value)
+                    if errs.null_count < len(errs):
+                        err_pieces.append(errs)
+                        err_rows.append(ok)
+                else:
+                    struct = pa.array([], self.class_types[pos])
+                if len(ok) == len(rows):
+                    decoded = struct
+                else:
+                    local = np.searchsorted(rows, ok)
+                    decoded = pc.take(struct, _positions(local, len(rows)))
+                parts.append(_ClassPart(pos, rows, decoded))
+
+        if err_pieces:
+            all_errs = pa.concat_arrays(err_pieces + [pa.nulls(1, pa.string())])
+            rows_cat = np.concatenate(err_rows)
+            idx = np.full(n, len(all_errs) - 1, np.int64)
+            idx[rows_cat] = np.arange(len(rows_cat), dtype=np.int64)
+            error = pc.coalesce(pre_error, pc.take(all_errs, pa.array(idx)))
+        else:
+            error = pre_error
+        error = _combine(error) if isinstance(error, pa.ChunkedArray) else error
+        return DecodedChunk(self, base, class_index.astype(np.int32), error, parts, decode_stats=stats, **extra)
+
+    def decode(self, values: Any, *, first_line: int = 1) -> DecodedChunk:
+        """Normalize and decode JSON values or lines (all at once) into one chunk.
+
+        ``values``: an iterable of JSON values, JSON text lines (str/bytes),
+        an open binary file, or a :class:`~pathlib.Path` of a JSON Lines file.
+        """
+        from .jsonl import normalize_values
+
+        if isinstance(values, (Path, os.PathLike)):
+            return self._decode_file(values)
+        if isinstance(values, (str, bytes, bytearray)):
+            values = (values if isinstance(values, (bytes, bytearray)) else values.encode()).splitlines()
+        elif isinstance(values, dict):
+            values = [values]
+        norm = normalize_values(values, first_line=first_line)
+        return self.decode_uplinks(
+            norm.uplinks, bad_lines=list(norm.bad_lines), skipped=Counter(norm.skipped),
+            lines=norm.lines, first_line=norm.first_line,
+        )
+
+    def decode_packets(self, values: Any, *, first_line: int = 1) -> pa.Table:
+        """Normalized + decoded columns, one row per uplink, as one Arrow table.
+
+        With one bound class ``decoded`` is that class's struct; with several
+        it is a struct of class structs (see :class:`DecodedChunk`). Use
+        :meth:`decode_packets_by_class` for one table per class, or
+        :meth:`decode` to also get bad lines and skipped counts.
+        """
+        return self.decode(values, first_line=first_line).table
+
+    def decode_packets_by_class(self, values: Any, *, first_line: int = 1) -> dict[str | None, pa.Table]:
+        """One table per class (rows without a class under ``None``)."""
+        return self.decode(values, first_line=first_line).by_class()
+
+    def decode_stream(
+        self, source: Any, *, chunk_bytes: int | None = None, name: str | None = None
+    ) -> Iterator[DecodedChunk]:
+        """Read a JSON Lines source chunk by chunk and decode each (bounded memory).
+
+        ``source``: a path (plain or ``.gz``), ``"-"`` for stdin, or a binary
+        file object. Unreadable input raises :class:`~decoder.errors.InputError`.
+        """
+        from .jsonl import read_chunks
+
+        label = name or (str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None))
+        for chunk in read_chunks(source, chunk_bytes=chunk_bytes or self.chunk_bytes):
+            yield self.decode_uplinks(
+                chunk.uplinks, bad_lines=list(chunk.bad_lines), skipped=Counter(chunk.skipped),
+                lines=chunk.lines, first_line=chunk.first_line, source=label,
+            )
+
+    def _decode_file(self, path: Any) -> DecodedChunk:
+        from .jsonl import read_chunks
+
+        tables, bad, skipped, lines, first = [], [], Counter(), 0, 1
+        for k, chunk in enumerate(read_chunks(path, chunk_bytes=self.chunk_bytes)):
+            tables.append(chunk.uplinks)
+            bad.extend(chunk.bad_lines)
+            skipped.update(chunk.skipped)
+            lines += chunk.lines
+            if k == 0:
+                first = chunk.first_line
+        uplinks = pa.concat_tables(tables) if tables else self._empty_uplinks()
+        return self.decode_uplinks(
+            uplinks, bad_lines=bad, skipped=skipped, lines=lines, first_line=first, source=str(path)
+        )
+
+    def __repr__(self) -> str:
+        return f"Engine(classes={[dc.name for dc in self.classes]}, devices={self.registry.device_count})"
