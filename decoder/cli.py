@@ -1,0 +1,399 @@
+"""The ``decoder`` command line: a thin layer over :mod:`decoder.engine` and :mod:`decoder.sinks`.
+
+    decoder decode INPUT... --classes FILE [--devices FILE | --class ID] -o OUT
+    decoder check CLASSES...
+
+Exit codes: 0 success (also when some rows failed to decode: they are in
+the output with their error), 1 input could not be read or a script is
+bad, 2 usage. Expected errors print one line, ``decoder: error: ...``.
+
+Only the standard library is imported at module level, so ``decoder
+--help`` does not pay for numba or pyarrow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any, Sequence
+
+PROG = "decoder"
+FORMATS = ("parquet", "arrow", "csv", "jsonl")
+
+EPILOG_DECODE = """\
+devices (--devices FILE, repeatable):
+  a Firefly GET /devices response (each device's device_class_id), {"device": {...}},
+  a GET /device_classes/{id}/euis response named device_classes_<id>_euis.json
+  or given as ID=FILE, a JSON map {"<class id or name>": <euis response>}, or a
+  plain map {"<dev_eui or Helium device id>": <class id or name, or a list>}.
+  Without --devices and --class, a classes file with exactly one class decodes
+  every device.
+
+output (-o OUT, "-" for stdout; format from the suffix or --format):
+  .parquet  one file; several classes -> a directory partitioned by class
+  .arrow    Arrow IPC file (.arrows or stdout: IPC stream)
+  .csv      nested fields flattened to decoded.gps.latitude (.csv.gz compresses)
+  .jsonl    one JSON object per row (.jsonl.gz compresses)
+
+exit status: 0 done (rows that failed are in the output with their error),
+  1 input or classes could not be read, 2 usage.
+"""
+
+
+class _Usage(Exception):
+    """A usage error found after parsing (exit 2)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog=PROG,
+        description="Decode LoRaWAN uplinks of Firefly and Helium with Firefly device-class scripts, "
+                    "compiled to numba kernels, to Parquet, Arrow, CSV or JSON Lines.",
+    )
+    ap.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    dec = sub.add_parser(
+        "decode", help="decode JSON Lines packet files",
+        description="Decode JSON Lines files of Firefly and Helium packets (plain or .gz, '-' for stdin).",
+        epilog=EPILOG_DECODE, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    dec.add_argument("inputs", nargs="+", metavar="INPUT", help="JSON Lines file (.gz ok), '-' for stdin")
+    dec.add_argument("--classes", action="append", required=True, metavar="FILE",
+                     help="device classes: any Firefly /device_classes response, a class, a list, "
+                          "or a directory of .json files (repeatable)")
+    bind = dec.add_mutually_exclusive_group()
+    bind.add_argument("--devices", action="append", metavar="[CLASS=]FILE",
+                      help="which device uses which class (repeatable; see below)")
+    bind.add_argument("--class", dest="default_class", action="append", metavar="ID|NAME",
+                      help="decode every device with this class (repeatable: their ports choose)")
+    dec.add_argument("-o", "--output", required=True, metavar="OUT", help="output file, '-' for stdout")
+    dec.add_argument("--format", choices=FORMATS, help="output format (default: from the suffix of OUT)")
+    dec.add_argument("--errors", metavar="FILE",
+                     help="write every failed row and bad line with its input line number (JSON Lines)")
+    dec.add_argument("--include-hidden", action="store_true", help="also output variables of type hidden")
+    dec.add_argument("--chunk-size", default="16M", metavar="BYTES",
+                     help="bytes of input per chunk (default 16M; memory stays near a few chunks)")
+    dec.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    dec.set_defaults(func=cmd_decode, parser=dec)
+
+    chk = sub.add_parser(
+        "check", help="compile device classes and show their output schema",
+        description="Compile every device class (building its kernel) and print its layout and output "
+                    "schema. Exit 1 with the script error when a class is bad.",
+    )
+    chk.add_argument("classes", nargs="+", metavar="CLASSES", help="device-class file or directory")
+    chk.add_argument("--include-hidden", action="store_true", help="show the schema with hidden variables")
+    chk.add_argument("--no-kernel", action="store_true", help="check the scripts only; do not build kernels")
+    chk.set_defaults(func=cmd_check, parser=chk)
+    return ap
+
+
+class _VersionAction(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
+        sys.stdout.write(f"{PROG} {_version()}\n")
+        parser.exit()
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("decoder")
+    except Exception:
+        return "unknown"
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    return 1
+
+
+def _size(text: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in units and t[-1:] else ""
+    number = t[: len(t) - len(unit)]
+    try:
+        value = int(float(number) * units[unit])
+    except ValueError:
+        raise _Usage(f"--chunk-size: not a size: {text!r} (e.g. 16M)") from None
+    if value < 1024:
+        raise _Usage("--chunk-size must be at least 1K")
+    return value
+
+
+def _class_files(items: Sequence[str]) -> list[str]:
+    out = []
+    for item in items:
+        if os.path.isdir(item):
+            found = sorted(
+                os.path.join(item, f) for f in os.listdir(item) if f.lower().endswith(".json")
+            )
+            if not found:
+                raise _InputProblem(f"{item}: no .json files in this directory")
+            out.extend(found)
+        else:
+            out.append(item)
+    return out
+
+
+class _InputProblem(Exception):
+    """Input cannot be read (exit 1)."""
+
+
+def _devices_args(items: Sequence[str] | None) -> list[tuple[str | None, str]]:
+    out: list[tuple[str | None, str]] = []
+    for item in items or []:
+        if not os.path.exists(item) and "=" in item:
+            cls, _, path = item.partition("=")
+            if not cls or not path:
+                raise _Usage(f"--devices {item!r}: expected FILE or CLASS=FILE")
+            out.append((cls, path))
+        else:
+            out.append((None, item))
+    return out
+
+
+# -- decode ----------------------------------------------------------------------------
+
+
+class _Progress:
+    """A one-line progress display on stderr, only when stderr is a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.last = 0.0
+        self.shown = False
+
+    def update(self, label: str, rows: int, started: float, fraction: float | None) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self.last < 0.1:
+            return
+        self.last = now
+        rate = rows / (now - started) if now > started else 0.0
+        pct = f" {fraction * 100:5.1f}%" if fraction is not None else ""
+        bar = ""
+        if fraction is not None:
+            width = 24
+            done = int(width * min(max(fraction, 0.0), 1.0))
+            bar = " [" + "#" * done + "." * (width - done) + "]"
+        sys.stderr.write(f"\r\033[K{label}{bar}{pct} {rows:,} rows, {rate:,.0f} rows/s")
+        sys.stderr.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.enabled and self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+class _Tracked:
+    """A binary file whose read position (in the file on disk) is known, for the progress bar."""
+
+    def __init__(self, path: str) -> None:
+        self.raw = open(path, "rb")
+        self.size = os.fstat(self.raw.fileno()).st_size
+        head = self.raw.peek(2)[:2] if hasattr(self.raw, "peek") else b""
+        if head == b"\x1f\x8b":
+            import gzip
+
+            self.stream: Any = gzip.GzipFile(fileobj=self.raw, mode="rb")
+        else:
+            self.stream = self.raw
+        self.name = path
+
+    def fraction(self) -> float | None:
+        try:
+            return self.raw.tell() / self.size if self.size else None
+        except (OSError, ValueError):
+            return None
+
+    def close(self) -> None:
+        self.stream.close()
+        self.raw.close()
+
+
+def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
+    # Usage checks that need no imports beyond the standard library.
+    if args.inputs.count("-") > 1:
+        raise _Usage("stdin ('-') can be read only once")
+    if args.output == "-" and args.errors == "-":
+        raise _Usage("--errors and -o cannot both be stdout")
+    chunk_bytes = _size(args.chunk_size)
+
+    from .sinks import STDOUT_FORMATS, detect_format
+
+    try:
+        fmt = detect_format(args.output, args.format)
+    except ValueError as err:
+        raise _Usage(str(err)) from None
+    if args.output == "-" and fmt not in STDOUT_FORMATS:
+        raise _Usage(f"{fmt} cannot be written to stdout; give a file name with -o")
+    for path in args.inputs:
+        if path != "-" and not os.path.isfile(path):
+            what = "is a directory" if os.path.isdir(path) else "no such file"
+            raise _InputProblem(f"cannot read {path}: {what}")
+
+    from .engine import Engine, Summary
+    from .errors import DecoderError
+    from .registry import Registry
+    from .sinks import ErrorSink, open_sink
+
+    registry = Registry()
+    for path in _class_files(args.classes):
+        registry.add_classes(path)
+    if not registry.classes:
+        raise _InputProblem("the classes files hold no device class")
+    for cls, path in _devices_args(args.devices):
+        registry.load_devices(path, device_class=cls)
+    for ref in args.default_class or []:
+        registry.bind_all(ref)
+    if not args.devices and not args.default_class:
+        if len(registry.classes) == 1:
+            registry.bind_all(registry.classes[0])
+        else:
+            names = ", ".join(repr(dc.name) for dc in registry.classes)
+            raise _Usage(
+                f"{len(registry.classes)} device classes loaded ({names}): say which device uses which "
+                "with --devices FILE, or decode everything with one class: --class ID|NAME"
+            )
+    if not registry.bound_classes:
+        raise _InputProblem("no device is bound to any of the loaded classes (check --devices)")
+
+    engine = Engine(registry, include_hidden=args.include_hidden, chunk_bytes=chunk_bytes)
+    summary = Summary()
+    progress = _Progress(sys.stderr.isatty() and not args.quiet)
+    sink = open_sink(args.output, fmt, engine)
+    errors = None
+    try:
+        errors = ErrorSink(args.errors) if args.errors else None
+        for path in args.inputs:
+            tracked = None
+            if path == "-":
+                source: Any = "-"
+                label = "stdin"
+            else:
+                tracked = _Tracked(path)
+                source = tracked.stream
+                label = path
+            try:
+                for chunk in engine.decode_stream(source, chunk_bytes=chunk_bytes, name=label):
+                    sink.write(chunk)
+                    if errors is not None:
+                        errors.write(chunk)
+                    summary.add(chunk)
+                    progress.update(label, summary.rows, summary.started,
+                                    tracked.fraction() if tracked else None)
+            except DecoderError as err:
+                text = str(err)
+                raise _InputProblem(text if label in text else f"{label}: {text}") from None
+            except OSError as err:
+                raise _InputProblem(f"cannot read {label}: {err.strerror or err}") from None
+            except EOFError as err:
+                raise _InputProblem(f"cannot read {label}: {err}") from None
+            finally:
+                if tracked is not None:
+                    tracked.close()
+        progress.clear()
+        written = sink.close()
+        if errors is not None:
+            errors.close()
+    except BaseException:
+        progress.clear()
+        sink.abort()
+        if errors is not None:
+            errors.abort()
+        raise
+    if not args.quiet:
+        sys.stderr.write(summary.format() + "\n")
+        sys.stderr.write(f"output     {written}\n")
+        if errors is not None:
+            sys.stderr.write(f"errors to  {args.errors} ({errors.count:,} records)\n")
+    return 0
+
+
+# -- check -----------------------------------------------------------------------------
+
+
+def _class_items(path: str) -> list[Any]:
+    """The class objects of a file, one by one, so every bad class is reported."""
+    import orjson
+
+    try:
+        with open(path, "rb") as f:
+            doc = orjson.loads(f.read())
+    except OSError as err:
+        raise _InputProblem(f"cannot read {path}: {err.strerror or err}") from None
+    except orjson.JSONDecodeError as err:
+        raise _InputProblem(f"{path}: not valid JSON: {err}") from None
+    items = doc.get("device_classes") if isinstance(doc, dict) and "device_classes" in doc else doc
+    return items if isinstance(items, list) and items else [doc]
+
+
+def cmd_check(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
+    import decoder
+    from .errors import ScriptError
+
+    bad = 0
+    total = 0
+    for path in _class_files(args.classes):
+        for item in _class_items(path):
+            total += 1
+            try:
+                dc = decoder.compile(item)
+                if not args.no_kernel:
+                    dc.kernel  # noqa: B018 - build (or load) the numba kernel now
+            except ScriptError as err:
+                bad += 1
+                sys.stderr.write(f"{PROG}: error: {path}: {err}\n")
+                continue
+            sys.stdout.write(f"{path}: {dc.explain()}\n")
+            if args.include_hidden:
+                sys.stdout.write(f"  arrow schema (with hidden):\n")
+                for line in str(dc.output_schema(include_hidden=True)).splitlines():
+                    sys.stdout.write(f"    {line}\n")
+            sys.stdout.write("\n")
+    sys.stdout.write(f"{total - bad} of {total} device classes ok\n")
+    return 1 if bad else 0
+
+
+# -- entry -------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = _parser()
+    args = ap.parse_args(argv)
+    sub = args.parser
+    try:
+        return args.func(args, sub)
+    except _Usage as err:
+        sub.print_usage(sys.stderr)
+        sys.stderr.write(f"{sub.prog}: error: {err}\n")
+        return 2
+    except _InputProblem as err:
+        return _fail(str(err))
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\n{PROG}: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        # stdout was closed early (`| head`): stop quietly, and keep Python from
+        # complaining again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except Exception as err:
+        from .errors import DecoderError
+
+        if isinstance(err, DecoderError):
+            return _fail(str(err))
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
