@@ -194,19 +194,19 @@ class _Progress:
 
 
 class _Tracked:
-    """A binary file whose read position (in the file on disk) is known, for the progress bar."""
+    """An input file whose read position on disk is known, for the progress bar.
+
+    The reader gets the raw file object and decompresses .gz itself; the
+    position of the raw file is the fraction of the file consumed.
+    """
 
     def __init__(self, path: str) -> None:
-        self.raw = open(path, "rb")
-        self.size = os.fstat(self.raw.fileno()).st_size
-        head = self.raw.peek(2)[:2] if hasattr(self.raw, "peek") else b""
-        if head == b"\x1f\x8b":
-            import gzip
-
-            self.stream: Any = gzip.GzipFile(fileobj=self.raw, mode="rb")
-        else:
-            self.stream = self.raw
-        self.name = path
+        try:
+            self.raw = open(path, "rb")
+            self.size = os.fstat(self.raw.fileno()).st_size
+        except OSError as err:
+            raise _InputProblem(f"cannot read {path}: {err.strerror or err}") from None
+        self.stream = self.raw
 
     def fraction(self) -> float | None:
         try:
@@ -215,7 +215,6 @@ class _Tracked:
             return None
 
     def close(self) -> None:
-        self.stream.close()
         self.raw.close()
 
 

@@ -127,7 +127,7 @@ class DecodedChunk:
 
     @property
     def decoded(self) -> int:
-        return self.rows - self.error.null_count if self.rows else 0
+        return self.error.null_count if self.rows else 0
 
     @property
     def errors(self) -> Counter:
