@@ -289,6 +289,8 @@ def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
                     summary.add(chunk)
                     progress.update(label, summary.rows, summary.started,
                                     tracked.fraction() if tracked else None)
+            except BrokenPipeError:
+                raise
             except DecoderError as err:
                 text = str(err)
                 raise _InputProblem(text if label in text else f"{label}: {text}") from None

@@ -63,7 +63,9 @@ def _norm_key(value: Any) -> str:
 
 
 def _class_label(ref: Any) -> str:
-    return f"{ref}" if isinstance(ref, int) else repr(ref)
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().isdigit()):
+        return str(ref).strip()
+    return repr(ref)
 
 
 class _Binding:
