@@ -451,11 +451,14 @@ class Engine:
     def decode(self, values: Any, *, first_line: int = 1) -> DecodedChunk:
         """Normalize and decode JSON values or lines (all at once) into one chunk.
 
-        ``values``: an iterable of JSON values, JSON text lines (str/bytes),
-        an open binary file, or a :class:`~pathlib.Path` of a JSON Lines file.
+        ``values``: an iterable of JSON values or of JSON text lines
+        (str/bytes), JSON Lines text, or the path of a JSON Lines file
+        (:class:`~pathlib.Path`, or a str that is not JSON text; ``.gz`` ok).
         """
         from .jsonl import normalize_values
 
+        if isinstance(values, str) and "\n" not in values and not values.lstrip().startswith(("{", "[")):
+            values = Path(values)  # a file name
         if isinstance(values, (Path, os.PathLike)):
             return self._decode_file(values)
         if isinstance(values, (str, bytes, bytearray)):

@@ -211,5 +211,5 @@ def test_decode_stream_in_small_chunks_matches_all_at_once(engine, tmp_path):
     streamed = pa.concat_tables([c.table for c in chunks])
     assert streamed.equals(whole)
     assert whole["line"].to_pylist() == list(range(1, 401))
-    by_class = engine.decode_packets_by_class(path)
+    by_class = engine.decode_packets_by_class(str(path))  # a file name as str works too
     assert by_class["Room Climate Sensor"].num_rows == 266
