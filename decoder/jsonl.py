@@ -1,0 +1,651 @@
+"""JSON Lines -> normalized Arrow tables, streamed in chunks of whole lines.
+
+    from decoder.jsonl import read_chunks
+    for chunk in read_chunks("packets.jsonl.gz"):
+        chunk.uplinks, chunk.receptions, chunk.bad_lines, chunk.skipped
+
+How a chunk is read (measured: see benchmarks/bench_ingest.py):
+
+1. The stream is cut after the last newline that fits in ``chunk_bytes``
+   (a line longer than that is read whole). Memory is bounded by the chunk,
+   never by the file.
+2. One numba pass counts the lines and notices lines that start with
+   whitespace (only those can be blank), so every Arrow row maps to its line
+   number. Digit strings under ``"reported_at"`` are turned into numbers in
+   place (Helium prints epoch milliseconds both ways), once a file shows them.
+3. ``pyarrow.json.read_json`` parses the chunk with ``RAW_SCHEMA`` (the union
+   of every shape's fields) on all cores.
+4. ``decoder.providers.normalize`` does the rest, vectorized.
+
+When Arrow rejects a chunk (a malformed line, a JSON array, a wrong-typed
+field, invalid UTF-8), the chunk is parsed again as one block to learn the
+failing row; the lines before it go through Arrow, the failing line through
+orjson, and so on. Errors Arrow does not locate are narrowed down by
+halving. Lines read by orjson are expanded (arrays, envelopes), their fields
+checked against the schema, and put into an Arrow table of the same schema:
+the same ``normalize`` handles both paths.
+"""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import io
+import os
+import re
+import sys
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import InputError
+from .providers._common import line_bounds
+
+__all__ = ["NormalizedChunk", "read_chunks", "normalize_values", "DEFAULT_CHUNK_BYTES"]
+
+DEFAULT_CHUNK_BYTES = 8 << 20
+_WS = b" \t\r\n"
+_ROW_RE = re.compile(r" in row (\d+)\s*$")
+_TYPE_RE = re.compile(r"Column\(([^)]*)\) changed from (\w+) to (\w+)")
+_LEAF_LINES = 64  # below this, a failing block is read line by line
+_MAX_ATTEMPTS = 64  # Arrow attempts per chunk before the rest goes line by line
+
+
+@dataclass
+class NormalizedChunk:
+    uplinks: pa.Table  # one row per uplink found, in input order (UPLINK_SCHEMA)
+    receptions: pa.Table  # one row per (uplink x gateway) (RECEPTION_SCHEMA)
+    bad_lines: list[tuple[int, str]]  # (1-based line number, reason), lines holding no uplink
+    skipped: collections.Counter  # skipped event kinds, e.g. {"helium:downlink": 3}
+    lines: int  # non-blank input lines consumed by this chunk
+    first_line: int  # line number of the chunk's first line
+
+    @property
+    def values(self) -> int:
+        """JSON values found: uplinks + bad + skipped (an array line counts its items)."""
+        return self.uplinks.num_rows + len(self.bad_lines) + sum(self.skipped.values())
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def _open(source) -> tuple[BinaryIO, str, list]:
+    """-> (binary stream, display name, things to close)."""
+    closers: list = []
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        if name == "-":
+            raw = sys.stdin.buffer
+            name = "<stdin>"
+        else:
+            try:
+                raw = open(name, "rb")
+            except OSError as e:
+                raise InputError(f"{name}: cannot open: {e.strerror or e}") from e
+            closers.append(raw)
+    elif hasattr(source, "read"):
+        raw = source
+        name = getattr(source, "name", None)
+        name = name if isinstance(name, str) else "<stream>"
+    else:
+        raise TypeError(f"read_chunks: expected a path, '-' or a binary file object, got {type(source).__name__}")
+    if not hasattr(raw, "peek"):
+        raw = io.BufferedReader(_RawAdapter(raw)) if not isinstance(raw, io.BufferedIOBase) else raw
+    try:
+        head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+    except OSError as e:
+        raise InputError(f"{name}: cannot read: {e}") from e
+    if isinstance(head, str):
+        raise TypeError(f"{name}: read_chunks needs a binary stream, not a text one")
+    if head == b"\x1f\x8b" or name.endswith(".gz"):
+        raw = gzip.GzipFile(fileobj=raw, mode="rb")
+        closers.insert(0, raw)
+    return raw, name, closers
+
+
+class _RawAdapter(io.RawIOBase):
+    """Any object with read(n) -> bytes, as a raw stream BufferedReader can wrap."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        data = self._f.read(len(b))
+        if isinstance(data, str):
+            raise TypeError("read_chunks needs a binary stream, not a text one")
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+def _blocks(stream: BinaryIO, name: str, chunk_bytes: int, lines_before: list) -> Iterator[bytearray]:
+    """Chunks of whole lines (the last one may lack its newline). lines_before[0]
+    is kept up to date by the caller, for error messages."""
+    carry = bytearray()
+
+    def read(n):
+        try:
+            return stream.read(n)
+        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
+            what = "truncated gzip data" if isinstance(e, EOFError) else "corrupt gzip data" \
+                if isinstance(e, (gzip.BadGzipFile, zlib.error)) or "gzip" in str(e).lower() else "read error"
+            raise InputError(f"{name}: {what} after line {lines_before[0]}: {e}") from e
+
+    while True:
+        data = read(chunk_bytes)
+        if not data:
+            if carry:
+                yield carry
+            return
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry += data
+            continue
+        block = carry
+        block += memoryview(data)[: cut + 1]
+        carry = bytearray(memoryview(data)[cut + 1:])
+        yield block
+
+
+# --------------------------------------------------------------------------- chunk processing
+
+
+class _Reader:
+    """Turns chunks of JSON Lines into NormalizedChunks.
+
+    State kept across chunks: whether to rewrite digit-string epoch
+    milliseconds, and which field groups to parse with (the groups the
+    previous part used: a Firefly-only file is parsed without Helium's
+    fields, which Arrow would otherwise pay for on every row)."""
+
+    def __init__(self, name: str = "<input>"):
+        import pyarrow.json as pj
+
+        from .providers import ALL_GROUPS, describe_other, normalize, prepare_object, raw_schema, raw_table
+        from .providers._common import kernels
+        from .providers._kernels import _PATTERN
+
+        self.name = name
+        self.pj = pj
+        self.normalize = normalize
+        self.prepare_object = prepare_object
+        self.raw_table = raw_table
+        self.raw_schema = raw_schema
+        self.describe_other = describe_other
+        self.all_groups = ALL_GROUPS
+        self.k = kernels()
+        self.pattern = _PATTERN
+        self.unquote = False  # rewrite "reported_at": "<digits>" as a number
+        self.text = False  # read the top-level reported_at as a string
+        self.groups = ALL_GROUPS
+        self._options: dict = {}
+
+    # -- Arrow ---------------------------------------------------------------
+    def _read_json(self, data, groups, text: bool = False) -> pa.Table:
+        key = (groups, text)
+        opts = self._options.get(key)
+        if opts is None:
+            opts = self.pj.ParseOptions(explicit_schema=self.raw_schema(groups, text),
+                                        unexpected_field_behavior="ignore")
+            self._options[key] = opts
+        # One block: Arrow's row numbers in errors are then exact, and every
+        # column comes out as a single array. Parallelism is ours (see process).
+        ropts = self.pj.ReadOptions(use_threads=False, block_size=max(len(data) + 1, 1 << 16))
+        return self.pj.read_json(pa.BufferReader(pa.py_buffer(data)), read_options=ropts, parse_options=opts)
+
+    def _parse(self, data, a: np.ndarray, state: dict):
+        """(Arrow table of data, or the ArrowInvalid; a function parsing again with
+        more field groups). Learns how this input prints reported_at: epoch
+        milliseconds as numbers (bodies), as strings (device events), or both,
+        in which case the strings are turned into numbers in place (a part
+        whose text was not yet rewritten is rewritten first: a is the whole part
+        data lies in, state["patched"] says whether it was)."""
+        groups = self.groups
+        err = None
+        for _ in range(4):
+            text = self.text and not self.unquote
+            try:
+                table = self._read_json(data, groups, text)
+                return table, (lambda more, text=text: self._read_json(data, groups | more, text))
+            except pa.ArrowInvalid as e:
+                err = e
+            m = _TYPE_RE.search(str(err))
+            if not m or not m.group(1).endswith("/reported_at"):
+                break
+            path, was, got = m.groups()
+            if path == "/reported_at" and not self.unquote and was == "number" and got == "string" and not text:
+                self.text = True  # device events: read reported_at as text
+                continue
+            if state["patched"]:
+                break
+            self.unquote = True  # both forms: rewrite "123" as 123, read numbers
+            self.k.unquote_reported_at(a, self.pattern)
+            state["patched"] = True
+        return err, None
+
+    # -- one chunk -----------------------------------------------------------
+    def process(self, buf: bytearray, first_line: int) -> NormalizedChunk:
+        """A chunk of whole lines -> NormalizedChunk. The chunk is cut into one
+        part per core at line boundaries; each part is scanned, parsed and
+        normalized in its own thread (Arrow, numpy and numba release the GIL)."""
+        n = len(buf)
+        self.last_lines = 0
+        if n == 0:
+            return _empty_chunk(first_line)
+        bounds = _split(buf, _workers() if n >= _MIN_PART_BYTES * 2 else 1)
+        view = memoryview(buf)
+        a = np.frombuffer(buf, dtype=np.uint8)
+        if len(bounds) == 1:
+            scans = [line_bounds(a)]
+        else:
+            scans = list(_pool().map(lambda b: line_bounds(a[b[0]:b[1]]), bounds))
+        jobs = []
+        line = first_line
+        for (s, e), scan in zip(bounds, scans):
+            jobs.append((view[s:e], a[s:e], line, scan))
+            line += len(scan[0])
+        self.last_lines = line - first_line  # every line, blank ones included
+        if len(jobs) == 1:
+            results = [self._part(*jobs[0])]
+        else:
+            results = list(_pool().map(lambda j: self._part(*j), jobs))
+        pieces = [p for ps, _ in results for p in ps]
+        nonblank = sum(nb for _, nb in results)
+        if nonblank == 0:
+            return _empty_chunk(first_line, lines=0)
+        return _merge(pieces, first_line, nonblank)
+
+    def _part(self, buf: memoryview, a: np.ndarray, first_line: int, scan) -> tuple[list, int]:
+        """One part of a chunk -> (Normalized pieces in line order, non-blank lines)."""
+        starts, ends, non_ascii = scan
+        state = {"patched": False}
+        if self.unquote:
+            self.k.unquote_reported_at(a, self.pattern)
+            state["patched"] = True
+        keep = _nonblank(a, starts, ends)
+        if keep.all():
+            line_no = np.arange(first_line, first_line + len(starts), dtype=np.int64)
+        else:
+            idx = np.flatnonzero(keep)
+            starts, ends = starts[idx], ends[idx]
+            line_no = first_line + idx
+        nonblank = len(line_no)
+        if nonblank == 0:
+            return [], 0
+        if not non_ascii or _first_non_utf8(buf, None) is None:
+            table, again = self._parse(buf, a, state)
+            if isinstance(table, pa.Table) and table.num_rows == nonblank:  # else: a line holding two values
+                norm = self._normalize_run(table, again, buf, (starts, ends), line_no)
+                if norm is not None:
+                    return [norm], nonblank
+        pieces: list = []
+        self._careful(buf, starts, ends, line_no, pieces, state)
+        return pieces, nonblank
+
+    def _normalize_run(self, table, again, buf, bounds, line_no):
+        """Normalize rows Arrow parsed from buf; row i is the line line_no[i], whose
+        text is buf[bounds[0][i]:bounds[1][i]]. again(groups) parses buf again
+        with more field groups, when the rows need them. None if Arrow then
+        rejects the text (the caller goes line by line)."""
+        groups = frozenset()
+        for _ in range(4):
+            norm = self.normalize(table, line_no)
+            if not norm.needs:
+                break
+            groups = groups | norm.needs
+            try:
+                table = again(groups)
+            except pa.ArrowInvalid:
+                return None
+        if norm.used:
+            self.groups = frozenset(norm.used | ({"firefly"} if "firefly_full" in norm.used else set()))
+        if len(norm.unknown):
+            other = self._judge_unknown(norm, buf, bounds, line_no)
+            if other is None or other.uplinks.num_rows:
+                # Cannot happen with a schema of every group; with fewer, parse again.
+                try:
+                    table = again(self.all_groups)
+                except pa.ArrowInvalid:
+                    return None
+                norm = self.normalize(table, line_no)
+                other = self._judge_unknown(norm, buf, bounds, line_no)
+                if other is None or other.uplinks.num_rows:  # pragma: no cover
+                    raise AssertionError("rows of no known shape turned out to be uplinks")
+            norm.bad.extend(other.bad)
+            norm.skipped.update(other.skipped)
+        norm.first = int(line_no[0]) if len(line_no) else 0
+        return norm
+
+    def _judge_unknown(self, norm, buf, bounds, line_no):
+        """Rows of no known shape: read their text with orjson and judge them with
+        every field (the schema may lack the fields that would have made them,
+        say, a down packet; or they are an envelope it does not carry)."""
+        import orjson
+
+        starts, ends = bounds
+        items = []
+        extra = []
+        for r, j in zip(norm.unknown, norm.unknown_packet):
+            line = int(line_no[r])
+            obj = orjson.loads(bytes(buf[starts[r]:ends[r]]))
+            if j >= 0:  # a packet of an envelope, parsed with every Firefly field
+                skipped, reason = self.describe_other(obj["packets"][j])
+                extra.append((line, skipped, reason))
+            else:
+                items.append((line, obj))
+        other = self.values(items) if items else None
+        if other is None:
+            from .providers import Normalized
+            from .providers._common import empty_receptions, empty_uplinks
+
+            other = Normalized(empty_uplinks(), empty_receptions())
+        for line, skipped, reason in extra:
+            other.skipped.update(skipped)
+            if reason:
+                other.bad.append((line, reason))
+        return other
+
+    # -- the careful path ------------------------------------------------------
+    def _careful(self, buf, starts, ends, line_no, pieces, state=None):
+        """Non-blank lines [starts[i], ends[i]) of buf, numbered line_no[i]: Arrow
+        for the runs it accepts, orjson for the lines it does not."""
+        attempts = 0
+        a = np.frombuffer(buf, dtype=np.uint8)
+        state = {"patched": False} if state is None else state
+        todo = [(0, len(starts))]
+        while todo:
+            s, e = todo.pop()
+            while s < e:
+                if e - s <= _LEAF_LINES or attempts >= _MAX_ATTEMPTS:
+                    pieces.append(self._slow_lines(buf, starts[s:e], ends[s:e], line_no[s:e]))
+                    break
+                attempts += 1
+                data = memoryview(buf)[starts[s]:ends[e - 1]]
+                bad_at = _first_non_utf8(data, starts[s:e] - starts[s])
+                table = None
+                if bad_at is None:
+                    table, again = self._parse(data, a, state)
+                    if isinstance(table, pa.Table):
+                        if table.num_rows == e - s:
+                            norm = self._normalize_run(table, again, data, (starts[s:e] - starts[s],
+                                                                             ends[s:e] - starts[s]), line_no[s:e])
+                            if norm is not None:
+                                pieces.append(norm)
+                                break
+                        # a line holding two values, or rejected with more groups: halve
+                    else:
+                        m = _ROW_RE.search(str(table))
+                        bad_at = int(m.group(1)) if m else None
+                        if bad_at is not None and not (0 <= bad_at < e - s):
+                            bad_at = None
+                if bad_at is None:
+                    mid = (s + e) // 2
+                    todo.append((mid, e))
+                    e = mid
+                    continue
+                # The lines before the failing one go to Arrow (now), the failing
+                # one to orjson and the rest to Arrow again (later).
+                if bad_at > 0:
+                    todo.append((s + bad_at + 1, e))
+                    todo.append((s + bad_at, s + bad_at + 1))
+                    e = s + bad_at
+                    continue
+                pieces.append(self._slow_lines(buf, starts[s:s + 1], ends[s:s + 1], line_no[s:s + 1]))
+                s += 1
+        # `todo` is a stack: put the pieces back in line order.
+        pieces.sort(key=_piece_first_line)
+
+    def _slow_lines(self, buf, starts, ends, line_no):
+        import orjson
+
+        items = []
+        for s, e, line in zip(starts, ends, line_no):
+            text = bytes(buf[s:e])
+            try:
+                items.append((int(line), orjson.loads(text)))
+            except orjson.JSONDecodeError as exc:
+                items.append((int(line), _Bad(f"malformed JSON: {exc}")))
+        norm = self.values(items)
+        norm.first = int(line_no[0]) if len(line_no) else 0
+        return norm
+
+    # -- Python values -----------------------------------------------------------
+    def values(self, items: list[tuple[int, Any]]):
+        """(line, parsed JSON value) pairs -> Normalized (the slow path)."""
+        rows, lines, errors, whys, objs = [], [], [], [], []
+        bad: list[tuple[int, str]] = []
+        skipped: collections.Counter = collections.Counter()
+        for line, value in items:
+            if isinstance(value, _Bad):
+                bad.append((line, value.reason))
+                continue
+            for obj, prefix in _expand(value, skipped):
+                if not isinstance(obj, dict):
+                    bad.append((line, f"{prefix}expected a JSON object, got {_kind(obj)}"))
+                    continue
+                row, error, why = self.prepare_object(obj)
+                rows.append(row)
+                lines.append(line)
+                errors.append(error)
+                whys.append(why)
+                objs.append(obj)
+        table = self.raw_table(rows)
+        norm = self.normalize(
+            table,
+            np.array(lines, dtype=np.int64),
+            pa.array(errors, pa.string()) if any(errors) else None,
+            pa.array(whys, pa.string()) if any(whys) else None,
+        )
+        for r in norm.unknown:
+            s, reason = self.describe_other(objs[r])
+            norm.skipped.update(s)
+            if reason:
+                norm.bad.append((lines[r], reason))
+        norm.bad.extend(bad)
+        norm.skipped.update(skipped)
+        return norm
+
+
+class _Bad:
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _kind(v) -> str:
+    from .providers import _kind as k
+
+    return k(v)
+
+
+def _expand(value, skipped):
+    """A parsed JSON value -> (object, label prefix) for each candidate uplink:
+    arrays yield their items, Firefly envelopes their packets."""
+    if isinstance(value, list):
+        if not value:
+            skipped["empty_array"] += 1
+        for i, item in enumerate(value):
+            for obj, prefix in _expand_object(item, skipped):
+                yield obj, f"item {i}: {prefix}"
+    else:
+        yield from _expand_object(value, skipped)
+
+
+def _expand_object(value, skipped):
+    if isinstance(value, dict) and isinstance(value.get("packets"), list):
+        packets = value["packets"]
+        if not packets:
+            skipped["firefly:empty_envelope"] += 1
+        for j, p in enumerate(packets):
+            yield p, f"packets[{j}]: "
+    else:
+        yield value, ""
+
+
+def _piece_first_line(norm) -> int:
+    return getattr(norm, "first", 0)
+
+
+def _nonblank(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Lines holding something other than whitespace. Only empty lines and
+    lines that start with a byte <= 0x20 are looked at in Python."""
+    keep = ends > starts
+    if len(a) == 0 or len(starts) == 0:
+        return keep
+    first = a[np.minimum(starts, len(a) - 1)]
+    for i in np.flatnonzero(keep & (first <= 32)):
+        if not bytes(a[starts[i]:ends[i]]).strip(_WS):
+            keep[i] = False
+    return keep
+
+
+def _first_non_utf8(data: memoryview, starts: np.ndarray) -> int | None:
+    """Index of the first line holding invalid UTF-8, or None."""
+    b = bytes(data) if not isinstance(data, (bytes, bytearray)) else data
+    if b.isascii():
+        return None
+    try:
+        b.decode("utf-8")
+        return None
+    except UnicodeDecodeError as e:
+        return 0 if starts is None else int(np.searchsorted(starts, e.start, side="right") - 1)
+
+
+_MIN_PART_BYTES = 1 << 20
+_POOL = None
+
+
+def _workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _pool():
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="decoder-jsonl")
+    return _POOL
+
+
+def _split(buf, parts: int) -> list[tuple[int, int]]:
+    """Byte ranges of about len/parts each, cut after a newline."""
+    n = len(buf)
+    out = []
+    start = 0
+    for k in range(1, parts):
+        cut = buf.find(b"\n", max(start, n * k // parts))
+        if cut < 0 or cut + 1 >= n:
+            break
+        out.append((start, cut + 1))
+        start = cut + 1
+    out.append((start, n))
+    return out
+
+
+def _empty_chunk(first_line: int, lines: int = 0) -> NormalizedChunk:
+    from .providers._common import empty_receptions, empty_uplinks
+
+    return NormalizedChunk(empty_uplinks(), empty_receptions(), [], collections.Counter(), lines, first_line)
+
+
+def _merge(pieces: list, first_line: int, lines: int) -> NormalizedChunk:
+    from .providers._common import RECEPTION_SCHEMA, UPLINK_SCHEMA
+
+    if len(pieces) == 1:
+        p = pieces[0]
+        bad = sorted(p.bad, key=lambda x: x[0]) if len(p.bad) > 1 else p.bad
+        return NormalizedChunk(p.uplinks, p.receptions, bad, p.skipped, lines, first_line)
+    uplinks, receptions, bad = [], [], []
+    skipped: collections.Counter = collections.Counter()
+    offset = 0
+    for p in pieces:
+        uplinks.append(p.uplinks)
+        r = p.receptions
+        if offset and r.num_rows:
+            import pyarrow.compute as pc
+
+            r = r.set_column(0, "packet_index", pc.add(r.column(0), offset))
+        receptions.append(r)
+        offset += p.uplinks.num_rows
+        bad.extend(p.bad)
+        skipped.update(p.skipped)
+    bad.sort(key=lambda x: x[0])
+    return NormalizedChunk(
+        pa.concat_tables(uplinks) if uplinks else UPLINK_SCHEMA.empty_table(),
+        pa.concat_tables(receptions) if receptions else RECEPTION_SCHEMA.empty_table(),
+        bad,
+        skipped,
+        lines,
+        first_line,
+    )
+
+
+# --------------------------------------------------------------------------- public
+
+
+def read_chunks(source, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[NormalizedChunk]:
+    """Stream JSON Lines from a path (``.gz`` by suffix or magic bytes), ``"-"``
+    for stdin, or a binary file object, as NormalizedChunks of about
+    ``chunk_bytes`` of input each. Lazy: one chunk is read per item."""
+    if chunk_bytes < 1:
+        raise ValueError("chunk_bytes must be positive")
+    stream, name, closers = _open(source)
+    reader = _Reader(name)
+    line = 1
+    progress = [0]  # lines read so far, for error messages
+    try:
+        for block in _blocks(stream, name, chunk_bytes, progress):
+            chunk = reader.process(block, line)
+            line += reader.last_lines
+            progress[0] = line - 1
+            yield chunk
+    finally:
+        for c in closers:
+            try:
+                c.close()
+            except Exception:  # pragma: no cover
+                pass
+
+
+def normalize_values(values: Iterable[Any], first_line: int = 1) -> NormalizedChunk:
+    """Normalize in-memory packets: each item is one JSON value (dict or list)
+    or one JSON text (str or bytes). Item k gets the line number first_line + k;
+    blank text items are skipped (like blank lines)."""
+    items = values if isinstance(values, (list, tuple)) else list(values)
+    reader = _Reader("<values>")
+    texts = all(isinstance(v, (str, bytes, bytearray)) for v in items)
+    if texts and items:
+        encoded = [v.encode() if isinstance(v, str) else bytes(v) for v in items]
+        if not any(b"\n" in v for v in encoded):
+            chunk = reader.process(bytearray(b"\n".join(encoded) + b"\n"), first_line)
+            return chunk
+    import orjson
+
+    parsed = []
+    nonblank = 0
+    for k, v in enumerate(items):
+        line = first_line + k
+        if isinstance(v, (str, bytes, bytearray)):
+            if not (v.strip() if isinstance(v, str) else bytes(v).strip(_WS)):
+                continue
+            try:
+                v = orjson.loads(v)
+            except orjson.JSONDecodeError as exc:
+                parsed.append((line, _Bad(f"malformed JSON: {exc}")))
+                nonblank += 1
+                continue
+        parsed.append((line, v))
+        nonblank += 1
+    if not parsed:
+        return _empty_chunk(first_line)
+    norm = reader.values(parsed)
+    return _merge([norm], first_line, nonblank)
