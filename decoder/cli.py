@@ -224,6 +224,11 @@ def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
         raise _Usage("stdin ('-') can be read only once")
     if args.output == "-" and args.errors == "-":
         raise _Usage("--errors and -o cannot both be stdout")
+    targets = [os.path.abspath(p) for p in (args.output, args.errors) if p and p != "-"]
+    if len(set(targets)) < len(targets):
+        raise _Usage("--errors and -o name the same file")
+    if set(targets) & {os.path.abspath(p) for p in args.inputs if p != "-"}:
+        raise _Usage("the output would replace an input file")
     chunk_bytes = _size(args.chunk_size)
 
     from .sinks import STDOUT_FORMATS, detect_format

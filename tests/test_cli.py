@@ -1,0 +1,308 @@
+"""The decoder command line, run as a user would: a subprocess per command.
+
+Every subprocess shares the session's kernel cache (DECODER_CACHE_DIR, set
+in conftest), so only the first one compiles kernels; the rest load them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.dataset as ds
+import pyarrow.ipc as ipc
+import pyarrow.json as pjson
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import ROOT
+
+CLASSES = ROOT / "samples" / "classes"
+GROUPS = ["Test Device Class:9:2", "Room Climate Sensor:6:1", "Multi Sensor:10:1"]
+N = 300
+EXTRA = [
+    "{not json",                                                  # bad line
+    '{"category": "downlink", "sub_category": "downlink_ack", "data": {}, "device_id": "x", "id": "y",'
+    ' "reported_at": "1632352528562"}',                           # skipped kind
+    '{"device_eui": "00000000DEADBEEF", "payload": "0102", "port": 9, "received_at": "2016-06-22T09:35:35",'
+    ' "uid": "u-1", "fcnt": 1, "gwrx": []}',                      # a device no class is bound to
+    '{"device_eui": "70B3D57ED0000001", "payload": "0Z", "port": 2, "received_at": "2016-06-22T09:35:35",'
+    ' "uid": "u-2", "fcnt": 2, "gwrx": []}',                      # bad hex payload
+]
+
+
+def run(*args: str, stdin: bytes | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "decoder", *map(str, args)], input=stdin, capture_output=True,
+        cwd=cwd, timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """Packets of the three sample classes (generate.py), plus bad and unbound lines."""
+    d = tmp_path_factory.mktemp("cli")
+    cmd = [sys.executable, str(ROOT / "samples" / "generate.py"), "-n", str(N), "-o", str(d / "gen.jsonl"),
+           "--devices", "30", "--devices-out", str(d / "devices.json"),
+           "--device-ids-out", str(d / "device_ids.json"), "--seed", "3"]
+    for g in GROUPS:
+        cmd += ["--group", g]
+    subprocess.run(cmd, check=True, timeout=60)
+    lines = (d / "gen.jsonl").read_text().splitlines()
+    (d / "packets.jsonl").write_text("\n".join(lines[:100] + EXTRA + lines[100:]) + "\n")
+    with gzip.open(d / "packets.jsonl.gz", "wb") as f:
+        f.write((d / "packets.jsonl").read_bytes())
+    return d
+
+
+def decode_args(data: Path, out: str, *more: str) -> list[str]:
+    return ["decode", data / "packets.jsonl", "--classes", CLASSES, "--devices", data / "devices.json",
+            "--devices", data / "device_ids.json", "-o", out, *more]
+
+
+def summary_numbers(stderr: str) -> dict[str, int]:
+    out = {}
+    for line in stderr.splitlines():
+        parts = line.split()
+        key = "bad lines" if line.startswith("bad lines") else parts[0] if parts else ""
+        if key in ("decoded", "errors", "skipped", "bad lines"):
+            value = line[len(key):].split()[0].replace(",", "")
+            if value.isdigit():
+                out[key] = int(value)
+        if line.startswith("rows in"):
+            out["rows in"] = int(parts[2].replace(",", ""))
+    return out
+
+
+# -- help and usage ------------------------------------------------------------------------
+
+
+def test_help_imports_neither_numba_nor_pyarrow():
+    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "decoder", "--help"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "decode" in res.stdout and "check" in res.stdout
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in res.stderr.splitlines() if "|" in line}
+    assert not imported & {"numba", "pyarrow", "numpy", "llvmlite"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["decode", "x.jsonl", "-o", "out.parquet"], "--classes"),
+    (["decode", "x.jsonl", "--classes", "c.json", "--devices", "d.json", "--class", "2", "-o", "o.csv"],
+     "not allowed with"),
+    (["decode", "x.jsonl", "--classes", "c.json", "-o", "out.unknown"], "--format"),
+    (["decode", "x.jsonl", "--classes", "c.json", "-o", "-", "--format", "parquet"], "stdout"),
+    (["decode", "-", "-", "--classes", "c.json", "-o", "o.csv"], "stdin"),
+    (["decode", "x.jsonl", "--classes", "c.json", "-o", "x.jsonl"], "replace an input"),
+    (["decode", "x.jsonl", "--classes", "c.json", "-o", "o.csv", "--errors", "o.csv"], "same file"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_usage_errors_exit_2(args, message):
+    res = run(*args)
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr.decode()
+
+
+def test_several_classes_without_devices_is_a_usage_error(data):
+    res = run("decode", data / "packets.jsonl", "--classes", CLASSES, "-o", data / "x.parquet")
+    assert res.returncode == 2
+    assert b"--devices" in res.stderr and not (data / "x.parquet").exists()
+
+
+# -- decode: every format, read back with pyarrow -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def parquet_run(data):
+    out = data / "mixed.parquet"
+    res = run(*decode_args(data, out, "--errors", data / "errors.jsonl"))
+    assert res.returncode == 0, res.stderr.decode()
+    return out, res
+
+
+def test_parquet_of_mixed_classes_is_a_dataset_partitioned_by_class(parquet_run):
+    out, res = parquet_run
+    assert out.is_dir()
+    parts = sorted(p.name for p in out.iterdir())
+    assert parts == ["device_class=Multi Sensor", "device_class=Room Climate Sensor",
+                     "device_class=Test Device Class", "device_class=__HIVE_DEFAULT_PARTITION__"]
+    gps = pq.read_table(out / "device_class=Test Device Class")
+    assert "device_class" not in gps.column_names  # it is the partition key
+    assert gps.schema.field("decoded").type.get_field_index("gps") >= 0
+    climate = pq.read_table(out / "device_class=Room Climate Sensor")
+    assert {"temperature", "humidity", "alarm"} <= {f.name for f in climate.schema.field("decoded").type}
+    # one class at a time through the dataset API, the partition key restored from the path
+    one = ds.dataset(out, format="parquet", partitioning="hive").to_table(
+        filter=ds.field("device_class") == "Room Climate Sensor", columns=["line", "device_class"])
+    assert one.num_rows == climate.num_rows
+    none = pq.read_table(out / "device_class=__HIVE_DEFAULT_PARTITION__")
+    assert set(none["error"].to_pylist()) == {"no device class"}
+    total = sum(pq.read_metadata(p / "part-0.parquet").num_rows for p in out.iterdir())
+    assert total == N + 2  # the unbound device and the bad payload are rows too
+
+
+def test_summary_on_stderr_reconciles(parquet_run):
+    _, res = parquet_run
+    assert res.stdout == b""
+    text = res.stderr.decode()
+    nums = summary_numbers(text)
+    assert nums["rows in"] == nums["decoded"] + nums["errors"] + nums["skipped"]
+    assert nums["skipped"] == 1 and nums["bad lines"] == 1
+    assert "no device class" in text and "rows/s" in text and "helium:downlink" in text
+    assert "\r" not in text  # no progress bar when stderr is not a terminal
+
+
+def test_errors_file_has_every_failed_row_with_its_line(parquet_run, data):
+    _, res = parquet_run
+    records = [json.loads(x) for x in (data / "errors.jsonl").read_text().splitlines()]
+    nums = summary_numbers(res.stderr.decode())
+    assert len(records) == nums["errors"] + nums["bad lines"]
+    by_line = {r["line"]: r for r in records}
+    assert by_line[101]["error"].startswith("malformed JSON") and set(by_line[101]) == {"input", "line", "error"}
+    assert by_line[103]["error"] == "no device class" and by_line[103]["dev_eui"] == "00000000DEADBEEF"
+    assert "hex" in by_line[104]["error"] and by_line[104]["device_class"] == "Test Device Class"
+    assert all(r["input"].endswith("packets.jsonl") for r in records)
+    assert [r["line"] for r in records] == sorted(r["line"] for r in records)
+
+
+def test_arrow_csv_jsonl_read_back(data, parquet_run):
+    out_pq, _ = parquet_run
+    expected_rows = N + 2
+    for name in ("out.arrow", "out.csv", "out.jsonl.gz"):
+        res = run(*decode_args(data, data / name, "-q"))
+        assert res.returncode == 0, res.stderr.decode()
+        assert res.stderr == b""  # -q
+    arrow = ipc.open_file(data / "out.arrow").read_all()
+    assert arrow.num_rows == expected_rows
+    assert pa.types.is_struct(arrow.schema.field("decoded").type)
+    assert {f.name for f in arrow.schema.field("decoded").type} == {
+        "Test Device Class", "Room Climate Sensor", "Multi Sensor"}
+    assert pa.types.is_timestamp(arrow.schema.field("received_at").type)
+
+    csv = pcsv.read_csv(data / "out.csv")
+    assert csv.num_rows == expected_rows
+    assert {"decoded.gps.latitude", "decoded.temperature", "decoded.status.tamper", "device_class",
+            "error", "line"} <= set(csv.column_names)
+    assert csv["line"].to_pylist() == arrow["line"].to_pylist()  # input order kept
+    gps_rows = [r for r in csv.to_pylist() if r["device_class"] == "Test Device Class" and not r["error"]]
+    assert gps_rows and all(-90 <= r["decoded.gps.latitude"] <= 90 for r in gps_rows)
+
+    jl = pjson.read_json(data / "out.jsonl.gz")
+    assert jl.num_rows == expected_rows
+    rows = [json.loads(x) for x in gzip.open(data / "out.jsonl.gz").read().splitlines()]
+    climate = next(r for r in rows if r["device_class"] == "Room Climate Sensor" and r["error"] is None)
+    assert climate["decoded"]["alarm"] in ("TRUE", "FALSE")  # the class's own object, not a struct of classes
+    assert isinstance(climate["payload"], str) and climate["received_at"].endswith("Z")
+
+
+def test_single_class_gz_input_to_one_parquet_file(data):
+    out = data / "single.parquet"
+    res = run("decode", data / "packets.jsonl.gz", "--classes", CLASSES, "--class", "2", "-o", out)
+    assert res.returncode == 0, res.stderr.decode()
+    t = pq.read_table(out)
+    assert t.num_rows == N + 2
+    assert t.schema.field("decoded").type.get_field_index("gps") == 0
+    assert set(t["device_class"].to_pylist()) == {"Test Device Class"}
+
+
+def test_stdin_to_stdout(data):
+    src = (data / "packets.jsonl").read_bytes()
+    res = run("decode", "-", "--classes", CLASSES / "test_device_class.json", "-o", "-", stdin=src)
+    assert res.returncode == 0, res.stderr.decode()
+    rows = [json.loads(x) for x in res.stdout.splitlines()]
+    assert len(rows) == N + 2 and rows[0]["line"] == 1
+    assert b"rows in" in res.stderr
+    res = run("decode", "-", "--classes", CLASSES / "test_device_class.json", "-o", "-", "--format", "arrow",
+              "-q", stdin=src)
+    assert res.returncode == 0
+    assert ipc.open_stream(pa.BufferReader(res.stdout)).read_all().num_rows == N + 2
+
+
+# -- failures: exit 1, nothing partial left behind ------------------------------------------------
+
+
+def test_unreadable_input_exits_1_without_partial_output(data, tmp_path):
+    whole = (data / "packets.jsonl.gz").read_bytes()
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(whole[: len(whole) // 2])  # truncated gzip: fails after the first chunks
+    out = tmp_path / "out.csv"
+    res = run("decode", data / "packets.jsonl", broken, "--classes", CLASSES / "test_device_class.json",
+              "-o", out, "--errors", tmp_path / "errors.jsonl", "--chunk-size", "16K")
+    assert res.returncode == 1
+    err = res.stderr.decode()
+    assert err.startswith("decoder: error: ") and "broken.jsonl.gz" in err and "Traceback" not in err
+    assert sorted(os.listdir(tmp_path)) == ["broken.jsonl.gz"]  # no output, no temp files
+
+
+def test_failure_keeps_the_previous_output(data, tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text("previous\n")
+    res = run("decode", tmp_path / "missing.jsonl", "--classes", CLASSES / "test_device_class.json", "-o", out)
+    assert res.returncode == 1 and b"missing.jsonl" in res.stderr
+    assert out.read_text() == "previous\n"
+
+
+def test_bad_script_exits_1_with_the_script_error(tmp_path, data):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"name": "Broken", "id": 5, "script": {
+        "parseElements": [{"type": "int", "target": "x", "bits": "8"}],
+        "calculateElements": [{"target": "y", "formula": "x +* 2"}]}}))
+    res = run("decode", data / "packets.jsonl", "--classes", bad, "-o", tmp_path / "o.csv")
+    assert res.returncode == 1
+    err = res.stderr.decode()
+    assert err.startswith("decoder: error: ") and "Broken" in err and "Traceback" not in err
+    assert not (tmp_path / "o.csv").exists()
+    res = run("check", bad, CLASSES / "test_device_class.json", "--no-kernel")
+    assert res.returncode == 1
+    assert b"Broken" in res.stderr and b"^" in res.stderr
+    assert b"Test Device Class" in res.stdout and b"1 of 2 device classes ok" in res.stdout
+
+
+def test_check_shows_every_class_and_its_schema():
+    res = run("check", CLASSES, "--include-hidden")
+    assert res.returncode == 0, res.stderr.decode()
+    out = res.stdout.decode()
+    for name in ("Test Device Class", "Room Climate Sensor", "Multi Sensor"):
+        assert name in out
+    assert "gps: struct<latitude: double, longitude: double, altitude: int16>" in out
+    assert "ports: 3, 4" in out and "3 of 3 device classes ok" in out
+
+
+# -- writers in-process ---------------------------------------------------------------------------------
+
+
+def test_arrow_file_keeps_one_growing_dictionary():
+    from decoder.sinks import _stable_dictionaries
+
+    seen: dict = {}
+    a = pa.DictionaryArray.from_arrays(pa.array([0, 1], pa.int32()), pa.array(["TRUE", "FALSE"]))
+    b = pa.DictionaryArray.from_arrays(pa.array([0, None], pa.int32()), pa.array(["maybe"]))
+    first = _stable_dictionaries(a, seen, ("x",))
+    second = _stable_dictionaries(pa.StructArray.from_arrays([b], ["x"]).field(0), seen, ("x",))
+    assert first.to_pylist() == ["TRUE", "FALSE"] and second.to_pylist() == ["maybe", None]
+    assert second.dictionary.to_pylist() == ["TRUE", "FALSE", "maybe"]
+
+
+def test_output_is_not_written_into_a_foreign_directory(tmp_path):
+    from decoder.errors import InputError
+    from decoder.sinks import _Target
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(InputError, match="is a directory"):
+        _Target(tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def test_hex_and_iso_conversions():
+    from decoder.sinks import to_hex, to_iso
+
+    arr = pa.array([b"\x01\xab", None, b"", b"\xff"]).slice(1)
+    assert to_hex(arr).to_pylist() == [None, "", "FF"]
+    ts = pa.array([1466588135000000000, 1466588135120000000, None], pa.timestamp("ns", "UTC"))
+    assert to_iso(ts).to_pylist() == ["2016-06-22T09:35:35Z", "2016-06-22T09:35:35.12Z", None]
