@@ -237,9 +237,16 @@ def js_max2(a, b):
 
 # ------------------------------------- implementation-approximated Math.* ----
 
+# libm's cbrt itself. numba's np.cbrt is a fastmath pow(x, 1/3) that LLVM turns
+# into a cbrt call at run time but constant-folds as pow with a constant
+# argument: up to 3 ulps apart, and +0 for cbrt(-0). A call by name is folded
+# (if at all) with the same libm, so a constant gives what a column gives.
+_libm_cbrt = numba.types.ExternalFunction("cbrt", numba.types.float64(numba.types.float64))
+
+
 @_jit
 def js_cbrt(x):
-    return np.cbrt(x)
+    return _libm_cbrt(x)
 
 
 @_jit

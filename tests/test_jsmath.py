@@ -36,27 +36,17 @@ from __future__ import annotations
 
 import itertools
 import math
-import struct
 
 import numba
 import numpy as np
 import pytest
-import quickjs
 from hypothesis import given, settings, strategies as st
+from js_oracle import EDGES, close_number, js_function, same_number, to_js
 
 from decoder import _jsmath as J
 
 SETTINGS = settings(max_examples=300, deadline=None)
 BATCH = 20  # values per hypothesis example
-
-EDGES = [
-    0.0, -0.0, 0.5, -0.5, 2.5, -2.5, 1.0, -1.0, 1.5, -1.5,
-    2.0**31, 2.0**31 - 1, -(2.0**31), -(2.0**31) - 1, 2.0**32, 2.0**32 + 1, -(2.0**32),
-    2.0**53, 2.0**53 + 2, 2.0**52 + 1, -(2.0**52) - 1, 1e308, -1e308, 5e-324, -5e-324,
-    0.49999999999999994, -0.49999999999999994, 4294967295.5, -4294967295.5,
-    math.inf, -math.inf, math.nan, 31.0, 32.0, 33.0, -1e-300, 2.0**63, 2.0**64,
-    struct.unpack(">d", bytes.fromhex("7ff0000000000001"))[0],  # signalling NaN
-]
 
 doubles = st.one_of(
     st.floats(),  # everything: NaN (any payload), +-Inf, +-0, subnormals
@@ -67,54 +57,6 @@ doubles = st.one_of(
     st.integers(-64, 64).map(lambda i: i / 2),
 )
 small_counts = st.one_of(doubles, st.integers(-40, 70).map(float))
-
-_ctx = quickjs.Context()
-
-
-def js_function(src: str):
-    """A QuickJS function from its source, e.g. ``(function(a,b){return a<<b})``."""
-    return _ctx.eval(src)
-
-
-def to_js(x: float) -> float:
-    return math.nan if math.isnan(x) else float(x)
-
-
-def same_number(ours, theirs) -> bool:
-    """JS number identity: NaN equals NaN, -0 differs from +0, int == float."""
-    if isinstance(theirs, bool) or isinstance(ours, bool):
-        return isinstance(theirs, bool) and isinstance(ours, (bool, np.bool_)) and bool(ours) == theirs
-    ours, theirs = float(ours), float(theirs)
-    if math.isnan(ours) or math.isnan(theirs):
-        return math.isnan(ours) and math.isnan(theirs)
-    return ours == theirs and math.copysign(1.0, ours) == math.copysign(1.0, theirs)
-
-
-def _ordered(x: float) -> int:
-    i = struct.unpack("<q", struct.pack("<d", x))[0]
-    return i if i >= 0 else -(i & 0x7FFFFFFFFFFFFFFF)
-
-
-def ulp_distance(a: float, b: float) -> int:
-    return abs(_ordered(float(a)) - _ordered(float(b)))
-
-
-def _special(x: float) -> bool:
-    return math.isnan(x) or math.isinf(x) or x == 0.0
-
-
-def close_number(ours, theirs, args) -> bool:
-    """1-ulp policy for implementation-approximated functions (see module doc)."""
-    if same_number(ours, theirs):
-        return True
-    ours, theirs = float(ours), float(theirs)
-    if any(_special(a) for a in args):
-        return False
-    if math.isnan(ours) or math.isnan(theirs) or math.isinf(ours) or math.isinf(theirs):
-        return False
-    if math.copysign(1.0, ours) != math.copysign(1.0, theirs):
-        return False
-    return ulp_distance(ours, theirs) <= 1
 
 
 def check(ours_fn, js_fn, argss, exact=True):
@@ -313,3 +255,45 @@ def test_helpers_do_not_raise_under_python_error_model():
         return J.js_mod(a, b) + J.js_pow(a, b) + J.js_bitand(a, b)
 
     assert math.isnan(caller(1.0, 0.0))
+
+
+# ------------------------------- constant arguments fold to the same value ----
+
+def _const(x: float) -> str:
+    if math.isnan(x):
+        return "NAN"
+    if math.isinf(x):
+        return "INF" if x > 0 else "-INF"
+    return repr(x)
+
+
+def test_constant_folding_matches_run_time():
+    """A formula on literals lets LLVM fold the call; the value must not change.
+
+    (numba's np.cbrt is pow(x, 1/3) under fastmath: folded, it was up to 3 ulps
+    off libm's cbrt and gave +0 for cbrt(-0).)
+    """
+    values = [0.0, -0.0, 0.5, -0.5, 2.5, -2.5, 0.49999999999999994, 2.0**31, 2.0**52 + 1, 5e-324,
+              math.inf, -math.inf, math.nan, math.e, 27.0, -123.456]
+    pairs = [(x, y) for x in values[::2] for y in [0.0, -0.0, 1.0, -1.0, math.inf, math.nan, 0.5, -3.0]]
+    calls, expected = [], []
+    for name in sorted(UNARY):
+        if name in ("to_int32", "to_uint32", "js_truthy"):
+            continue
+        for x in values:
+            calls.append(f"J.{name}({_const(x)})")
+            expected.append((name, (x,)))
+    for name in ["js_pow", "js_mod", "js_atan2", "js_hypot2", "js_min2", "js_max2"]:
+        for x, y in pairs:
+            calls.append(f"J.{name}({_const(x)}, {_const(y)})")
+            expected.append((name, (x, y)))
+    src = "def kernel(out):\n" + "".join(f"    out[{k}] = {c}\n" for k, c in enumerate(calls))
+    ns = {"J": J, "NAN": math.nan, "INF": math.inf}
+    exec(src, ns)
+    kernel = numba.njit(error_model="numpy")(ns["kernel"])
+    out = np.empty(len(calls))
+    kernel(out)
+    bad = [(name, args, out[k], getattr(J, name)(*args))
+           for k, (name, args) in enumerate(expected)
+           if not same_number(out[k], getattr(J, name)(*args))]
+    assert not bad, f"folded != run time (name, args, folded, run time): {bad[:8]}"
