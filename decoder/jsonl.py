@@ -93,10 +93,10 @@ def _open(source) -> tuple[BinaryIO, str, list]:
         name = name if isinstance(name, str) else "<stream>"
     else:
         raise TypeError(f"read_chunks: expected a path, '-' or a binary file object, got {type(source).__name__}")
-    if not hasattr(raw, "peek"):
-        raw = io.BufferedReader(_RawAdapter(raw)) if not isinstance(raw, io.BufferedIOBase) else raw
+    if not hasattr(raw, "peek"):  # BytesIO, sockets, anything with read(n): peek for the gzip magic
+        raw = io.BufferedReader(_RawAdapter(raw), buffer_size=1 << 16)
     try:
-        head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+        head = raw.peek(2)[:2]
     except OSError as e:
         raise InputError(f"{name}: cannot read: {e}") from e
     if isinstance(head, str):

@@ -1,0 +1,343 @@
+"""Bad input and streaming for decoder.jsonl: every line is accounted for
+(uplink rows + bad lines + skipped == values in), line numbers are exact on
+the fast (Arrow) and the careful (orjson) path alike, and files are read
+chunk by chunk."""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from decoder.errors import InputError
+from decoder.jsonl import _Bad, _Reader, normalize_values, read_chunks
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERATE = ROOT / "samples" / "generate.py"
+
+
+def _generate(tmp_path, n, seed=1, mix="firefly=0.4,helium_event=0.2,helium_body=0.2,helium_integration=0.1,"
+              "helium_downlink=0.1", name="g.jsonl") -> Path:
+    out = tmp_path / name
+    subprocess.run([sys.executable, str(GENERATE), "-n", str(n), "--seed", str(seed), "--mix", mix,
+                    "--devices", "50", "-o", str(out)], check=True)
+    return out
+
+
+def _read_all(source, **kw):
+    chunks = list(read_chunks(source, **kw))
+    uplinks = pa.concat_tables([c.uplinks for c in chunks]) if chunks else None
+    bad = [b for c in chunks for b in c.bad_lines]
+    skipped = sum((c.skipped for c in chunks), collections.Counter())
+    return chunks, uplinks, bad, skipped
+
+
+def _slow_reference(lines: list[bytes]):
+    """The careful path for every line: orjson per line, no Arrow parsing."""
+    items = []
+    for k, text in enumerate(lines, 1):
+        if not text.strip():
+            continue
+        try:
+            items.append((k, orjson.loads(text)))
+        except orjson.JSONDecodeError as e:
+            items.append((k, _Bad(f"malformed JSON: {e}")))
+    return _Reader().values(items)
+
+
+def _values_in(lines: list[bytes]) -> int:
+    """JSON values the lines hold: array items and envelope packets count one each."""
+    n = 0
+    for text in lines:
+        if not text.strip():
+            continue
+        try:
+            v = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            n += 1
+            continue
+        for item in (v if isinstance(v, list) else [v]) or [None]:
+            if isinstance(item, dict) and isinstance(item.get("packets"), list):
+                n += max(len(item["packets"]), 1)
+            else:
+                n += 1
+    return n
+
+
+FF = {"device_eui": "70b3d57ed0000001", "fcnt": 7, "port": 2, "mtype": "unconfirmed_data_up",
+      "payload": "01020304", "freq": 868.1, "spreading_factor": 7, "bandwidth": 125, "codr": "4/5",
+      "received_at": "2024-01-02T03:04:05", "uid": "u1",
+      "gwrx": [{"gweui": "GW1", "rssi": -80, "lsnr": 7.5, "time": "2024-01-02T03:04:05.5Z", "tmst": 1}]}
+HB = {"dev_eui": "70B3D57ED0000002", "devaddr": "26000002", "fcnt": 9, "port": 1, "payload": "AQID",
+      "reported_at": 1700000000000, "id": "dev-2",
+      "hotspots": [{"id": "h1", "name": "n1", "rssi": -90.0, "snr": 5.5, "frequency": 904.7000122070313,
+                    "spreading": "SF9BW125", "channel": 3, "lat": 1.5, "long": 2.5, "reported_at": 1700000000001}]}
+HE = {"category": "uplink", "sub_category": "uplink_unconfirmed", "device_id": "dev-3", "id": "ev-3",
+      "reported_at": "1700000000002",
+      "data": {"devaddr": "26000003", "fcnt": 11, "port": 1, "payload": "AQID",
+               "hotspot": {"id": "h2", "name": "n2", "rssi": -70.0, "snr": 1.2000000476837158,
+                           "frequency": 903.9000244140625, "spreading": "SF7BW125", "channel": 0}}}
+
+
+def _d(o) -> str:
+    return json.dumps(o, separators=(",", ":"))
+
+
+BAD_LINES = [
+    _d(FF),                                              # 1 ok
+    "",                                                  # 2 blank
+    '{"device_eui": "70B3D57ED0000001", "payload": ',   # 3 malformed
+    _d({"hello": "world"}),                              # 4 unknown shape
+    _d({k: v for k, v in FF.items() if k != "device_eui"}),  # 5 missing device_eui
+    _d(dict(FF, device_eui=12)),                         # 6 wrong-typed device_eui
+    _d(dict(FF, payload="ABC")),                         # 7 odd hex: an uplink row with an error
+    _d(dict(HB, payload="QQ=")),                         # 8 bad base64: an uplink row with an error
+    _d([HE, 5, dict(HE, category="downlink", sub_category="downlink_ack")]),  # 9 array: uplink, bad, skipped
+    _d(dict(HE, category="join_request", sub_category="join_request")),       # 10 skipped
+    "   \t",                                             # 11 blank
+    "[]",                                                # 12 empty array: counted as skipped
+    _d(HB),                                              # 13 ok
+    _d(dict(FF, fcnt="12")),                             # 14 wrong-typed optional field: null
+    "42",                                                # 15 not an object
+    _d(FF) + " " + _d(FF),                               # 16 two values on one line
+    _d({k: v for k, v in HB.items() if k != "payload"}),  # 17 payload missing: row error
+    _d({"packets": [FF, {"x": 1}], "more": False}),      # 18 envelope: uplink + unknown packet
+    _d(FF).replace("u1", "u\xff"),                      # 19 bad UTF-8 (written as the byte 0xFF)
+    _d(HE),                                              # 20 ok
+]
+
+
+def _bad_bytes() -> list[bytes]:
+    return [line.encode("latin-1") for line in BAD_LINES]  # latin-1: "\xff" becomes the byte 0xFF
+
+
+@pytest.fixture()
+def bad_file(tmp_path) -> Path:
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b"\n".join(_bad_bytes()) + b"\n")
+    return path
+
+
+def test_bad_lines_reported_with_numbers(bad_file):
+    chunks, up, bad, skipped = _read_all(bad_file)
+    bad_by_line = dict(bad)
+    assert sorted(bad_by_line) == [3, 4, 5, 6, 9, 15, 16, 18, 19]
+    assert bad_by_line[3].startswith("malformed JSON")
+    assert bad_by_line[4].startswith("unknown shape") and "hello" in bad_by_line[4]
+    assert bad_by_line[5] == "firefly packet without device_eui"
+    assert bad_by_line[6] == "firefly packet without device_eui (device_eui: expected a string, got number)"
+    assert bad_by_line[9] == "item 1: expected a JSON object, got number"
+    assert bad_by_line[15] == "expected a JSON object, got number"
+    assert bad_by_line[16].startswith("malformed JSON")
+    assert bad_by_line[18].startswith("unknown shape")
+    assert bad_by_line[19].startswith("malformed JSON")
+    assert skipped == {"helium:downlink": 1, "helium:join_request": 1, "empty_array": 1}
+    rows = {r["line"]: r for r in up.to_pylist()}
+    assert sorted(rows) == [1, 7, 8, 9, 13, 14, 17, 18, 20]
+    assert rows[7]["error"] == "odd hex length (3 characters)" and rows[7]["payload"] is None
+    assert rows[8]["error"].startswith("bad base64 padding") and rows[8]["payload"] is None
+    assert rows[17]["error"] == "payload is missing"
+    assert rows[14]["fcnt"] is None and rows[14]["error"] is None
+    assert rows[1]["dev_eui"] == "70B3D57ED0000001"
+    assert [r["line"] for r in up.to_pylist()] == sorted(rows)  # input order
+    lines = _bad_bytes()
+    assert up.num_rows + len(bad) + sum(skipped.values()) == _values_in(lines) == 21  # 18 lines; the array holds 3, the envelope 2
+    (chunk,) = chunks
+    assert chunk.lines == 18 and chunk.first_line == 1  # 20 lines, 2 blank
+
+
+def test_bad_lines_same_on_every_path(bad_file, tmp_path):
+    lines = _bad_bytes()
+    ref = _slow_reference(lines)
+    for chunk_bytes in (1, 64, 300, 1 << 20):
+        chunks, up, bad, skipped = _read_all(bad_file, chunk_bytes=chunk_bytes)
+        assert up.equals(ref.uplinks), chunk_bytes
+        assert sorted(bad) == sorted(ref.bad), chunk_bytes
+        assert skipped == ref.skipped, chunk_bytes
+        assert sum(c.lines for c in chunks) == 18
+    # the same lines as in-memory text items (Engine.decode_packets)
+    mem = normalize_values([b.decode("latin-1") if b"\xff" not in b else b for b in lines])
+    assert sorted(mem.bad_lines) == sorted(ref.bad)
+    assert mem.uplinks.column("line").to_pylist() == ref.uplinks.column("line").to_pylist()
+
+
+def test_a_bad_line_in_a_big_chunk_is_found(tmp_path):
+    # The fast path rejects the chunk; the careful path finds the line (Arrow
+    # reports the row) and still reads everything else through Arrow.
+    src = _generate(tmp_path, 3000, seed=5)
+    lines = src.read_bytes().splitlines()
+    for k in (0, 1234, 2999):
+        lines[k] = lines[k][:-5]  # truncate: malformed
+    lines[1500] = lines[1500].replace(b'"fcnt":', b'"fcnt":1.5,"x":', 1)  # a float where an int goes
+    lines.insert(2000, b"")
+    path = tmp_path / "b.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    chunks, up, bad, skipped = _read_all(path)
+    ref = _slow_reference(lines)
+    assert [b[0] for b in sorted(bad)] == [1, 1235, 3001]
+    assert up.equals(ref.uplinks)
+    assert skipped == ref.skipped
+    assert up.num_rows + len(bad) + sum(skipped.values()) == _values_in(lines)
+    row = up.filter(pa.compute.equal(up.column("line"), 1501)).to_pylist()[0]
+    assert row["fcnt"] is None  # 1.5 is not an integer: read as null, the row still decodes
+
+
+def test_generated_file_fast_path_equals_slow_path(tmp_path):
+    path = _generate(tmp_path, 2000, seed=9)
+    lines = path.read_bytes().splitlines()
+    ref = _slow_reference(lines)
+    chunks, up, bad, skipped = _read_all(path, chunk_bytes=200_000)
+    assert len(chunks) > 3
+    assert up.equals(ref.uplinks)
+    assert bad == [] and skipped == ref.skipped
+    assert up.num_rows + sum(skipped.values()) == 2000
+
+
+def test_empty_inputs(tmp_path):
+    empty = tmp_path / "e.jsonl"
+    empty.write_bytes(b"")
+    assert list(read_chunks(empty)) == []
+    blank = tmp_path / "b.jsonl"
+    blank.write_bytes(b"\n\n  \r\n\t\n")
+    chunks, up, bad, skipped = _read_all(blank)
+    assert sum(c.uplinks.num_rows for c in chunks) == 0 and bad == [] and not skipped
+    assert sum(c.lines for c in chunks) == 0
+    assert normalize_values([]).uplinks.num_rows == 0
+    assert normalize_values(["", "  "]).lines == 0
+
+
+def test_line_numbers_with_crlf_blank_lines_and_no_final_newline(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b"\r\n" + _d(FF).encode() + b"\r\n\r\n  " + _d(HB).encode() + b"\r\n" + _d(HE).encode())
+    chunks, up, bad, skipped = _read_all(path)
+    assert up.column("line").to_pylist() == [2, 4, 5]
+    assert bad == []
+
+
+def test_long_line_and_tiny_chunks(tmp_path):
+    big = dict(FF, gwrx=FF["gwrx"] * 2000)  # one line far longer than a chunk
+    path = tmp_path / "l.jsonl"
+    path.write_text(_d(HB) + "\n" + _d(big) + "\n" + _d(HE) + "\n")
+    chunks, up, bad, skipped = _read_all(path, chunk_bytes=1000)
+    assert up.column("line").to_pylist() == [1, 2, 3]
+    assert up.column("gateway_count").to_pylist() == [1, 2000, 1]
+    assert [c.first_line for c in chunks if c.lines] == [1, 2]  # the read ending line 2 also held line 3
+
+
+def test_gzip_by_suffix_and_by_magic(tmp_path, bad_file):
+    data = bad_file.read_bytes()
+    gz = tmp_path / "p.jsonl.gz"
+    gz.write_bytes(gzip.compress(data))
+    other = tmp_path / "p.data"
+    other.write_bytes(gzip.compress(data))
+    _, ref, ref_bad, _ = _read_all(bad_file)
+    for path in (gz, other):
+        _, up, bad, _ = _read_all(path, chunk_bytes=500)
+        assert up.equals(ref) and sorted(bad) == sorted(ref_bad)
+
+
+def test_truncated_gzip_names_file_and_line(tmp_path):
+    path = _generate(tmp_path, 400, seed=3)
+    gz = tmp_path / "t.jsonl.gz"
+    blob = gzip.compress(path.read_bytes())
+    gz.write_bytes(blob[: len(blob) * 2 // 3])
+    with pytest.raises(InputError) as e:
+        for _ in read_chunks(gz, chunk_bytes=4096):
+            pass
+    msg = str(e.value)
+    assert str(gz) in msg and "truncated gzip" in msg and "after line" in msg
+
+
+def test_corrupt_gzip_names_file(tmp_path):
+    path = _generate(tmp_path, 400, seed=3)
+    blob = bytearray(gzip.compress(path.read_bytes()))
+    for k in range(len(blob) // 2, len(blob) // 2 + 64):
+        blob[k] ^= 0x5A
+    gz = tmp_path / "c.jsonl.gz"
+    gz.write_bytes(bytes(blob))
+    with pytest.raises(InputError) as e:
+        for _ in read_chunks(gz, chunk_bytes=4096):
+            pass
+    assert str(gz) in str(e.value) and "gzip" in str(e.value)
+    not_gz = tmp_path / "n.jsonl.gz"
+    not_gz.write_bytes(b"\x1f\x8b this is not gzip")
+    with pytest.raises(InputError):
+        list(read_chunks(not_gz))
+
+
+def test_missing_file():
+    with pytest.raises(InputError, match="cannot open"):
+        list(read_chunks("/nonexistent/packets.jsonl"))
+
+
+def test_binary_file_objects_and_stdin(bad_file, monkeypatch):
+    _, ref, ref_bad, _ = _read_all(bad_file)
+    data = bad_file.read_bytes()
+    _, up, bad, _ = _read_all(io.BytesIO(data), chunk_bytes=100)
+    assert up.equals(ref) and sorted(bad) == sorted(ref_bad)
+    _, up, _, _ = _read_all(io.BytesIO(gzip.compress(data)))
+    assert up.equals(ref)
+
+    class Stdin:
+        buffer = io.BytesIO(data)
+
+    monkeypatch.setattr(sys, "stdin", Stdin)
+    _, up, _, _ = _read_all("-")
+    assert up.equals(ref)
+
+    class Reads:  # only read(n): no peek, not an io class
+        def __init__(self, b):
+            self.f = io.BytesIO(b)
+
+        def read(self, n=-1):
+            return self.f.read(n)
+
+    _, up, _, _ = _read_all(Reads(data), chunk_bytes=77)
+    assert up.equals(ref)
+    with pytest.raises(TypeError):
+        list(read_chunks(io.StringIO("{}\n")))
+
+
+def test_streaming_is_lazy(tmp_path):
+    path = _generate(tmp_path, 3000, seed=2)
+    size = path.stat().st_size
+
+    class Counting(io.FileIO):
+        read_bytes = 0
+
+        def readinto(self, b):
+            n = super().readinto(b)
+            Counting.read_bytes += n or 0
+            return n
+
+    with Counting(path, "rb") as f:
+        it = read_chunks(io.BufferedReader(f, buffer_size=4096), chunk_bytes=64 << 10)
+        first = next(it)
+        assert first.uplinks.num_rows > 0
+        assert Counting.read_bytes < size / 4  # one chunk read, not the file
+        rest = list(it)
+    assert len(rest) > 5
+    total = first.uplinks.num_rows + sum(c.uplinks.num_rows for c in rest)
+    skipped = sum(sum(c.skipped.values()) for c in [first] + rest)
+    assert total + skipped == 3000
+    lines = [first.first_line] + [c.first_line for c in rest]
+    assert lines == sorted(lines) and lines[0] == 1
+
+
+def test_values_in_memory():
+    chunk = normalize_values([FF, _d(HB), _d(HE).encode(), [HE], "not json", 7], first_line=10)
+    assert chunk.uplinks.column("line").to_pylist() == [10, 11, 12, 13]
+    assert chunk.bad_lines == [(14, chunk.bad_lines[0][1]), (15, "expected a JSON object, got number")]
+    assert chunk.bad_lines[0][1].startswith("malformed JSON")
+    # text items without newlines take the Arrow path
+    fast = normalize_values([_d(FF), _d(HB), "", _d(HE)])
+    assert fast.uplinks.column("line").to_pylist() == [1, 2, 4]
+    assert fast.lines == 3
