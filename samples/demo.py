@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """What `make demo` runs: decode sample packets to Parquet with the decoder CLI.
 
-1. `samples/generate.py` writes Firefly and Helium uplinks (JSON Lines) of
-   devices of the three sample classes in `samples/classes/`, with the
-   `{dev_eui: class}` and `{Helium device id: class}` maps it used.
-2. `decoder decode` turns them into a Parquet dataset partitioned by class,
-   printing its summary; failed rows go to an errors file.
-3. A few rows of every class are read back with pyarrow and printed.
+1. The packet files in `samples/packets/` (Firefly and Helium, in the shapes
+   of the API references, plus a file of bad lines) are decoded with the
+   seed's "Test Device Class" into one Parquet file; the summary, a few
+   rows and the first error records are printed.
+2. `samples/generate.py` writes Firefly and Helium uplinks of devices of all
+   three sample classes in `samples/classes/`, with the `{dev_eui: class}`
+   and `{Helium device id: class}` maps it used; `decoder decode` turns them
+   into a Parquet dataset partitioned by class, and a few rows of every
+   class are read back with pyarrow.
 
 Everything is written under `out/demo/` (ignored by git).
 """
@@ -28,7 +31,7 @@ OUT = ROOT / "out" / "demo"
 # Payload sizes per class: the seed class reads 9 bytes, the climate sensor 6, the
 # multi sensor 10 (its measurement layout, on port 3).
 GROUPS = ["Test Device Class:9:2", "Room Climate Sensor:6:1", "Multi Sensor:10:1"]
-PACKETS = int(os.environ.get("DEMO_PACKETS", "50000"))
+PACKETS = int(os.environ.get("DEMO_PACKETS", "20000"))
 
 
 def show(cmd: list[str]) -> None:
@@ -45,48 +48,72 @@ def rounded(value):
     return value
 
 
-def main() -> int:
-    OUT.mkdir(parents=True, exist_ok=True)
-    packets, devices, ids = OUT / "packets.jsonl", OUT / "devices.json", OUT / "device_ids.json"
+def decode(args: list[str]) -> bool:
+    show(["decoder", *args])
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "decoder", *args])
+    print(f"  (whole command, Python start-up and kernel loading included: {time.perf_counter() - t0:.2f} s)")
+    return res.returncode == 0
 
+
+def print_rows(table, limit: int = 3) -> None:
+    ok = table.filter(table["error"].is_null()) if table["error"].null_count else table
+    for row in (ok if ok.num_rows else table).slice(0, limit).to_pylist():
+        who = row["dev_eui"] or row["device_id"]
+        when = row["received_at"].strftime("%Y-%m-%dT%H:%M:%SZ") if row["received_at"] else "-"
+        body = json.dumps(rounded(row["decoded"])) if row.get("decoded") is not None else row["error"]
+        print(f"  {row['provider']:<7} {who:<36} {when} port {row['port']}: {body}")
+
+
+def print_errors(path: Path, limit: int = 3) -> None:
+    lines = path.read_text().splitlines() if path.exists() else []
+    if lines:
+        print(f"\nFirst entries of {os.path.relpath(path, ROOT)} ({len(lines)} in all):")
+        for line in lines[:limit]:
+            rec = json.loads(line)
+            print(f"  {os.path.basename(rec['input'])}:{rec['line']}: {rec['error']}")
+
+
+def main() -> int:
+    import pyarrow.parquet as pq
+
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    # 1. The sample packet files, one class for every device.
+    files = [str(p) for p in sorted((SAMPLES / "packets").glob("*.jsonl"))]
+    out, errors = OUT / "samples.parquet", OUT / "samples_errors.jsonl"
+    if not decode(["decode", *files, "--classes", str(SAMPLES / "classes" / "test_device_class.json"),
+                   "-o", str(out), "--errors", str(errors)]):
+        return 1
+    table = pq.read_table(out)
+    print(f"\nRead back with pyarrow: pq.read_table('{os.path.relpath(out, ROOT)}'): "
+          f"{table.num_rows} rows, columns {', '.join(table.column_names)}")
+    print_rows(table)
+    print_errors(errors)
+
+    # 2. Three classes, devices bound by DevEUI and Helium device id.
+    packets, devices, ids = OUT / "packets.jsonl", OUT / "devices.json", OUT / "device_ids.json"
     gen = [sys.executable, str(SAMPLES / "generate.py"), "-n", str(PACKETS), "-o", str(packets),
            "--devices", "300", "--devices-out", str(devices), "--device-ids-out", str(ids),
            "--mix", "firefly=0.5,helium_event=0.2,helium_body=0.2,helium_integration=0.05,helium_downlink=0.05"]
     for g in GROUPS:
         gen += ["--group", g]
+    print("\n" + "-" * 78)
     show(["python"] + gen[1:])
     subprocess.run(gen, check=True)
     print(f"  {packets.stat().st_size / 1e6:.1f} MB, {PACKETS:,} lines")
-
-    out = OUT / "packets.parquet"
-    errors = OUT / "errors.jsonl"
-    cmd = ["decode", str(packets), "--classes", str(SAMPLES / "classes"), "--devices", str(devices),
-           "--devices", str(ids), "-o", str(out), "--errors", str(errors)]
-    show(["decoder"] + cmd)
-    t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "decoder", *cmd])
-    if res.returncode:
-        return res.returncode
-    print(f"  (the whole command, including Python start-up and loading the kernels: "
-          f"{time.perf_counter() - t0:.2f} s)")
-
-    import pyarrow.parquet as pq
-
-    print(f"\nRead back with pyarrow: pq.read_table('{os.path.relpath(out, ROOT)}/device_class=<name>')")
+    out, errors = OUT / "packets.parquet", OUT / "errors.jsonl"
+    if not decode(["decode", str(packets), "--classes", str(SAMPLES / "classes"), "--devices", str(devices),
+                   "--devices", str(ids), "-o", str(out), "--errors", str(errors)]):
+        return 1
+    print(f"\nRead back with pyarrow, one class at a time: "
+          f"pq.read_table('{os.path.relpath(out, ROOT)}/device_class=<name>')")
     for part in sorted(out.iterdir()):
         table = pq.read_table(part)
-        name = part.name.split("=", 1)[1]
-        ok = table.filter(table["error"].is_null()) if table["error"].null_count else table
-        print(f"\n{name}: {table.num_rows:,} rows, {ok.num_rows:,} decoded")
-        sample = (ok if ok.num_rows else table).slice(0, 3)
-        for row in sample.to_pylist():
-            who = row["dev_eui"] or row["device_id"]
-            when = row["received_at"].strftime("%Y-%m-%dT%H:%M:%SZ") if row["received_at"] else "-"
-            body = json.dumps(rounded(row["decoded"])) if row.get("decoded") is not None else row["error"]
-            print(f"  {row['provider']:<7} {who:<36} {when} port {row['port']}: {body}")
-    if errors.exists() and errors.stat().st_size:
-        first = errors.read_text().splitlines()[0]
-        print(f"\nFirst entry of {os.path.relpath(errors, ROOT)}:\n  {first}")
+        ok = table["error"].null_count  # rows without an error
+        print(f"\n{part.name.split('=', 1)[1]}: {table.num_rows:,} rows, {ok:,} decoded")
+        print_rows(table)
+    print_errors(errors)
     return 0
 
 
