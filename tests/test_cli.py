@@ -202,11 +202,12 @@ def test_arrow_csv_jsonl_read_back(data, parquet_run):
 
 def test_single_class_gz_input_to_one_parquet_file(data):
     out = data / "single.parquet"
-    res = run("decode", data / "packets.jsonl.gz", "--classes", CLASSES, "--class", "2", "-o", out)
+    res = run("decode", data / "packets.jsonl.gz", "--classes", CLASSES, "--class", "2", "-o", out,
+              "--include-hidden")
     assert res.returncode == 0, res.stderr.decode()
     t = pq.read_table(out)
     assert t.num_rows == N + 2
-    assert t.schema.field("decoded").type.get_field_index("gps") == 0
+    assert [f.name for f in t.schema.field("decoded").type] == ["battery", "gps", "batteryLevel"]
     assert set(t["device_class"].to_pylist()) == {"Test Device Class"}
 
 
@@ -245,6 +246,15 @@ def test_failure_keeps_the_previous_output(data, tmp_path):
     res = run("decode", tmp_path / "missing.jsonl", "--classes", CLASSES / "test_device_class.json", "-o", out)
     assert res.returncode == 1 and b"missing.jsonl" in res.stderr
     assert out.read_text() == "previous\n"
+
+
+def test_bad_devices_file_exits_1(data, tmp_path):
+    bad = tmp_path / "devices.json"
+    bad.write_text('{"70B3D57ED0000001": 99}')
+    res = run("decode", data / "packets.jsonl", "--classes", CLASSES, "--devices", bad, "-o", tmp_path / "o.csv")
+    assert res.returncode == 1
+    assert res.stderr.decode().startswith("decoder: error: unknown device class 99")
+    assert sorted(os.listdir(tmp_path)) == ["devices.json"]
 
 
 def test_bad_script_exits_1_with_the_script_error(tmp_path, data):
