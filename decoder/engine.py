@@ -36,7 +36,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -317,11 +317,12 @@ class Engine:
         self.chunk_bytes = chunk_bytes
         self.classes: list[Any] = registry.bound_classes
         names = [dc.name for dc in self.classes]
-        self._reg_pos = {id(dc): i for i, dc in enumerate(self.classes)}
-        # registry class index -> engine position
+        self._registry_version = registry.version
+        # registry class index -> engine position; the extra last slot maps -1 (no class) to -1
+        positions = {id(dc): i for i, dc in enumerate(self.classes)}
         self._reg_to_pos = np.full(len(registry.classes) + 1, -1, np.int32)
         for ri, dc in enumerate(registry.classes):
-            self._reg_to_pos[ri] = self._reg_pos.get(id(dc), -1)
+            self._reg_to_pos[ri] = positions.get(id(dc), -1)
         self._class_dictionary = pa.array(names, pa.string())
         self.class_types: list[pa.StructType] = [
             pa.struct(list(dc.output_schema(include_hidden=include_hidden))) for dc in self.classes
@@ -368,6 +369,8 @@ class Engine:
     # -- decoding ------------------------------------------------------------
     def decode_uplinks(self, uplinks: pa.Table, **extra: Any) -> DecodedChunk:
         """Decode a normalized uplinks table (the reader's ``uplinks``)."""
+        if self.registry.version != self._registry_version:
+            raise InputError("the registry changed after the Engine was built; build a new Engine")
         n = uplinks.num_rows
         names = uplinks.column_names
         base = uplinks.drop_columns([ERROR_COLUMN]) if ERROR_COLUMN in names else uplinks

@@ -98,6 +98,7 @@ class Registry:
         self._eui_address: dict[str, str] = {}       # DevEUI -> device address as given
         self._default = _Binding()
         self._cache: tuple | None = None
+        self.version = 0  # bumped on every change; an Engine checks it
         for dc in classes:
             self.add_class(dc)
         if default is not None:
@@ -160,8 +161,12 @@ class Registry:
         if dc.id is not None:
             self._by_id[dc.id] = idx
         self._by_name.setdefault(dc.name, []).append(idx)
-        self._cache = None
+        self._changed()
         return dc
+
+    def _changed(self) -> None:
+        self._cache = None
+        self.version += 1
 
     # -- lookup of classes -----------------------------------------------------
     def _index(self, ref: Any, *, required: bool = True) -> int | None:
@@ -207,12 +212,12 @@ class Registry:
         if address:
             self._addresses.setdefault(_norm_key(address), key)
             self._eui_address.setdefault(key, str(address))
-        self._cache = None
+        self._changed()
 
     def bind_all(self, device_class: Any) -> None:
         """Bind every device without bindings of its own to this class."""
         self._add(self._default, device_class, "every device", True)
-        self._cache = None
+        self._changed()
 
     def _add(self, binding: _Binding, ref: Any, who: str, strict: bool) -> None:
         idx = self._index(ref, required=strict)
@@ -333,7 +338,7 @@ class Registry:
                 f"{where}: no device has a device_class_id. If this is a /device_classes/{{id}}/euis "
                 "response, name the class: --devices ID=FILE, or call the file device_classes_ID_euis.json"
             )
-        self._cache = None
+        self._changed()
         return count
 
     # -- queries ----------------------------------------------------------------

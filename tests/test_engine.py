@@ -155,6 +155,15 @@ def test_include_hidden(classes):
     assert t["decoded"].to_pylist()[0]["battery"] == 0xFF
 
 
+def test_engine_refuses_a_registry_changed_after_it(classes):
+    reg = Registry(classes.values())
+    reg.bind("AA", 2)
+    engine = Engine(reg)
+    reg.bind("BB", 7)  # Room Climate Sensor is not among the engine's classes
+    with pytest.raises(decoder.InputError, match="registry changed"):
+        engine.decode_uplinks(uplinks([{"dev_eui": "BB", "port": 2, "payload": CLIMATE_PAYLOAD}]))
+
+
 def test_empty_input_has_the_full_schema(engine):
     chunk = engine.decode_uplinks(uplinks([]))
     assert chunk.table.num_rows == 0 and chunk.table.schema == engine.schema
