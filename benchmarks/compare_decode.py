@@ -13,12 +13,16 @@ Rows (see benchmarks/README.md):
                                          after warming the kernel on 16 rows:
                                          pays first touch of output memory
 
-Fast paths: median of --repeat runs over all N payloads, in this process,
-after one warm-up run. Per-packet peers: median of --sample-repeat runs over
-the first --sample payloads, reported per packet (so "scaled" to N).
+Rows are timed in --rounds interleaved rounds (every row in each round), so a
+change of load on the shared machine hits all rows alike. Batch rows: median of
+--repeat runs over all N payloads in this process, spread over the rounds;
+in each round one untimed run, then the timed ones back to back (warm
+allocator). Per-packet peers: median of --sample-repeat runs (default:
+--repeat) over the first --sample payloads, reported per packet (so "scaled"
+to N). The targets use the median over rounds of the per-round ratios.
 
 Usage: python benchmarks/compare_decode.py [--n 1000000] [--repeat 7]
-           [--sample 20000] [--sample-repeat 5] [--fresh-repeat 3]
+           [--sample 20000] [--sample-repeat R] [--rounds 3] [--fresh-repeat 3]
            [--no-fresh] [--json OUT]
 """
 
@@ -60,20 +64,6 @@ def load_ours():
     return compile_, to_buffer, None
 
 
-def timed(fn, repeat):
-    """Run fn() `repeat` times; seconds of each run. The result of a run is
-    dropped before the next one starts (warm allocator, like a loop)."""
-    out = []
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        r = fn()
-        t1 = time.perf_counter()
-        del r
-        out.append(t1 - t0)
-    return out
-
-
 def machine_info():
     model = "?"
     try:
@@ -110,6 +100,11 @@ def machine_info():
 def child(what, n, seed):
     """Runs in a fresh interpreter; prints JSON with the seconds of ONE
     first call on n payloads after the kernel was warmed on 16 rows."""
+    import resource
+
+    def faults():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
     mat = peers.make_matrix(n, seed)
     hexes = peers.hex_list(mat)
     res = {"what": what}
@@ -117,9 +112,11 @@ def child(what, n, seed):
         m = peers.matrix_from_hex(hexes)
         peers.decode_matrix(m[:16])
         gc.collect()
+        f0 = faults()
         t0 = time.perf_counter()
         o = peers.decode_matrix(m)
         res["decode"] = time.perf_counter() - t0
+        res["minor_faults"] = faults() - f0
         del o
     else:
         compile_, to_buffer, err = load_ours()
@@ -129,6 +126,7 @@ def child(what, n, seed):
         if what == "ours_hex":
             dc.decode(hexes[:16], encoding="hex").to_arrow()
             gc.collect()
+            f0 = faults()
             t0 = time.perf_counter()
             b = dc.decode(hexes, encoding="hex")
             t1 = time.perf_counter()
@@ -136,13 +134,16 @@ def child(what, n, seed):
             t2 = time.perf_counter()
             res["decode"] = t1 - t0
             res["decode_to_arrow"] = t2 - t0
+            res["minor_faults"] = faults() - f0
         elif what == "ours_buffer":
             buf = to_buffer(hexes, "hex")
             dc.decode_buffer(to_buffer(hexes[:16], "hex"))
             gc.collect()
+            f0 = faults()
             t0 = time.perf_counter()
             b = dc.decode_buffer(buf)
             res["decode"] = time.perf_counter() - t0
+            res["minor_faults"] = faults() - f0
         else:
             raise SystemExit("unknown child " + what)
     print(json.dumps(res))
@@ -166,7 +167,10 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=1_000_000, help="payloads (default 1,000,000)")
     ap.add_argument("--repeat", type=int, default=7, help="runs of each fast path, median (default 7)")
     ap.add_argument("--sample", type=int, default=20_000, help="payloads for the per-packet peers (default 20,000)")
-    ap.add_argument("--sample-repeat", type=int, default=5, help="runs of each per-packet peer, median (default 5)")
+    ap.add_argument("--sample-repeat", type=int, default=None,
+                    help="runs of each per-packet peer, median (default: --repeat)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds the repeats are spread over (default 3)")
     ap.add_argument("--fresh-repeat", type=int, default=3, help="fresh processes per fresh row, median (default 3)")
     ap.add_argument("--no-fresh", action="store_true", help="skip the fresh-process rows")
     ap.add_argument("--json", metavar="OUT", help="write all figures as JSON to OUT")
@@ -180,6 +184,8 @@ def main(argv=None):
 
     n = a.n
     sample = min(a.sample, n)
+    if a.sample_repeat is None:
+        a.sample_repeat = a.repeat
     info = machine_info()
     info["loadavg_start"] = os.getloadavg()
     t_start = time.time()
@@ -191,58 +197,93 @@ def main(argv=None):
 
     rows = []  # dicts: key, name, ns (per packet), runs, kind
 
-    def add(key, name, runs, per, kind, note=""):
+    def add(key, name, runs, per, kind, note="", faults=None):
         ns = statistics.median(runs) / per * 1e9
         rows.append({"key": key, "name": name, "ns": ns, "runs_s": runs, "packets": per,
-                     "kind": kind, "note": note})
+                     "kind": kind, "note": note,
+                     "minor_faults": statistics.median(faults) if faults else None})
         print(f"  {name:<46} {ns:10.1f} ns/packet", flush=True)
 
-    # -- ours ---------------------------------------------------------------
+    # Build the list of rows to time (the timing loop is below).
+    cases = []  # (key, name, fn, packets, kind)
     compile_, to_buffer, err = load_ours()
     ours_ok = compile_ is not None
     check = None
     if ours_ok:
         dc = compile_(peers.TEST_DEVICE_CLASS)
-        info["kernel_info"] = repr(getattr(dc, "kernel_info", None))
+        ki = getattr(dc, "kernel_info", None)
         # warm-up (JIT or cache load) outside the timing
         dc.decode(hexes[:1000], encoding="hex").to_arrow()
         dc.decode_buffer(to_buffer(hexes[:1000], "hex"))
-        add("ours_hex_arrow", "ours: decode(hex list) + to_arrow",
-            timed(lambda: dc.decode(hexes, encoding="hex").to_arrow(), a.repeat), n, "batch")
-        add("ours_hex", "ours: decode(hex list), no to_arrow",
-            timed(lambda: dc.decode(hexes, encoding="hex"), a.repeat), n, "batch")
-        add("to_buffer", "ours: to_buffer(hex list) alone",
-            timed(lambda: to_buffer(hexes, "hex"), a.repeat), n, "batch")
         buf = to_buffer(hexes, "hex")
-        add("ours_kernel", "ours: decode_buffer(buf), kernel alone",
-            timed(lambda: dc.decode_buffer(buf), a.repeat), n, "batch")
-        check = verify_ours(dc, hexes, mat)
+        cases += [
+            ("ours_hex_arrow", "ours: decode(hex list) + to_arrow",
+             lambda: dc.decode(hexes, encoding="hex").to_arrow(), n, "batch"),
+            ("ours_hex", "ours: decode(hex list), no to_arrow",
+             lambda: dc.decode(hexes, encoding="hex"), n, "batch"),
+            ("to_buffer", "ours: to_buffer(hex list) alone",
+             lambda: to_buffer(hexes, "hex"), n, "batch"),
+            ("ours_kernel", "ours: decode_buffer(buf), kernel alone",
+             lambda: dc.decode_buffer(buf), n, "batch"),
+        ]
     else:
         print(f"  ours: not available yet ({err})", flush=True)
 
-    # -- hand-written floor ---------------------------------------------------
     peers.decode_matrix(mat[:1000])
-    add("floor", "hand-written numba, (n,9) matrix [floor]",
-        timed(lambda: peers.decode_matrix(mat), a.repeat), n, "batch")
     data = mat.reshape(-1)
-    offsets = (peers.np.arange(n + 1, dtype=peers.np.int64) * peers.PAYLOAD_BYTES)
+    offsets = peers.np.arange(n + 1, dtype=peers.np.int64) * peers.PAYLOAD_BYTES
     peers.decode_offsets(data, offsets[:1001])
-    add("floor_offsets", "hand-written numba, data+offsets",
-        timed(lambda: peers.decode_offsets(data, offsets), a.repeat), n, "batch")
+    cases += [
+        ("floor", "hand-written numba, (n,9) matrix [floor]", lambda: peers.decode_matrix(mat), n, "batch"),
+        ("floor_offsets", "hand-written numba, data+offsets",
+         lambda: peers.decode_offsets(data, offsets), n, "batch"),
+    ]
 
-    # -- per-packet peers, on a sample -----------------------------------------
     smp = hexes[:sample]
-    note = f"sample of {sample:,}, scaled"
+    js = peers.QuickJSDecoder()
     for key, name, fn in (
         ("bitstring_reader", "bitstring Reader.read_list, per packet", peers.bitstring_reader),
         ("bitstring_unpack", "bitstring Bits.unpack, per packet", peers.bitstring_unpack),
+        ("quickjs", "QuickJS decodeUplink, per packet", js),
     ):
         fn(smp[0])
-        add(key, name, timed(lambda fn=fn: [fn(h) for h in smp], a.sample_repeat), sample, "per-packet", note)
-    js = peers.QuickJSDecoder()
-    js(smp[0])
-    add("quickjs", "QuickJS decodeUplink, per packet",
-        timed(lambda: [js(h) for h in smp], a.sample_repeat), sample, "per-packet", note)
+        cases.append((key, name, lambda fn=fn: [fn(h) for h in smp], sample, "per-packet"))
+
+    import resource
+
+    # Rounds: every row is timed in each round, rows in turn, so that a change of
+    # load on the shared machine hits all of them alike. Within a round a batch
+    # row runs once untimed, then its timed runs back to back (steady state of
+    # the allocator: no page faults; the FRESH rows measure those).
+    rounds = max(1, min(a.rounds, a.repeat))
+    reps_in_round = {"batch": -(-a.repeat // rounds), "per-packet": -(-a.sample_repeat // rounds)}
+    runs = {c[0]: [] for c in cases}
+    round_of = {c[0]: [] for c in cases}
+    faults = {c[0]: [] for c in cases}
+    for rnd in range(rounds):
+        for key, name, fn, per, kind in cases:
+            if kind == "batch":
+                fn()
+            for _ in range(reps_in_round[kind]):
+                gc.collect()
+                f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                t0 = time.perf_counter()
+                r = fn()
+                t1 = time.perf_counter()
+                faults[key].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+                del r
+                runs[key].append(t1 - t0)
+                round_of[key].append(rnd)
+        print(f"  round {rnd + 1}/{rounds} done", flush=True)
+    for key, name, fn, per, kind in cases:
+        add(key, name, runs[key], per, kind, f"sample of {sample:,}, scaled" if kind == "per-packet" else "")
+        rows[-1]["warm_minor_faults_median"] = statistics.median(faults[key])
+    if ours_ok:
+        check = verify_ours(dc, hexes, mat)
+        try:
+            info["kernel_info"] = ki() if callable(ki) else ki
+        except Exception as e:  # informative only
+            info["kernel_info"] = repr(e)
 
     # -- fresh processes -------------------------------------------------------
     if not a.no_fresh:
@@ -261,15 +302,18 @@ def main(argv=None):
             fresh[what] = got
         if fresh.get("ours_hex"):
             add("fresh_ours_hex_arrow", "FRESH ours: decode(hex list) + to_arrow",
-                [r["decode_to_arrow"] for r in fresh["ours_hex"]], n, "fresh")
+                [r["decode_to_arrow"] for r in fresh["ours_hex"]], n, "fresh",
+                faults=[r["minor_faults"] for r in fresh["ours_hex"]])
             add("fresh_ours_hex", "FRESH ours: decode(hex list)",
                 [r["decode"] for r in fresh["ours_hex"]], n, "fresh")
         if fresh.get("ours_buffer"):
             add("fresh_ours_kernel", "FRESH ours: decode_buffer(buf)",
-                [r["decode"] for r in fresh["ours_buffer"]], n, "fresh")
+                [r["decode"] for r in fresh["ours_buffer"]], n, "fresh",
+                faults=[r["minor_faults"] for r in fresh["ours_buffer"]])
         if fresh.get("floor"):
             add("fresh_floor", "FRESH hand-written numba, (n,9) matrix",
-                [r["decode"] for r in fresh["floor"]], n, "fresh")
+                [r["decode"] for r in fresh["floor"]], n, "fresh",
+                faults=[r["minor_faults"] for r in fresh["floor"]])
 
     info["loadavg_end"] = os.getloadavg()
     info["wall_s"] = time.time() - t_start
@@ -283,13 +327,26 @@ def main(argv=None):
         r["vs_ours"] = r["ns"] / base["ns"] if base else None
         r["vs_floor"] = r["ns"] / floor["ns"]
 
+    def per_round(num, den):
+        """Median over rounds of (num's median / den's median in that round), per packet."""
+        ratios = []
+        for rnd in range(rounds):
+            tn = statistics.median(t for t, r in zip(runs[num], round_of[num]) if r == rnd)
+            td = statistics.median(t for t, r in zip(runs[den], round_of[den]) if r == rnd)
+            ratios.append((tn / by[num]["packets"]) / (td / by[den]["packets"]))
+        return statistics.median(ratios)
+
     targets = {}
     bits = min((by[k] for k in ("bitstring_reader", "bitstring_unpack")), key=lambda r: r["ns"])
     if base:
-        targets["bitstring_over_ours_hex_arrow"] = bits["ns"] / base["ns"]
-        targets["bitstring_over_ours_hex"] = bits["ns"] / by["ours_hex"]["ns"]
+        targets["bitstring_over_ours_hex_arrow"] = per_round(bits["key"], "ours_hex_arrow")
+        targets["bitstring_over_ours_hex"] = per_round(bits["key"], "ours_hex")
         targets["ours_100x_bitstring"] = targets["bitstring_over_ours_hex_arrow"] >= 100
-        targets["kernel_over_floor"] = by["ours_kernel"]["ns"] / floor["ns"]
+        targets["bitstring_reader_over_ours_hex_arrow"] = per_round("bitstring_reader", "ours_hex_arrow")
+        targets["bitstring_unpack_over_ours_hex_arrow"] = per_round("bitstring_unpack", "ours_hex_arrow")
+        targets["quickjs_over_ours_hex_arrow"] = per_round("quickjs", "ours_hex_arrow")
+        targets["kernel_over_floor_offsets"] = per_round("ours_kernel", "floor_offsets")
+        targets["kernel_over_floor"] = per_round("ours_kernel", "floor")
         targets["kernel_within_1_5x_floor"] = targets["kernel_over_floor"] <= 1.5
         if "fresh_ours_kernel" in by and "fresh_floor" in by:
             targets["fresh_kernel_over_fresh_floor"] = by["fresh_ours_kernel"]["ns"] / by["fresh_floor"]["ns"]
@@ -339,8 +396,9 @@ def print_table(rows, info, a, n, sample, have_ours, targets, bits, check):
           f"load avg {info['loadavg_start'][0]:.2f} -> {info['loadavg_end'][0]:.2f}")
     print("python {python}, numba {numba}, numpy {numpy}, pyarrow {pyarrow}, "
           "bitstring {bitstring}, quickjs {quickjs}".format(**v))
-    print(f"batch rows: median of {a.repeat} warm runs over all {n:,}; per-packet rows: "
+    print(f"batch rows: median of {len(rows[0]['runs_s'])} warm runs over all {n:,}; per-packet rows: "
           f"median of {a.sample_repeat} runs over a sample of {sample:,}, scaled to ns/packet;")
+    print(f"rows interleaved in {a.rounds} rounds (back to back within a round, after one untimed run).")
     print(f"FRESH rows: one first call in a new process (kernel warmed on 16 rows), "
           f"median of {a.fresh_repeat} processes.")
     print("ratio = this row's ns/packet / reference's ns/packet; "
@@ -354,17 +412,30 @@ def print_table(rows, info, a, n, sample, have_ours, targets, bits, check):
         name = r["name"] + (" *" if r["kind"] == "per-packet" else "")
         print(f"| {name:<46} | {r['packets_per_s']:>12,.0f} | {r['ns']:>10.1f} | {vo:>8} | {r['vs_floor']:>8.2f} |")
     print(f"* per packet on a sample of {sample:,} payloads, scaled to ns/packet")
+    wf = [r for r in rows if r.get("warm_minor_faults_median")]
+    if wf:
+        print("NOTE page faults in warm runs (median per run): " + "; ".join(
+            f"{r['name']}: {r['warm_minor_faults_median']:,.0f}" for r in wf))
+    pf = [r for r in rows if r.get("minor_faults") is not None]
+    if pf:
+        print("minor page faults in the fresh first call (4 KiB each): " + "; ".join(
+            f"{r['name'][6:]}: {r['minor_faults']:,.0f}" for r in pf))
     print()
     if have_ours:
+        print("targets, as medians of per-round ratios (the table's ratios are ratios of medians):")
         print(f"target ours >= 100x bitstring per packet (fastest bitstring: {bits['name']}):")
         print(f"    bitstring / ours(hex+to_arrow) = {targets['bitstring_over_ours_hex_arrow']:.0f}x, "
               f"without to_arrow {targets['bitstring_over_ours_hex']:.0f}x -> "
               f"{'MET' if targets['ours_100x_bitstring'] else 'NOT MET'}")
+        print(f"    (Reader.read_list / ours {targets['bitstring_reader_over_ours_hex_arrow']:.0f}x, "
+              f"Bits.unpack / ours {targets['bitstring_unpack_over_ours_hex_arrow']:.0f}x, "
+              f"QuickJS / ours {targets['quickjs_over_ours_hex_arrow']:.0f}x)")
         print(f"target kernel alone within 1.5x of hand-written: "
               f"{targets['kernel_over_floor']:.2f}x -> "
               f"{'MET' if targets['kernel_within_1_5x_floor'] else 'NOT MET'}"
               + (f" (fresh processes: {targets['fresh_kernel_over_fresh_floor']:.2f}x)"
                  if "fresh_kernel_over_fresh_floor" in targets else ""))
+        print(f"    (vs the hand-written kernel over data+offsets: {targets['kernel_over_floor_offsets']:.2f}x)")
         print(f"output check ours vs floor: {check}")
     else:
         print("ours: decoder.compile not available yet; targets not checked")

@@ -182,12 +182,15 @@ _kernels = None
 
 
 def _build_kernels():
+    # No cache=True: numba's disk cache records the defining module's name, and
+    # this file is imported as `peers` by the scripts but may be imported under
+    # another name elsewhere, which breaks loading. JIT cost is never timed.
     global _kernels
     if _kernels is not None:
         return _kernels
     import numba
 
-    @numba.njit(cache=True, nogil=True, boundscheck=False)
+    @numba.njit(nogil=True, boundscheck=False)
     def matrix_kernel(mat, level, level_valid, lat, lon, alt, battery):
         for i in range(mat.shape[0]):
             b0 = mat[i, 0]
@@ -207,7 +210,7 @@ def _build_kernels():
             lon[i] = np.float64(lo) / 8388608.0 * 180.0
             alt[i] = np.int16((al ^ 0x8000) - 0x8000)
 
-    @numba.njit(cache=True, nogil=True, boundscheck=False)
+    @numba.njit(nogil=True, boundscheck=False)
     def offsets_kernel(data, offsets, level, level_valid, lat, lon, alt, battery, valid):
         n = offsets.shape[0] - 1
         for i in range(n):
