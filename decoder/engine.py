@@ -15,7 +15,7 @@ with one kernel call (no Python per row). The result of a chunk is a
   struct with one field per class name, each that class's output struct,
   set only on the rows of that class (a union spelled as a struct, which
   every Arrow, Parquet and pandas reader handles):
-  ``table["decoded"].field("Room Climate Sensor")``.
+  ``pc.struct_field(table["decoded"], "Room Climate Sensor")``.
 - :meth:`DecodedChunk.by_class`: one table per class instead, each with
   that class's plain ``decoded`` struct; rows without a class under the key
   ``None``. This is the layout of the partitioned Parquet output.
