@@ -122,10 +122,17 @@ class DecodedBatch:
 
     def error_array(self) -> pa.StringArray:
         """Per row: null where decoded, else the reason."""
-        reasons = np.full(self.num_rows, None, dtype=object)
-        for i in np.flatnonzero(self._err != ERR_OK):
-            reasons[i] = self.error_message(int(i))
-        return pa.array(reasons, type=pa.string())
+        failed = np.flatnonzero(self._err != ERR_OK)
+        if not len(failed):
+            return pa.nulls(self.num_rows, pa.string())
+        # Reasons repeat (one per distinct length or input error): render each once, then take by index.
+        short = self._err[failed] == ERR_TOO_SHORT
+        keys = np.where(short, self._bits_used[failed] * (1 << 32) + self._payload_bytes[failed], -1 - failed)
+        unique_keys, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        messages = pa.array([self.error_message(int(failed[k])) for k in first], type=pa.string())
+        indices = np.full(self.num_rows, -1, np.int64)
+        indices[failed] = inverse
+        return messages.take(pa.array(indices, mask=indices < 0))
 
     @property
     def stats(self) -> dict:

@@ -254,10 +254,15 @@ class _Emitter:
         return f"np.int64({raw})"
 
     def emit_read(self, st: Read, dynamic: bool) -> None:
-        if st.slot is None:  # skip
+        if st.slot is None:  # skip: only moves the cursor, and only where its condition holds
+            if st.condition is not None:
+                self.line(f"if {self.value(st.condition)}:")
+                self.indent += 1
             if dynamic:
                 self.emit_bounds(st)
                 self.line(f"cur += {st.bits}")
+            if st.condition is not None:
+                self.indent -= 1
             return
         var = f"v{st.slot.id}"
         cast = _var_type(st.slot)

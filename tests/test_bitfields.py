@@ -142,3 +142,15 @@ def test_random_layouts_match_bitstring(fields, rng):
         expected = [v for v in _read(payload, fmt)]
         for (name, kind), want in zip(names, expected):
             assert row[name] == (want != 0 if kind == "bool" else want), (payload.hex(), name)
+
+
+def test_conditional_skip_moves_the_cursor_only_where_its_condition_holds():
+    dc = _class([
+        {"type": "bool", "target": "has_pad"},
+        {"type": "skip", "bits": 7},
+        {"type": "skip", "bits": 8, "if": "has_pad"},
+        {"type": "uint", "target": "value", "bits": 8},
+    ])
+    batch = dc.decode(["80FF2A", "002A", "80"])
+    assert [r["value"] for r in batch.to_pylist()] == [42, 42, None]
+    assert batch.errors == [{"row": 2, "error": "payload too short: needs 24 bits, has 8"}]

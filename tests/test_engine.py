@@ -124,8 +124,6 @@ def test_ports_choose_the_class_of_a_device(engine):
     assert t["error"].to_pylist()[3] == "no device class for port 9"
 
 
-@pytest.mark.xfail(reason="compiler: a skip element under `if` moves the cursor even where the condition is "
-                          "false (codegen.emit_read); remove this mark when fixed", strict=False)
 def test_multi_sensor_layouts(classes):
     """The extension sample: layout chosen by port and header bit, little-endian fields, skip under if."""
     ms = classes["Multi Sensor"]
