@@ -125,33 +125,49 @@ class _RawAdapter(io.RawIOBase):
         return n
 
 
-def _blocks(stream: BinaryIO, name: str, chunk_bytes: int, lines_before: list) -> Iterator[bytearray]:
-    """Chunks of whole lines (the last one may lack its newline). lines_before[0]
-    is kept up to date by the caller, for error messages."""
-    carry = bytearray()
+def _blocks(stream: BinaryIO, name: str, chunk_bytes: int, lines_before: list) -> Iterator[memoryview]:
+    """Chunks of whole lines (the last one may lack its newline), as views of one
+    buffer that is reused: a chunk is valid until the next one is asked for.
+    A line longer than the buffer grows it. lines_before[0] is kept up to date
+    by the caller, for error messages."""
+    buf = bytearray(chunk_bytes)
+    have = 0  # bytes held at buf[:have]: the start of a line not yet yielded
+    readinto = getattr(stream, "readinto", None)
 
-    def read(n):
+    def fill(view: memoryview) -> int:
         try:
-            return stream.read(n)
+            if readinto is not None:
+                return readinto(view) or 0
+            data = stream.read(len(view))
+            view[: len(data)] = data
+            return len(data)
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
             what = "truncated gzip data" if isinstance(e, EOFError) else "corrupt gzip data" \
                 if isinstance(e, (gzip.BadGzipFile, zlib.error)) or "gzip" in str(e).lower() else "read error"
             raise InputError(f"{name}: {what} after line {lines_before[0]}: {e}") from e
 
+    eof = False
     while True:
-        data = read(chunk_bytes)
-        if not data:
-            if carry:
-                yield carry
+        while have < len(buf) and not eof:  # pipes and gzip may return less than asked
+            with memoryview(buf) as view:
+                got = fill(view[have:])
+            if got == 0:
+                eof = True
+            have += got
+        if eof:
+            if have:
+                yield memoryview(buf)[:have]
             return
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            carry += data
+        cut = buf.rfind(b"\n", 0, have)
+        if cut < 0:  # one line longer than the buffer: a bigger buffer (a copy, never a resize of a viewed one)
+            bigger = bytearray(2 * len(buf))
+            bigger[:have] = buf[:have]
+            buf = bigger
             continue
-        block = carry
-        block += memoryview(data)[: cut + 1]
-        carry = bytearray(memoryview(data)[cut + 1:])
-        yield block
+        yield memoryview(buf)[: cut + 1]
+        rest = have - cut - 1
+        buf[:rest] = buf[cut + 1:have]  # the start of the next line to the front (same length: no resize)
+        have = rest
 
 
 # --------------------------------------------------------------------------- chunk processing
@@ -231,27 +247,30 @@ class _Reader:
         return err, None
 
     # -- one chunk -----------------------------------------------------------
-    def process(self, buf: bytearray, first_line: int) -> NormalizedChunk:
-        """A chunk of whole lines -> NormalizedChunk. The chunk is cut into one
-        part per core at line boundaries; each part is scanned, parsed and
-        normalized in its own thread (Arrow, numpy and numba release the GIL)."""
+    def process(self, buf, first_line: int) -> NormalizedChunk:
+        """A chunk of whole lines (bytes-like; it may be rewritten in place) ->
+        NormalizedChunk. The chunk is cut into one part per core at line
+        boundaries; each part is parsed and normalized in its own thread
+        (Arrow, numpy and numba release the GIL)."""
         n = len(buf)
         self.last_lines = 0
         if n == 0:
             return _empty_chunk(first_line)
-        bounds = _split(buf, _workers() if n >= _MIN_PART_BYTES * 2 else 1)
         view = memoryview(buf)
-        a = np.frombuffer(buf, dtype=np.uint8)
-        if len(bounds) == 1:
-            scans = [line_bounds(a)]
-        else:
-            scans = list(_pool().map(lambda b: line_bounds(a[b[0]:b[1]]), bounds))
+        a = np.frombuffer(view, dtype=np.uint8)
+        starts, ends, non_ascii = line_bounds(a)
+        self.last_lines = len(starts)  # every line, blank ones included
+        parts = _workers() if n >= _MIN_PART_BYTES * 2 else 1
+        cuts = [0]
+        for k in range(1, parts):  # cut at the first line starting after k/parts of the bytes
+            c = int(np.searchsorted(starts, n * k // parts))
+            if cuts[-1] < c < len(starts):
+                cuts.append(c)
+        cuts.append(len(starts))
         jobs = []
-        line = first_line
-        for (s, e), scan in zip(bounds, scans):
-            jobs.append((view[s:e], a[s:e], line, scan))
-            line += len(scan[0])
-        self.last_lines = line - first_line  # every line, blank ones included
+        for lo, hi in zip(cuts, cuts[1:]):
+            s, e = int(starts[lo]), (int(starts[hi]) if hi < len(starts) else n)
+            jobs.append((view[s:e], a[s:e], first_line + lo, (starts[lo:hi] - s, ends[lo:hi] - s, non_ascii)))
         if len(jobs) == 1:
             results = [self._part(*jobs[0])]
         else:
@@ -534,21 +553,6 @@ def _pool():
 
         _POOL = ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="decoder-jsonl")
     return _POOL
-
-
-def _split(buf, parts: int) -> list[tuple[int, int]]:
-    """Byte ranges of about len/parts each, cut after a newline."""
-    n = len(buf)
-    out = []
-    start = 0
-    for k in range(1, parts):
-        cut = buf.find(b"\n", max(start, n * k // parts))
-        if cut < 0 or cut + 1 >= n:
-            break
-        out.append((start, cut + 1))
-        start = cut + 1
-    out.append((start, n))
-    return out
 
 
 def _empty_chunk(first_line: int, lines: int = 0) -> NormalizedChunk:

@@ -33,7 +33,7 @@ from ._common import (
     RECEPTION_SCHEMA,
     TS,
     UPLINK_SCHEMA,
-    best_reception,
+    best_by_parent,
     combine,
     epoch_ms_to_ts,
     f64,
@@ -128,6 +128,8 @@ def groups_of(schema: pa.Schema) -> frozenset:
 
 RAW_SCHEMA = raw_schema(ALL_GROUPS)
 _RAW_NAMES = set(RAW_SCHEMA.names)
+_SUB_CODES = pa.array([*helium.UPLINK_SUB_CATEGORIES, helium.INTEGRATION_SUB_CATEGORY])
+assert helium.UPLINK_SUB_CATEGORIES[0] == helium.CONFIRMED_SUB_CATEGORY
 _TOP_TYPES = {f.name: f.type for f in RAW_SCHEMA}
 _DATA_TYPE = RAW_SCHEMA.field("data").type
 
@@ -297,9 +299,14 @@ class _Cols:
 
 
 def _child(struct: pa.Array, name: str, type_: pa.DataType) -> pa.Array:
-    if struct.type.get_field_index(name) < 0 or struct.null_count == len(struct):
+    """A struct's child, null where the struct is null (or lacks the field)."""
+    k = struct.type.get_field_index(name)
+    if k < 0 or struct.null_count == len(struct):
         return nulls(len(struct), type_)
-    return combine(pc.struct_field(struct, name))
+    struct = combine(struct)
+    if struct.null_count == 0:
+        return struct.field(k)  # zero-copy: sliced to the struct, no nulls to merge
+    return pc.struct_field(struct, name)
 
 
 def _any_valid(cols: _Cols, names) -> np.ndarray:
@@ -362,6 +369,13 @@ def _expand_envelopes(t: pa.Table, lines: np.ndarray, row_errors, why, skipped):
 def _str_eq(a, value: str) -> np.ndarray:
     if a.null_count == len(a):
         return np.zeros(len(a), dtype=bool)
+    if pa.types.is_dictionary(a.type):
+        hit = np.asarray(pc.fill_null(pc.equal(a.dictionary, value), False).to_numpy(zero_copy_only=False))
+        if not hit.any():
+            return np.zeros(len(a), dtype=bool)
+        idx = a.indices.fill_null(0).to_numpy(zero_copy_only=False) if a.null_count else \
+            a.indices.to_numpy(zero_copy_only=False)
+        return hit[idx] & valid(a)
     return pc.fill_null(pc.equal(a, value), False).to_numpy(zero_copy_only=False)
 
 
@@ -434,14 +448,15 @@ def normalize(
     else:
         unknown_packet = np.full(len(unknown), -1, dtype=np.int64)
 
-    is_uplink_cat = _str_eq(category, "uplink") if is_event.any() else np.zeros(n, bool)
-    sub_up = np.zeros(n, dtype=bool)
-    integ_shape = np.zeros(n, dtype=bool)
+    # sub_code: 0 uplink_confirmed, 1 uplink_unconfirmed, 2 uplink_integration_req, -1 other
+    sub_code = np.full(n, -1, dtype=np.int32)
     if is_event.any():
-        for s_ in helium.UPLINK_SUB_CATEGORIES:
-            sub_up |= _str_eq(sub, s_)
-        integ_shape = is_event & _str_eq(sub, helium.INTEGRATION_SUB_CATEGORY)
-    ev_up_shape = is_event & is_uplink_cat & sub_up
+        is_uplink_cat = _str_eq(category, "uplink")
+        sub_code = pc.fill_null(pc.index_in(sub, value_set=_SUB_CODES), -1).to_numpy(zero_copy_only=False)
+        integ_shape = is_event & (sub_code == 2)
+        ev_up_shape = is_event & is_uplink_cat & ((sub_code == 0) | (sub_code == 1))
+    else:
+        integ_shape = ev_up_shape = np.zeros(n, dtype=bool)
 
     # ---- field groups: the rows need, the table has ---------------------------
     used = set()
@@ -490,8 +505,10 @@ def normalize(
     if is_event.any():
         other = is_event & ~ev_up_shape & ~integ_shape
         if other.any():
-            kind = pc.if_else(pc.equal(pc.fill_null(category, ""), "uplink"), sub, pc.coalesce(category, sub))
-            skipped.update(f"helium:{k}" for k in combine(kind).filter(pa.array(other)).to_pylist())
+            rows = pa.array(np.flatnonzero(other))
+            cats = category.take(rows).to_pylist()
+            subs = sub.take(rows).to_pylist()
+            skipped.update(f"helium:{s_ if c == 'uplink' or c is None else c}" for c, s_ in zip(cats, subs))
         has_data = valid(data)
         bad += _reason_list(lines, np.flatnonzero(ev_up_shape & ~has_data), helium.MISSING_DATA_REASON, why)
         has_body = valid(body)
@@ -516,7 +533,7 @@ def normalize(
     # ---- receptions ----------------------------------------------------------
     rec, counts = _receptions(col, data, body, up, is_ff, ev_up, integ, is_body, n)
     counts_u = counts[up_idx]
-    best = best_reception(counts_u, rec["rssi_np"], rec["snr_np"])
+    best = best_by_parent(rec["parent"], rec["rssi_np"], rec["snr_np"], n)[up_idx]
     has_best = best >= 0
     best_idx = pa.array(best) if has_best.all() else pa.array(np.where(has_best, best, 0), mask=~has_best)
 
@@ -565,7 +582,7 @@ def normalize(
     ff_conf = pc.equal(mtype_u, firefly.CONFIRMED_MTYPE) if mtype_u.null_count < m else nulls(m, pa.bool_())
     ev_up_u = ev_up[up_idx]
     if ev_up_u.any():
-        he_conf = _if_else(ev_up_u, pc.equal(_take(sub, take), helium.CONFIRMED_SUB_CATEGORY), nulls(m, pa.bool_()))
+        he_conf = _if_else(ev_up_u, pa.array(sub_code[up_idx] == 0), nulls(m, pa.bool_()))
         confirmed = _if_else(ff_u, ff_conf, he_conf)
     else:
         confirmed = _if_else(ff_u, ff_conf, nulls(m, pa.bool_()))
@@ -691,7 +708,8 @@ _REC_NAMES = [f.name for f in RECEPTION_SCHEMA][1:] + ["spreading"]
 
 
 def _receptions(col: _Cols, data, body, up, is_ff, ev_up, integ, is_body, n):
-    """Receptions of the uplink rows, ordered by row: a dict of columns
+    """Receptions of the uplink rows, by shape (Firefly gateways, body hotspots,
+    integration hotspots, event hotspots), each in row order: a dict of columns
     (RECEPTION_SCHEMA names, plus ``parent`` raw row, ``spreading``, and
     ``rssi_np``/``snr_np`` float arrays for the best-gateway kernel), and the
     number of receptions per raw row."""
@@ -759,8 +777,11 @@ def _receptions(col: _Cols, data, body, up, is_ff, ev_up, integ, is_body, n):
             parts.append(hotspot_part(*src))
     if ev_up.any():
         hs = _child(data, "hotspot", helium.EVENT_HOTSPOT)
-        idx = np.flatnonzero(valid(hs) & ev_up)
-        if len(idx):
+        keep = valid(hs) & ev_up
+        if keep.all():
+            parts.append(hotspot_part(np.arange(n, dtype=np.int64), combine(hs)))
+        elif keep.any():
+            idx = np.flatnonzero(keep)
             parts.append(hotspot_part(idx, hs.take(pa.array(idx))))
 
     if not parts:
@@ -777,12 +798,9 @@ def _receptions(col: _Cols, data, body, up, is_ff, ev_up, integ, is_body, n):
         arrs = [combine(c[name]) for _, c in parts]
         arrs = [a if a.type == _REC_TYPES[name] else a.cast(_REC_TYPES[name]) for a in arrs]
         out[name] = arrs[0] if len(arrs) == 1 else pa.concat_arrays(arrs)
-    if len(parts) > 1:
-        order = np.argsort(parent, kind="stable")
-        parent = parent[order]
-        helium_flag = helium_flag[order]
-        order_a = pa.array(order)
-        out = {k: v.take(order_a) for k, v in out.items()}
+    # With several shapes in one batch, receptions stay grouped by shape (each
+    # group in input order): sorting them costs a take of every column, and
+    # packet_index says which uplink each belongs to.
 
     # Helium prints float32 values at double precision: back to the shortest decimal.
     rssi_np = f64(out["rssi"])

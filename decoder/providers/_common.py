@@ -214,20 +214,34 @@ def ms_strings_to_ts(a: pa.Array | pa.ChunkedArray) -> pa.Array:
 _DATR_RE = r"^\s*[Ss][Ff](?P<sf>\d{1,2})\s*[Bb][Ww](?P<bw>\d+(?:\.\d+)?)\s*$"
 
 
+_DATR_PY = re.compile(_DATR_RE)
+
+
+def _datr_one(text: str | None) -> tuple[int | None, float | None]:
+    m = _DATR_PY.match(text) if text is not None else None
+    if m is None:
+        return None, None
+    return int(m.group("sf")), float(m.group("bw"))
+
+
 def parse_datr(a: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
-    """'SF9BW125' -> (spreading factor int64, bandwidth kHz float64); null if not that form."""
+    """'SF9BW125' -> (spreading factor int64, bandwidth kHz float64); null if not that form.
+
+    A batch holds a handful of distinct data rates: they are dictionary-encoded
+    and each distinct one parsed once."""
     a = combine(a)
     n = len(a)
     if n == 0 or a.null_count == n:
         return nulls(n, pa.int64()), nulls(n, pa.float64())
-    if a.type != pa.string():
-        a = a.cast(pa.string())
-    ok = pc.fill_null(pc.match_substring_regex(a, _DATR_RE), False)
-    good = pc.if_else(ok, a, pa.scalar(None, pa.string()))
-    parts = pc.extract_regex(pc.fill_null(good, "SF0BW0"), _DATR_RE)
-    sf = pc.if_else(ok, pc.struct_field(parts, "sf").cast(pa.int64()), pa.scalar(None, pa.int64()))
-    bw = pc.if_else(ok, pc.struct_field(parts, "bw").cast(pa.float64()), pa.scalar(None, pa.float64()))
-    return sf, bw
+    if not pa.types.is_dictionary(a.type):
+        if a.type != pa.string():
+            a = a.cast(pa.string())
+        a = pc.dictionary_encode(a)
+    parsed = [_datr_one(v) for v in a.dictionary.to_pylist()]
+    sf_d = pa.array([p[0] for p in parsed], pa.int64())
+    bw_d = pa.array([p[1] for p in parsed], pa.float64())
+    idx = a.indices
+    return sf_d.take(idx), bw_d.take(idx)
 
 
 # --------------------------------------------------------------------------- kernels
@@ -286,6 +300,17 @@ def line_bounds(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     if last is not None:
         ends[-1] = n
     return starts, ends, bool(high)
+
+
+def best_by_parent(parent: np.ndarray, rssi: np.ndarray, snr: np.ndarray, n: int) -> np.ndarray:
+    """best_reception for receptions in any order: parent[j] is the packet (0..n-1)
+    of reception j. -1 for a packet without receptions."""
+    return kernels().best_by_parent(
+        np.ascontiguousarray(parent, dtype=np.int64),
+        np.ascontiguousarray(rssi, dtype=np.float64),
+        np.ascontiguousarray(snr, dtype=np.float64),
+        int(n),
+    )
 
 
 def best_reception(counts: np.ndarray, rssi: np.ndarray, snr: np.ndarray) -> np.ndarray:
