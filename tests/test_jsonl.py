@@ -341,3 +341,33 @@ def test_values_in_memory():
     fast = normalize_values([_d(FF), _d(HB), "", _d(HE)])
     assert fast.uplinks.column("line").to_pylist() == [1, 2, 4]
     assert fast.lines == 3
+
+
+def test_mixed_chunks_grouped_by_shape_keep_input_order(tmp_path):
+    # Big enough chunks that each shape is parsed on its own (first-key groups),
+    # then put back in line order; compared with the line-by-line path.
+    path = _generate(tmp_path, 3000, seed=13)
+    lines = path.read_bytes().splitlines()
+    lines[10] = b'{"category":"uplink","sub_category":"uplink_unconfirmed","reported_at":"oops"'  # malformed
+    lines.insert(20, b"   ")
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    ref = _slow_reference(lines)
+    chunks, up, bad, skipped = _read_all(path, chunk_bytes=1 << 20)
+    assert up.equals(ref.uplinks)
+    assert bad == sorted(ref.bad) and [b[0] for b in bad] == [11]
+    assert skipped == ref.skipped
+    rec = pa.concat_tables([c.receptions for c in chunks])
+    assert rec.num_rows == ref.receptions.num_rows
+    # every reception still points at its uplink: same gateway sets per packet
+    def by_packet(parts):
+        out = collections.defaultdict(set)
+        for table, offset in parts:
+            for r in table.to_pylist():
+                out[r["packet_index"] + offset].add((r["gateway_id"], r["rssi"], r["snr"]))
+        return out
+
+    parts, k = [], 0
+    for c in chunks:
+        parts.append((c.receptions, k))
+        k += c.uplinks.num_rows
+    assert by_packet(parts) == by_packet([(ref.receptions, 0)])

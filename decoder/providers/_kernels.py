@@ -258,3 +258,53 @@ def unquote_reported_at(a, pattern):
         if a[i] == 95 and a[i + 1] == 97 and a[i + 2] == 116:
             count += _unquote_at(a, i, pattern)
     return count
+
+
+@numba.njit(cache=True, nogil=True)
+def first_keys(a, starts, ends):
+    """For each line: a hash of the first key of the JSON object it holds
+    (the text between the quotes after the opening brace, at most 32 bytes);
+    0 when the line does not start with an object and a key. Lines of one
+    shape tend to share their first key, so this groups a mixed batch by
+    shape without parsing it."""
+    n = starts.size
+    out = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        j = starts[i]
+        e = ends[i]
+        while j < e and (a[j] == 32 or a[j] == 9 or a[j] == 13):
+            j += 1
+        if j >= e or a[j] != 123:  # '{'
+            continue
+        j += 1
+        while j < e and (a[j] == 32 or a[j] == 9 or a[j] == 13):
+            j += 1
+        if j >= e or a[j] != 34:  # '"'
+            continue
+        j += 1
+        h = np.uint64(14695981039346656037)
+        k = 0
+        while j < e and a[j] != 34 and k < 32:
+            h = (h ^ np.uint64(a[j])) * np.uint64(1099511628211)
+            j += 1
+            k += 1
+        out[i] = np.int64(h & np.uint64(0x7FFFFFFFFFFFFFFF)) | 1
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def gather_lines(a, starts, ends, sel, out, new_starts, new_ends):
+    """Copy the lines sel[k] of a, each followed by a newline, to out; returns
+    the bytes written. new_starts/new_ends: where each landed."""
+    o = 0
+    for k in range(sel.size):
+        i = sel[k]
+        s = starts[i]
+        e = ends[i]
+        new_starts[k] = o
+        out[o:o + (e - s)] = a[s:e]
+        o += e - s
+        new_ends[k] = o
+        out[o] = 10
+        o += 1
+    return o
