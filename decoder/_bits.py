@@ -15,7 +15,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["read_bits", "read_bits_le", "read_bytes_le", "sign_extend", "f64_from_bits", "f32_from_bits", "f16_from_bits"]
+__all__ = ["uniform_stride", "read_bits", "read_bits_le", "read_bytes_le", "sign_extend", "f64_from_bits", "f32_from_bits", "f16_from_bits"]
 
 _U1 = np.uint64(1)
 
@@ -112,3 +112,16 @@ def read_bits_le(data, base, bit_offset, nbytes):
     for k in range(nbytes - 1, -1, -1):
         value = (value << np.uint64(8)) | read_bits(data, base, bit_offset + 8 * k, 8)
     return value
+
+
+@numba.njit(cache=True, nogil=True)
+def uniform_stride(offsets, in_err):
+    """The one payload length of a batch with no conversion errors, else -1."""
+    n = offsets.shape[0] - 1
+    if n < 1:
+        return -1
+    stride = offsets[1] - offsets[0]
+    for i in range(n):
+        if in_err[i] != 0 or offsets[i + 1] - offsets[i] != stride:
+            return -1
+    return stride

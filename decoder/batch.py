@@ -56,14 +56,14 @@ def _nest(columns: list[Column], row_ok: np.ndarray, strings: pa.Array, depth: i
 class DecodedBatch:
     """Decoded values of a batch of payloads, with a reason for every row that failed."""
 
-    def __init__(self, *, class_name: str, columns: list[Column], err: np.ndarray, bits_used: np.ndarray,
-                 payload_bytes: np.ndarray, input_errors: list[str | None] | None, strings: list[str],
+    def __init__(self, *, class_name: str, columns: list[Column], err: np.ndarray, bits_used: np.ndarray | None,
+                 offsets: np.ndarray, input_errors: list[str | None] | None, strings: list[str],
                  static_bits: int | None, include_hidden: bool):
         self.class_name = class_name
         self._columns = columns
         self._err = err
         self._bits_used = bits_used
-        self._payload_bytes = payload_bytes
+        self._offsets = offsets
         self._input_errors = input_errors
         self._strings = pa.array(strings, type=pa.string())
         self._static_bits = static_bits
@@ -75,6 +75,14 @@ class DecodedBatch:
 
     def __len__(self) -> int:
         return self.num_rows
+
+    def _bytes_of(self, rows: np.ndarray) -> np.ndarray:
+        return self._offsets[rows + 1] - self._offsets[rows]
+
+    def _bits_needed(self, rows: np.ndarray) -> np.ndarray:
+        if self._bits_used is None:  # fixed layout: every row needs its static size
+            return np.full(len(rows), self._static_bits, np.int64)
+        return self._bits_used[rows]
 
     @property
     def ok(self) -> np.ndarray:
@@ -89,7 +97,7 @@ class DecodedBatch:
         """Decoded columns as a table: nested structs for dotted targets, nulls where not decoded."""
         cols = self._visible()
         if not cols:
-            return pa.table({}).add_column(0, "_", pa.nulls(self.num_rows)).drop(["_"]) if self.num_rows else pa.table({})
+            return pa.table({})
         arrays, names = _nest(cols, self.ok, self._strings)
         return pa.Table.from_arrays(arrays, names=names)
 
@@ -110,7 +118,8 @@ class DecodedBatch:
         if code == ERR_OK:
             return None
         if code == ERR_TOO_SHORT:
-            return f"payload too short: needs {int(self._bits_used[row])} bits, has {int(self._payload_bytes[row]) * 8}"
+            rows = np.array([row])
+            return f"payload too short: needs {int(self._bits_needed(rows)[0])} bits, has {int(self._bytes_of(rows)[0]) * 8}"
         if code == ERR_INPUT and self._input_errors is not None:
             return self._input_errors[row] or "invalid payload"
         return "invalid payload"
@@ -127,7 +136,7 @@ class DecodedBatch:
             return pa.nulls(self.num_rows, pa.string())
         # Reasons repeat (one per distinct length or input error): render each once, then take by index.
         short = self._err[failed] == ERR_TOO_SHORT
-        keys = np.where(short, self._bits_used[failed] * (1 << 32) + self._payload_bytes[failed], -1 - failed)
+        keys = np.where(short, self._bits_needed(failed) * (1 << 32) + self._bytes_of(failed), -1 - failed)
         unique_keys, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         messages = pa.array([self.error_message(int(failed[k])) for k in first], type=pa.string())
         indices = np.full(self.num_rows, -1, np.int64)
@@ -138,8 +147,8 @@ class DecodedBatch:
     def stats(self) -> dict:
         """Counts that always reconcile: rows == decoded + errors."""
         ok = self.ok
-        used = np.full(self.num_rows, self._static_bits, np.int64) if self._static_bits is not None else self._bits_used
-        leftover_bits = np.where(ok, self._payload_bytes * 8 - used, 0)
+        rows = np.arange(self.num_rows)
+        leftover_bits = np.where(ok, self._bytes_of(rows) * 8 - self._bits_needed(rows), 0)
         leftover_bytes = leftover_bits // 8
         return {
             "rows": self.num_rows,

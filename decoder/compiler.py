@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .codegen import KernelLayout, generate
+from .codegen import ERR_INPUT, KernelLayout, generate
 from .errors import ScriptError
 from .ir import Program
 from .lower import lower
@@ -78,12 +78,16 @@ class DeviceClass:
 
     def decode_buffer(self, buffer, ports: Any = None, include_hidden: bool = False):
         """Decode payloads already converted to bytes (a payload.PayloadBuffer)."""
+        from ._bits import uniform_stride
         from .batch import Column, DecodedBatch
 
         n = len(buffer)
-        port_array = _ports_array(ports, n)
+        # Only what the layout needs is allocated: at a million rows every
+        # untouched array still costs page faults on first write.
+        port_array = _ports_array(ports, n) if self.program.uses_port else _NO_PORTS
+        dynamic = self.layout.dynamic
         err = np.empty(n, np.uint8)
-        bits_used = np.zeros(n, np.int64) if self.layout.dynamic else np.empty(n, np.int64)
+        bits_used = np.zeros(n, np.int64) if dynamic else _NO_BITS
         columns, args = [], []
         for path, slot in self.layout.outputs:
             values = np.empty(n, np.int32 if slot.storage == "str" else slot.storage)
@@ -92,15 +96,18 @@ class DeviceClass:
             if valid is not None:
                 args.append(valid)
             columns.append(Column(path, slot, values, valid, self.spec.is_hidden(path[0])))
-        in_err = buffer.error
+        data, offsets, in_err = buffer.data, buffer.offsets, buffer.error
         if n:
-            self.kernel.function(buffer.data, buffer.offsets, in_err, port_array, err, bits_used, *args)
-        payload_bytes = np.diff(buffer.offsets)
-        input_errors = buffer.error_messages() if in_err.any() else None
+            stride = uniform_stride(offsets, in_err)
+            if stride >= 0:
+                self.kernel.fixed(data[offsets[0]:], stride, n, port_array, err, bits_used, *args)
+            else:
+                self.kernel.function(data, offsets, in_err, port_array, err, bits_used, *args)
+        input_errors = buffer.error_messages() if (n and err.max() == ERR_INPUT) else None
         return DecodedBatch(
-            class_name=self.name, columns=columns, err=err, bits_used=bits_used, payload_bytes=payload_bytes,
-            input_errors=input_errors, strings=self.program.strings,
-            static_bits=None if self.layout.dynamic else (self.program.static_bits or 0),
+            class_name=self.name, columns=columns, err=err, bits_used=bits_used if dynamic else None,
+            offsets=offsets, input_errors=input_errors, strings=self.program.strings,
+            static_bits=None if dynamic else (self.program.static_bits or 0),
             include_hidden=include_hidden,
         )
 
@@ -142,6 +149,10 @@ class DeviceClass:
             hidden = " (hidden)" if self.spec.is_hidden(field.name) else ""
             lines.append(f"    {field.name}: {field.type}{hidden}")
         return "\n".join(lines)
+
+
+_NO_PORTS = np.full(1, -1, np.int64)     # passed when no formula reads `port`
+_NO_BITS = np.zeros(1, np.int64)         # passed for fixed layouts: the kernel never writes bits_used
 
 
 def _ports_array(ports: Any, n: int) -> np.ndarray:

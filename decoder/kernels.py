@@ -35,12 +35,16 @@ _lock = threading.Lock()
 class Kernel:
     digest: str
     path: Path
-    function: Callable
+    function: Callable      # rows by offsets
+    fixed: Callable         # rows of one length, no input errors (see codegen)
 
     def cache_stats(self) -> dict:
         """numba's own count of signatures loaded from / compiled past its on-disk cache."""
-        stats = self.function.stats
-        return {"cache_hits": sum(stats.cache_hits.values()), "cache_misses": sum(stats.cache_misses.values())}
+        hits = misses = 0
+        for fn in (self.function, self.fixed):
+            hits += sum(fn.stats.cache_hits.values())
+            misses += sum(fn.stats.cache_misses.values())
+        return {"cache_hits": hits, "cache_misses": misses}
 
 
 def cache_dir() -> Path:
@@ -86,6 +90,6 @@ def load_kernel(source: str) -> Kernel:
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
-        kernel = Kernel(digest=digest, path=path, function=module.kernel)
+        kernel = Kernel(digest=digest, path=path, function=module.kernel, fixed=module.kernel_fixed)
         _memo[digest] = kernel
         return kernel

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from . import formula as ast
+from ._fold import fold_arith
 from .errors import ScriptError
 from .ir import (
     AndOr, Arith, Assign, BitNot, Builtin, Compare, Const, Equals, Expr, JsType, Kind, MathCall,
@@ -185,6 +186,8 @@ class _Lowerer:
             return Not(BOOL, self.test(node.operand))
         operand = self.number(self.value(node.operand), node, f"unary {node.op}")
         if node.op == "-":
+            if isinstance(operand, Const) and operand.type == NUM:
+                return Const(NUM, -operand.value)
             return Negate(NUM, operand)
         if node.op == "~":
             return BitNot(NUM, operand)
@@ -216,6 +219,10 @@ class _Lowerer:
         a, b = self.number(left, node.left, what), self.number(right, node.right, what)
         if op in ("<", "<=", ">", ">="):
             return Compare(BOOL, op, a, b)
+        if isinstance(a, Const) and isinstance(b, Const) and a.type == NUM and b.type == NUM:
+            folded = fold_arith(op, a.value, b.value)
+            if folded is not None:
+                return Const(NUM, folded)
         return Arith(NUM, op, a, b)
 
     def equality(self, node: ast.Binary, left: Expr, right: Expr) -> Expr:
