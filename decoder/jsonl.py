@@ -740,7 +740,9 @@ def _produce(stream, name: str, chunk_bytes: int, q: "queue.Queue", stop: thread
                 except queue.Empty:
                     pass
             have = len(carry)
-            buf[:have] = carry
+            if have >= len(buf):  # the start of a line longer than this buffer
+                buf = bytearray(have + len(buf))
+            buf[:have] = carry  # never a resize: a view of buf may still be alive
             while True:
                 while have < len(buf) and not eof:  # pipes and gzip may return less than asked
                     with memoryview(buf) as view:
