@@ -371,3 +371,28 @@ def test_mixed_chunks_grouped_by_shape_keep_input_order(tmp_path):
         parts.append((c.receptions, k))
         k += c.uplinks.num_rows
     assert by_packet(parts) == by_packet([(ref.receptions, 0)])
+
+
+def test_generator_devices_map_and_payload_sizes(tmp_path):
+    out = tmp_path / "g.jsonl"
+    devices = tmp_path / "devices.json"
+    ids = tmp_path / "ids.json"
+    subprocess.run([sys.executable, str(GENERATE), "-n", "600", "--seed", "4", "--devices", "30",
+                    "--group", "Test Device Class:9:2", "--group", "Other:12:1",
+                    "--mix", "firefly=1,helium_event=1,helium_body=1,helium_integration=1",
+                    "-o", str(out), "--devices-out", str(devices), "--device-ids-out", str(ids)], check=True)
+    eui_map = json.loads(devices.read_text())
+    id_map = json.loads(ids.read_text())
+    assert set(eui_map.values()) == {"Test Device Class", "Other"} and len(eui_map) == 30
+    _, up, bad, skipped = _read_all(out)
+    assert up.num_rows == 600 and not bad and not skipped
+    for row in up.select(["dev_eui", "device_id", "payload"]).to_pylist():
+        cls = eui_map[row["dev_eui"]] if row["dev_eui"] else id_map[row["device_id"]]
+        assert len(row["payload"]) == (9 if cls == "Test Device Class" else 12)
+    # deterministic: the same seed writes the same bytes
+    again = tmp_path / "g2.jsonl"
+    subprocess.run([sys.executable, str(GENERATE), "-n", "600", "--seed", "4", "--devices", "30",
+                    "--group", "Test Device Class:9:2", "--group", "Other:12:1",
+                    "--mix", "firefly=1,helium_event=1,helium_body=1,helium_integration=1", "-o", str(again)],
+                   check=True)
+    assert again.read_bytes() == out.read_bytes()
