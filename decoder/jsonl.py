@@ -4,26 +4,37 @@
     for chunk in read_chunks("packets.jsonl.gz"):
         chunk.uplinks, chunk.receptions, chunk.bad_lines, chunk.skipped
 
-How a chunk is read (measured: see benchmarks/bench_ingest.py):
+How it goes (every choice measured: benchmarks/bench_ingest.py):
 
-1. The stream is cut after the last newline that fits in ``chunk_bytes``
-   (a line longer than that is read whole). Memory is bounded by the chunk,
-   never by the file.
-2. One numba pass counts the lines and notices lines that start with
-   whitespace (only those can be blank), so every Arrow row maps to its line
-   number. Digit strings under ``"reported_at"`` are turned into numbers in
-   place (Helium prints epoch milliseconds both ways), once a file shows them.
-3. ``pyarrow.json.read_json`` parses the chunk with ``RAW_SCHEMA`` (the union
-   of every shape's fields) on all cores.
-4. ``decoder.providers.normalize`` does the rest, vectorized.
+1. A reader thread fills a buffer with whole lines (about ``chunk_bytes``;
+   a longer line is read whole), gzip inflated by Arrow off the GIL, and
+   finds the line starts with a numba SWAR scan (8 bytes per step). Whole
+   chunks then go to a pool, one per core, while the caller works on an
+   earlier chunk: memory is bounded by the chunk size, never the file size.
+2. Blank lines are set aside (only lines starting with whitespace are
+   looked at), so every Arrow row maps to its line number.
+3. Lines are grouped by the first key of their object: one group per shape
+   in a mixed file, and no copy for a one-shape chunk.
+4. ``pyarrow.json.read_json`` parses a group with only the field groups it
+   needs (``decoder.providers.raw_schema``: Arrow pays for every schema
+   field on every row, so a Firefly file is not parsed with Helium's
+   fields). What a group needs is learned as it goes: more fields are added
+   when rows need them (``Normalized.needs``), reported_at is read as text
+   when Helium prints it in quotes, and rewritten in place as a number when
+   one group prints it both ways.
+5. ``decoder.providers.normalize`` does the rest, vectorized (Arrow compute,
+   numpy, small numba kernels).
 
-When Arrow rejects a chunk (a malformed line, a JSON array, a wrong-typed
-field, invalid UTF-8), the chunk is parsed again as one block to learn the
-failing row; the lines before it go through Arrow, the failing line through
-orjson, and so on. Errors Arrow does not locate are narrowed down by
-halving. Lines read by orjson are expanded (arrays, envelopes), their fields
-checked against the schema, and put into an Arrow table of the same schema:
-the same ``normalize`` handles both paths.
+When Arrow rejects a part (a malformed line, a JSON array, a field of the
+wrong type, invalid UTF-8, two values on one line), it is parsed again as
+one block to learn the failing row: the lines before it go through Arrow,
+the failing line through orjson, the rest through Arrow again; failures
+Arrow does not locate are narrowed down by halving. Lines read by orjson are
+expanded (arrays, envelopes), their fields checked against the schema (a
+field of the wrong type becomes null; a payload that is not text is a row
+error), and put into an Arrow table of the same schema: the one
+``normalize`` handles both paths, and rows of no known shape are always
+judged on their text with every field.
 """
 
 from __future__ import annotations
@@ -37,8 +48,7 @@ import re
 import sys
 import threading
 import zlib
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, BinaryIO, Iterable, Iterator
 
 import numpy as np

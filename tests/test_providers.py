@@ -15,9 +15,7 @@ import json
 import re
 
 import numpy as np
-import orjson
 import pyarrow as pa
-import pytest
 
 from decoder.jsonl import normalize_values, read_chunks
 from decoder.providers import RAW_SCHEMA, RECEPTION_SCHEMA, UPLINK_SCHEMA, raw_schema
@@ -224,8 +222,6 @@ def test_helium_repairs_are_minimal():
 # --------------------------------------------------------------------------- golden: Firefly
 
 
-def _ts(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text).replace(tzinfo=UTC) if "+" not in text else dt.datetime.fromisoformat(text)
 
 
 def _check_firefly_seed(chunk):

@@ -2,16 +2,27 @@
 
 One implementation, vectorized over a whole batch:
 
-1. Arrow parses JSON objects with ``RAW_SCHEMA``, the union of the fields of
-   every shape (``decoder.jsonl`` does this, or builds the same table from
-   Python objects with ``raw_table``).
+1. Arrow parses JSON objects with a schema from ``raw_schema``: the fields
+   that tell the shapes apart plus the field groups a batch needs
+   (``RAW_SCHEMA`` has them all). ``decoder.jsonl`` does this, or builds the
+   same table from Python objects (``prepare_object``, ``raw_table``).
 2. ``normalize`` detects the shape of each row from which fields are
    present, expands Firefly envelopes, picks the uplink rows, builds the
    reception table and the best gateway per uplink (numba), normalizes
    Helium's float32 values, parses timestamps and data rates, and decodes
-   the payloads (``decoder.payload``).
+   the payloads (``decoder.payload``). If the rows need fields the schema
+   lacks, it says which (``Normalized.needs``) instead.
+
+A row is a Helium event if it has ``category`` or ``sub_category``; else a
+Firefly packet if it has ``device_eui``, ``gwrx`` or ``mtype``; else a Helium
+integration body if it has ``dev_eui`` or ``hotspots``; else of no known shape.
+Required: ``device_eui`` (Firefly), ``data`` (Helium uplink event),
+``data.req.body`` (integration event), ``dev_eui`` (body); a row without it
+is a bad line. Other fields of the wrong JSON type read as null.
 
 Columns: see ``UPLINK_SCHEMA`` and ``RECEPTION_SCHEMA`` (DESIGN section 4).
+Receptions are in input order within each shape of a batch; ``packet_index``
+is the uplink's row in the batch.
 """
 
 from __future__ import annotations
@@ -28,7 +39,6 @@ from . import firefly, helium
 from ._common import (
     FIREFLY,
     HELIUM,
-    PROVIDER_TYPE,
     PROVIDERS,
     RECEPTION_SCHEMA,
     TS,
@@ -37,7 +47,6 @@ from ._common import (
     combine,
     epoch_ms_to_ts,
     f64,
-    field,
     float32_shortest,
     iso_to_ts,
     ms_strings_to_ts,
@@ -127,7 +136,6 @@ def groups_of(schema: pa.Schema) -> frozenset:
 
 
 RAW_SCHEMA = raw_schema(ALL_GROUPS)
-_RAW_NAMES = set(RAW_SCHEMA.names)
 _SUB_CODES = pa.array([*helium.UPLINK_SUB_CATEGORIES, helium.INTEGRATION_SUB_CATEGORY])
 assert helium.UPLINK_SUB_CATEGORIES[0] == helium.CONFIRMED_SUB_CATEGORY
 _TOP_TYPES = {f.name: f.type for f in RAW_SCHEMA}

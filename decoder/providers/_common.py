@@ -7,7 +7,6 @@ and cached on disk, so importing this module does not import numba.
 
 from __future__ import annotations
 
-import math
 import re
 
 import numpy as np
@@ -90,26 +89,12 @@ def valid(a: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return combine(a).is_valid().to_numpy(zero_copy_only=False)
 
 
-def field(struct: pa.Array | pa.ChunkedArray, name: str) -> pa.Array | pa.ChunkedArray:
-    """A struct child, null where the struct itself is null."""
-    return pc.struct_field(struct, name)
-
-
 def f64(a: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """float64 numpy array, NaN for null (only for internal arithmetic)."""
     a = combine(a)
     if a.type != pa.float64():
         a = a.cast(pa.float64())
     return a.to_numpy(zero_copy_only=False)
-
-
-def from_f64(values: np.ndarray, validity: np.ndarray | None) -> pa.Array:
-    mask = None if validity is None or validity.all() else ~validity
-    return pa.array(values, pa.float64(), mask=mask)
-
-
-def bool_mask(mask: np.ndarray) -> pa.Array:
-    return pa.array(mask, pa.bool_())
 
 
 def nulls(n: int, type_: pa.DataType) -> pa.Array:
