@@ -91,18 +91,30 @@ class Call(Node):
     args: tuple[Node, ...]
 
 
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "0": "\0"}
-_ESCAPE_RE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|u\{[0-9a-fA-F]+\}|.)", re.S)
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v"}
+_ESCAPE_RE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|u\{[0-9a-fA-F]+\}|0(?![0-9])|[0-9]+|.)", re.S)
 
 
-def _unescape(body: str) -> str:
+def _unescape(token: Token) -> str:
+    """JavaScript string escapes; legacy octal escapes and lone surrogates are rejected."""
+    body = str(token)[1:-1]
+
     def one(m: re.Match) -> str:
         esc = m.group(1)
         if esc[0] in "xu" and len(esc) > 1:
             return chr(int(esc[1:].strip("{}"), 16))
+        if esc == "0":
+            return "\0"
+        if esc.isdigit():
+            raise ScriptError(f"legacy octal escape '\\{esc}' in a string is not supported; use \\x or \\u",
+                              line=token.line, column=token.column + 1 + m.start())
         return _ESCAPES.get(esc, esc)
 
-    return _ESCAPE_RE.sub(one, body)
+    text = _ESCAPE_RE.sub(one, body)
+    try:  # JavaScript writes characters beyond U+FFFF as UTF-16 pairs: join them
+        return text.encode("utf-16", "surrogatepass").decode("utf-16")
+    except UnicodeDecodeError:
+        raise ScriptError("string has a lone UTF-16 surrogate escape", line=token.line, column=token.column) from None
 
 
 def _number(token: Token) -> float:
@@ -122,6 +134,12 @@ def _number(token: Token) -> float:
     return float(text)
 
 
+def _no_increment(op: Token) -> None:
+    if str(op) in ("++", "--"):
+        raise ScriptError(f"{str(op)!r} (increment/decrement) is not supported; formulas cannot assign",
+                          line=op.line, column=op.column)
+
+
 def _at(token: Token) -> dict:
     return {"line": token.line, "column": token.column}
 
@@ -132,7 +150,7 @@ class _ToAst(Transformer):
         return Number(value=_number(tok), **_at(tok))
 
     def string(self, tok):
-        return String(value=_unescape(str(tok)[1:-1]), **_at(tok))
+        return String(value=_unescape(tok), **_at(tok))
 
     def true(self, tok):
         return Boolean(value=True, **_at(tok))
@@ -154,9 +172,11 @@ class _ToAst(Transformer):
         return inner
 
     def unary(self, op, operand):
+        _no_increment(op)
         return Unary(op=str(op), operand=operand, **_at(op))
 
     def binary(self, left, op, right):
+        _no_increment(op)
         return Binary(op=str(op), left=left, right=right, **_at(op))
 
     def logical(self, left, op, right):

@@ -27,7 +27,7 @@ NULL = JsType(Kind.NULL, True)
 
 MATH_CONSTANTS = {
     "PI": math.pi, "E": math.e, "LN2": math.log(2), "LN10": math.log(10),
-    "LOG2E": 1 / math.log(2), "LOG10E": 1 / math.log(10), "SQRT2": math.sqrt(2), "SQRT1_2": math.sqrt(0.5),
+    "LOG2E": math.log2(math.e), "LOG10E": math.log10(math.e), "SQRT2": math.sqrt(2), "SQRT1_2": math.sqrt(0.5),
 }
 GLOBAL_CONSTANTS = {"NaN": math.nan, "Infinity": math.inf}
 UNARY_MATH = ("abs", "ceil", "floor", "round", "trunc", "sign", "sqrt", "cbrt", "exp", "log", "log2",
@@ -132,9 +132,9 @@ class _Lowerer:
         kind = expr.type.kind
         if kind is Kind.STR:
             raise self.fail(node, f"{what} needs numbers, but this operand is a string")
-        if kind is Kind.NUM and not isinstance(expr, SlotRef):
+        if kind is Kind.NUM and not expr.type.nullable and not isinstance(expr, SlotRef):
             return expr
-        return ToNumber(NUM, expr)
+        return ToNumber(NUM, expr)   # drops null (JavaScript's null -> 0) and converts stored ints
 
     def test(self, node: ast.Node) -> Expr:
         """Lower `node` where only its truthiness matters; mixed && / || operands are fine here."""
