@@ -328,7 +328,7 @@ class _Reader:
                 if norm is not None:
                     return [norm]
         pieces: list = []
-        self._careful(buf, starts, ends, line_no, pieces, state, learned)
+        self._careful(buf, starts, ends, line_no, pieces, state, learned, non_ascii)
         return pieces
 
     def _normalize_run(self, table, again, buf, bounds, line_no, learned: "_Learned"):
@@ -395,25 +395,33 @@ class _Reader:
         return other
 
     # -- the careful path ------------------------------------------------------
-    def _careful(self, buf, starts, ends, line_no, pieces, state=None, learned=None):
+    def _careful(self, buf, starts, ends, line_no, pieces, state=None, learned=None, non_ascii=True):
         """Non-blank lines [starts[i], ends[i]) of buf, numbered line_no[i]: Arrow
-        for the runs it accepts, orjson for the lines it does not."""
-        attempts = 0
+        for the runs it accepts, orjson for the lines it does not.
+
+        A failure Arrow locates splits the run there; one it does not locate is
+        narrowed down by halving. When Arrow keeps failing on the first line
+        (a file of JSON arrays, say), ever longer runs go to orjson directly."""
         a = np.frombuffer(buf, dtype=np.uint8)
         state = {"patched": False} if state is None else state
         learned = self._learned(0) if learned is None else learned
+        bad_utf8 = _bad_utf8_lines(a, starts, ends) if non_ascii else np.zeros(0, np.int64)
+        attempts = 0
+        streak = 0  # failures on the first line of a run in a row
         todo = [(0, len(starts))]
         while todo:
             s, e = todo.pop()
             while s < e:
                 if e - s <= _LEAF_LINES or attempts >= _MAX_ATTEMPTS:
-                    pieces.append(self._slow_lines(buf, starts[s:e], ends[s:e], line_no[s:e]))
+                    pieces.extend(self._slow_lines(buf, starts[s:e], ends[s:e], line_no[s:e]))
                     break
-                attempts += 1
-                data = memoryview(buf)[starts[s]:ends[e - 1]]
-                bad_at = _first_non_utf8(data, starts[s:e] - starts[s])
-                table = None
-                if bad_at is None:
+                k = int(np.searchsorted(bad_utf8, s))
+                if k < len(bad_utf8) and bad_utf8[k] < e:  # invalid UTF-8: that line to orjson
+                    bad_at = int(bad_utf8[k]) - s
+                else:
+                    bad_at = None
+                    attempts += 1
+                    data = memoryview(buf)[starts[s]:ends[e - 1]]
                     table, again = self._parse(data, a, state, learned)
                     if isinstance(table, pa.Table):
                         if table.num_rows == e - s:
@@ -422,6 +430,7 @@ class _Reader:
                                                        learned)
                             if norm is not None:
                                 pieces.append(norm)
+                                streak = 0
                                 break
                         # a line holding two values, or rejected with more groups: halve
                     else:
@@ -437,28 +446,54 @@ class _Reader:
                 # The lines before the failing one go to Arrow (now), the failing
                 # one to orjson and the rest to Arrow again (later).
                 if bad_at > 0:
+                    streak = 0
                     todo.append((s + bad_at + 1, e))
                     todo.append((s + bad_at, s + bad_at + 1))
                     e = s + bad_at
                     continue
-                pieces.append(self._slow_lines(buf, starts[s:s + 1], ends[s:s + 1], line_no[s:s + 1]))
-                s += 1
-        # `todo` is a stack: put the pieces back in line order.
+                streak += 1
+                w = min(1 << min(streak - 1, 20), e - s)
+                pieces.extend(self._slow_lines(buf, starts[s:s + w], ends[s:s + w], line_no[s:s + w]))
+                s += w
+        # `todo` is a stack: put the pieces back in line order (a stable sort:
+        # the items of one array line may span pieces, appended in order).
         pieces.sort(key=_piece_first_line)
 
-    def _slow_lines(self, buf, starts, ends, line_no):
+    def _slow_lines(self, buf, starts, ends, line_no) -> list:
+        """Lines read by orjson -> Normalized pieces. JSON arrays of objects (the
+        Helium events endpoint returns one) and envelopes are written back as one
+        object per line and go through Arrow, the rest through ``values``."""
         import orjson
 
         items = []
+        objects, object_lines = [], []
         for s, e, line in zip(starts, ends, line_no):
-            text = bytes(buf[s:e])
+            line = int(line)
             try:
-                items.append((int(line), orjson.loads(text)))
+                value = orjson.loads(bytes(buf[s:e]))
             except orjson.JSONDecodeError as exc:
-                items.append((int(line), _Bad(f"malformed JSON: {exc}")))
-        norm = self.values(items)
-        norm.first = int(line_no[0]) if len(line_no) else 0
-        return norm
+                items.append((line, _Bad(f"malformed JSON: {exc}")))
+                continue
+            if type(value) is list and value and all(type(x) is dict and not isinstance(x.get("packets"), list)
+                                                     for x in value):
+                objects.extend(value)
+                object_lines.extend([line] * len(value))
+            else:
+                items.append((line, value))
+        pieces = []
+        if len(objects) < _MIN_REWRITE:
+            items.extend(zip(object_lines, objects))
+            items.sort(key=lambda x: x[0])  # stable: an array's items stay in order
+        else:
+            text = bytearray(b"\n".join(map(orjson.dumps, objects)) + b"\n")
+            o_starts, o_ends, _ = line_bounds(np.frombuffer(text, dtype=np.uint8))
+            self._careful(text, o_starts, o_ends, np.array(object_lines, dtype=np.int64), pieces,
+                          learned=self._learned(-1), non_ascii=False)
+        if items:
+            norm = self.values(items)
+            norm.first = items[0][0]
+            pieces.append(norm)
+        return pieces
 
     # -- Python values -----------------------------------------------------------
     def values(self, items: list[tuple[int, Any]]):
@@ -585,7 +620,26 @@ def _first_non_utf8(data: memoryview, starts: np.ndarray) -> int | None:
         return 0 if starts is None else int(np.searchsorted(starts, e.start, side="right") - 1)
 
 
+def _bad_utf8_lines(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Indices of the lines holding invalid UTF-8 (only lines with a byte >= 0x80
+    are decoded)."""
+    high = np.flatnonzero(a >= 128)
+    if len(high) == 0:
+        return np.zeros(0, np.int64)
+    lines = np.unique(np.searchsorted(starts, high, side="right") - 1)
+    bad = []
+    for i in lines:
+        if i < 0 or a[starts[i]:ends[i]].size == 0:
+            continue
+        try:
+            bytes(a[starts[i]:ends[i]]).decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(i)
+    return np.array(bad, dtype=np.int64)
+
+
 _MIN_PART_BYTES = 1 << 20
+_MIN_REWRITE = 16  # objects from arrays worth writing back as lines for Arrow
 _MIN_GROUP_LINES = 256  # a shape with fewer lines in a chunk is not parsed on its own
 _POOL = None
 

@@ -396,3 +396,22 @@ def test_generator_devices_map_and_payload_sizes(tmp_path):
                     "--mix", "firefly=1,helium_event=1,helium_body=1,helium_integration=1", "-o", str(again)],
                    check=True)
     assert again.read_bytes() == out.read_bytes()
+
+
+def test_array_lines_of_events(tmp_path):
+    # The Helium events endpoint returns a JSON array: lines holding arrays are
+    # read by orjson and their objects written back, one per line, for Arrow.
+    src = _generate(tmp_path, 400, seed=21, mix="helium_event=3,helium_downlink=1,helium_integration=1")
+    objs = src.read_bytes().splitlines()
+    lines = [b"[" + b",".join(objs[i:i + 20]) + b"]" for i in range(0, len(objs), 20)]
+    lines[3] = lines[3][:-1] + b',{"category":"uplink","sub_category":"uplink_confirmed","data":5}]'  # a bad item
+    lines.insert(5, b"[]")
+    path = tmp_path / "arrays.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    chunks, up, bad, skipped = _read_all(path)
+    ref = _slow_reference(lines)
+    assert up.equals(ref.uplinks)
+    assert sorted(bad) == sorted(ref.bad) == [(4, "helium uplink event without data (data: expected an object, got number)")]
+    assert skipped == ref.skipped and skipped["empty_array"] == 1
+    assert up.num_rows + len(bad) + sum(skipped.values()) == _values_in(lines) == 402
+    assert up.column("line").to_pylist() == sorted(up.column("line").to_pylist())

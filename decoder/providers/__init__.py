@@ -180,52 +180,77 @@ def _kind(value: Any) -> str:
 
 
 _EXPECT = {"string": "a string", "int64": "an integer", "double": "a number", "bool": "a boolean"}
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
-def _coerce(value: Any, type_: pa.DataType, path: str, wrong: list[str]) -> Any:
-    """value as Arrow will accept it for type_, or None (recording path) when it
-    has the wrong JSON type. Integral floats pass as integers; epoch-ms digit
-    strings pass as integers (Helium prints reported_at both ways)."""
-    if value is None:
+def _coercer(type_: pa.DataType, path: str):
+    """A function (value, wrong) -> the value as Arrow accepts it for type_, or
+    None (noting path in the list wrong) when it has the wrong JSON type.
+    Integral floats pass as integers; epoch-ms digit strings pass as integers
+    where a reported_at goes (Helium prints it both ways). Built once per
+    schema field: the slow path runs it for every value it reads."""
+
+    def fail(value, wrong, expect):
+        wrong.append(f"{path}: expected {expect}, got {_kind(value)}")
         return None
-    t = type(value)
+
     if pa.types.is_string(type_):
-        if t is str:
-            return value
+        def f(v, wrong):
+            return v if v is None or type(v) is str else fail(v, wrong, "a string")
     elif pa.types.is_int64(type_):
-        if t is int:
-            if -(1 << 63) <= value < (1 << 63):
-                return value
-        elif t is float:
-            if value.is_integer() and abs(value) < 2.0**63:
-                return int(value)
-        elif t is str and path.endswith("reported_at"):
-            s = value.strip()
-            if s.lstrip("-").isdigit() and len(s) <= 19:
-                return int(s)
+        digits_ok = path.endswith("reported_at")
+
+        def f(v, wrong):
+            t = type(v)
+            if t is int:
+                if _INT64_MIN <= v <= _INT64_MAX:
+                    return v
+            elif v is None:
+                return None
+            elif t is float:
+                if v.is_integer() and abs(v) < 2.0**63:
+                    return int(v)
+            elif t is str and digits_ok:
+                text = v.strip()
+                if text.lstrip("-").isdigit() and len(text) <= 19:
+                    return int(text)
+            return fail(v, wrong, "an integer")
     elif pa.types.is_float64(type_):
-        if t is float or t is int:
-            return float(value)
+        def f(v, wrong):
+            t = type(v)
+            if t is float:
+                return v
+            if t is int:
+                return float(v)
+            return None if v is None else fail(v, wrong, "a number")
     elif pa.types.is_boolean(type_):
-        if t is bool:
-            return value
+        def f(v, wrong):
+            return v if v is None or type(v) is bool else fail(v, wrong, "a boolean")
     elif pa.types.is_list(type_):
-        if t is list:
-            vt = type_.value_type
-            return [_coerce(v, vt, f"{path}[{i}]", wrong) for i, v in enumerate(value)]
+        item = _coercer(type_.value_type, path + "[]")
+
+        def f(v, wrong):
+            if type(v) is list:
+                return [item(x, wrong) for x in v]
+            return None if v is None else fail(v, wrong, "an array")
     elif pa.types.is_struct(type_):
-        if t is dict:
-            out = {}
-            for f in type_:
-                if f.name in value:
-                    out[f.name] = _coerce(value[f.name], f.type, f"{path}.{f.name}", wrong)
-            return out
+        children = {c.name: _coercer(c.type, f"{path}.{c.name}" if path else c.name) for c in type_}
+
+        def f(v, wrong):
+            if type(v) is dict:
+                out = {}
+                for key, x in v.items():
+                    c = children.get(key)
+                    if c is not None:
+                        out[key] = c(x, wrong)
+                return out
+            return None if v is None else fail(v, wrong, "an object")
     else:  # pragma: no cover - the schema uses only the types above
         raise TypeError(type_)
-    expect = "an array" if pa.types.is_list(type_) else "an object" if pa.types.is_struct(type_) else \
-        _EXPECT.get(str(type_), str(type_))
-    wrong.append(f"{path}: expected {expect}, got {_kind(value)}")
-    return None
+    return f
+
+
+_TOP_COERCE = _coercer(pa.struct([f for f in RAW_SCHEMA if f.name != "packets"]), "")
 
 
 _PAYLOAD_PATHS = ("payload", "data.payload", "data.req.body.payload")
@@ -241,11 +266,7 @@ def prepare_object(obj: dict) -> tuple[dict, str | None, str | None]:
     ``firefly packet without device_eui (device_eui: expected a string, got number)``).
     """
     wrong: list[str] = []
-    row = {}
-    for name, value in obj.items():
-        type_ = _TOP_TYPES.get(name)
-        if type_ is not None and name != "packets":
-            row[name] = _coerce(value, type_, name, wrong)
+    row = _TOP_COERCE(obj, wrong)
     if not wrong:
         return row, None, None
     error = None
