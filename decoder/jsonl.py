@@ -856,33 +856,56 @@ def _fill(stream, readinto, view: memoryview, name: str, lines_before: int) -> i
 def normalize_values(values: Iterable[Any], first_line: int = 1) -> NormalizedChunk:
     """Normalize in-memory packets: each item is one JSON value (dict or list)
     or one JSON text (str or bytes). Item k gets the line number first_line + k;
-    blank text items are skipped (like blank lines)."""
-    items = values if isinstance(values, (list, tuple)) else list(values)
-    reader = _Reader("<values>")
-    texts = all(isinstance(v, (str, bytes, bytearray)) for v in items)
-    if texts and items:
-        encoded = [v.encode() if isinstance(v, str) else bytes(v) for v in items]
-        if not any(b"\n" in v for v in encoded):
-            chunk = reader.process(bytearray(b"\n".join(encoded) + b"\n"), first_line)
-            return chunk
+    blank text items are skipped (like blank lines).
+
+    Items become one line of JSON each (dicts and lists written by orjson,
+    texts as they are) and go through the same Arrow path as a file; an item
+    that cannot be one line (a text with a newline, a value orjson cannot
+    write) is read on its own by the slow path."""
     import orjson
 
-    parsed = []
-    nonblank = 0
+    items = values if isinstance(values, (list, tuple)) else list(values)
+    if not items:
+        return _empty_chunk(first_line)
+    reader = _Reader("<values>")
+    out: list[bytes] = []
+    side: list[tuple[int, Any]] = []  # (line, value or _Bad) for the slow path
+    side_lines = 0
     for k, v in enumerate(items):
-        line = first_line + k
-        if isinstance(v, (str, bytes, bytearray)):
-            if not (v.strip() if isinstance(v, str) else bytes(v).strip(_WS)):
+        if isinstance(v, str):
+            v = v.encode()
+        if isinstance(v, (bytes, bytearray, memoryview)):
+            text = bytes(v)
+            if b"\n" not in text:
+                out.append(text)
+                continue
+            if not text.strip(_WS):
+                out.append(b"")
                 continue
             try:
-                v = orjson.loads(v)
+                v = orjson.loads(text)
             except orjson.JSONDecodeError as exc:
-                parsed.append((line, _Bad(f"malformed JSON: {exc}")))
-                nonblank += 1
+                side.append((first_line + k, _Bad(f"malformed JSON: {exc}")))
+                side_lines += 1
+                out.append(b"")
                 continue
-        parsed.append((line, v))
-        nonblank += 1
-    if not parsed:
-        return _empty_chunk(first_line)
-    norm = reader.values(parsed)
-    return _merge([norm], first_line, nonblank)
+        try:
+            out.append(orjson.dumps(v))
+        except TypeError:  # not JSON (bytes, sets, ...): judge it as it is
+            side.append((first_line + k, v))
+            side_lines += 1
+            out.append(b"")
+    chunk = reader.process(bytearray(b"\n".join(out) + b"\n"), first_line)
+    if not side:
+        return chunk
+    pieces = [chunk_piece for chunk_piece in [_as_piece(chunk)] if chunk_piece is not None]
+    pieces.append(reader.values(side))
+    return _merge(pieces, first_line, chunk.lines + side_lines)
+
+
+def _as_piece(chunk: NormalizedChunk):
+    from .providers import Normalized
+
+    if not (chunk.uplinks.num_rows or chunk.bad_lines or chunk.skipped):
+        return None
+    return Normalized(chunk.uplinks, chunk.receptions, list(chunk.bad_lines), collections.Counter(chunk.skipped))

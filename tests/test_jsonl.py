@@ -415,3 +415,13 @@ def test_array_lines_of_events(tmp_path):
     assert skipped == ref.skipped and skipped["empty_array"] == 1
     assert up.num_rows + len(bad) + sum(skipped.values()) == _values_in(lines) == 402
     assert up.column("line").to_pylist() == sorted(up.column("line").to_pylist())
+
+
+def test_values_that_are_not_one_line():
+    multi = json.dumps(FF, indent=2)  # a text with newlines: read whole
+    odd = dict(HB, payload=b"\x01\x02")  # not JSON (bytes): judged as is, payload is not text
+    chunk = normalize_values([multi, odd, "{\n oops", _d(HE)], first_line=5)
+    assert chunk.uplinks.column("line").to_pylist() == [5, 6, 8]
+    assert chunk.uplinks.column("error").to_pylist() == [None, "payload is not text", None]
+    assert [b[0] for b in chunk.bad_lines] == [7] and chunk.bad_lines[0][1].startswith("malformed JSON")
+    assert chunk.lines == 4
