@@ -48,7 +48,7 @@ import re
 import sys
 import threading
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Iterable, Iterator
 
 import numpy as np
@@ -75,6 +75,7 @@ class NormalizedChunk:
     skipped: collections.Counter  # skipped event kinds, e.g. {"helium:downlink": 3}
     lines: int  # non-blank input lines consumed by this chunk
     first_line: int  # line number of the chunk's first line
+    total_lines: int = field(default=0, repr=False)  # every line of the chunk, blank ones included
 
     @property
     def values(self) -> int:
@@ -244,13 +245,12 @@ class _Reader:
         False to stay in the calling thread (read_chunks runs whole chunks in
         parallel instead)."""
         n = len(buf)
-        self.last_lines = 0
         if n == 0:
             return _empty_chunk(first_line)
         view = memoryview(buf)
         a = np.frombuffer(view, dtype=np.uint8)
         starts, ends, non_ascii = line_bounds(a) if bounds is None else bounds
-        self.last_lines = len(starts)  # every line, blank ones included
+        total = len(starts)  # every line, blank ones included
         keep = _nonblank(a, starts, ends)
         if keep.all():
             line_no = np.arange(first_line, first_line + len(starts), dtype=np.int64)
@@ -259,7 +259,7 @@ class _Reader:
             starts, ends, line_no = starts[idx], ends[idx], first_line + idx
         nonblank = len(line_no)
         if nonblank == 0:
-            return _empty_chunk(first_line, lines=0)
+            return _empty_chunk(first_line, lines=0, total=total)
 
         groups = self._group(a, starts, ends)
         workers = _workers() if parallel and n >= _MIN_PART_BYTES * 2 else 1
@@ -288,7 +288,9 @@ class _Reader:
             results = [self._part(*jobs[0])]
         else:
             results = list(_pool().map(lambda j: self._part(*j), jobs))
-        return _merge([p for ps in results for p in ps], first_line, nonblank)
+        chunk = _merge([p for ps in results for p in ps], first_line, nonblank)
+        chunk.total_lines = total
+        return chunk
 
     def _group(self, a, starts, ends) -> list[tuple[int, np.ndarray | None]]:
         """[(first-key group, line indices or None for all)]: at most 4 groups;
@@ -657,10 +659,10 @@ def _pool():
     return _POOL
 
 
-def _empty_chunk(first_line: int, lines: int = 0) -> NormalizedChunk:
+def _empty_chunk(first_line: int, lines: int = 0, total: int = 0) -> NormalizedChunk:
     from .providers._common import empty_receptions, empty_uplinks
 
-    return NormalizedChunk(empty_uplinks(), empty_receptions(), [], collections.Counter(), lines, first_line)
+    return NormalizedChunk(empty_uplinks(), empty_receptions(), [], collections.Counter(), lines, first_line, total)
 
 
 def _merge(pieces: list, first_line: int, lines: int) -> NormalizedChunk:
@@ -726,14 +728,24 @@ def read_chunks(source, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[N
     producer = threading.Thread(target=_produce, args=(stream, name, chunk_bytes, q, stop, workers),
                                 name="decoder-jsonl-reader", daemon=True)
     producer.start()
+    line = 1  # number of the next chunk's first line
     try:
         while True:
             item = q.get()
             if item is _END:
                 break
             if isinstance(item, _Failure):
-                raise item.error.with_traceback(item.error.__traceback__)
-            yield item.result()  # raises what the chunk raised
+                error = item.error
+                if isinstance(error, InputError) and "{line}" in str(error):
+                    error = InputError(str(error).replace("{line}", str(line - 1)))
+                    error.__cause__ = item.error.__cause__
+                raise error.with_traceback(item.error.__traceback__)
+            chunk = item.result()  # raises what the chunk raised
+            # Chunks are numbered from 1 where they are parsed, in parallel: renumber.
+            if line != 1:
+                _renumber(chunk, line - 1)
+            line += chunk.total_lines
+            yield chunk
     finally:
         stop.set()
         while producer.is_alive():  # unblock a producer waiting to put, then let it see `stop`
@@ -750,6 +762,17 @@ def read_chunks(source, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[N
 
 
 _END = object()
+
+
+def _renumber(chunk: NormalizedChunk, offset: int) -> None:
+    import pyarrow.compute as pc
+
+    up = chunk.uplinks
+    if up.num_rows:
+        k = up.schema.get_field_index("line")
+        chunk.uplinks = up.set_column(k, "line", pc.add(up.column(k), pa.scalar(offset, pa.int64())))
+    chunk.bad_lines = [(line + offset, reason) for line, reason in chunk.bad_lines]
+    chunk.first_line += offset
 
 
 class _Failure:
@@ -791,7 +814,6 @@ def _produce(stream, name: str, chunk_bytes: int, q: "queue.Queue", stop: thread
         for _ in range(workers + 1):  # one per chunk being parsed, and one being read
             free.put(bytearray(chunk_bytes))
         readinto = getattr(stream, "readinto", None)
-        line = 1
         carry = b""
         eof = False
         while not eof:
@@ -810,7 +832,7 @@ def _produce(stream, name: str, chunk_bytes: int, q: "queue.Queue", stop: thread
             while True:
                 while have < len(buf) and not eof:  # pipes and gzip may return less than asked
                     with memoryview(buf) as view:
-                        got = _fill(stream, readinto, view[have:], name, line - 1)
+                        got = _fill(stream, readinto, view[have:], name)
                     if got == 0:
                         eof = True
                     have += got
@@ -826,11 +848,11 @@ def _produce(stream, name: str, chunk_bytes: int, q: "queue.Queue", stop: thread
                 free.put(buf)
                 break
             block = memoryview(buf)[:end]
-            bounds = line_bounds(np.frombuffer(block, dtype=np.uint8))
-            future = pool.submit(reader.process, block, line, bounds, eof)  # the last chunk: parts in parallel
+            # Numbered from 1 here, renumbered by the consumer (line counts are
+            # known only once chunks are parsed). The last chunk: parts in parallel.
+            future = pool.submit(reader.process, block, 1, None, eof)
             future.add_done_callback(lambda _f, b=buf: free.put(b))
             del block
-            line += len(bounds[0])
             if not put(future):
                 return
         put(_END)
@@ -838,7 +860,7 @@ def _produce(stream, name: str, chunk_bytes: int, q: "queue.Queue", stop: thread
         put(_Failure(e))
 
 
-def _fill(stream, readinto, view: memoryview, name: str, lines_before: int) -> int:
+def _fill(stream, readinto, view: memoryview, name: str) -> int:
     try:
         if readinto is not None:
             return readinto(view) or 0
@@ -850,7 +872,8 @@ def _fill(stream, readinto, view: memoryview, name: str, lines_before: int) -> i
         what = "truncated gzip data" if isinstance(e, EOFError) or "truncated" in text else \
             "corrupt gzip data" if isinstance(e, (gzip.BadGzipFile, zlib.error)) or \
             any(w in text for w in ("gzip", "zlib", "inflate", "compress")) else "read error"
-        raise InputError(f"{name}: {what} after line {lines_before}: {e}") from e
+        # "{line}": the consumer puts in the last line it handed out.
+        raise InputError(f"{name}: {what} after line {{line}}: {e}") from e
 
 
 def normalize_values(values: Iterable[Any], first_line: int = 1) -> NormalizedChunk:
