@@ -7,12 +7,13 @@
 How it goes (every choice measured: benchmarks/bench_ingest.py):
 
 1. A reader thread fills a buffer with whole lines (about ``chunk_bytes``;
-   a longer line is read whole), gzip inflated by Arrow off the GIL, and
-   finds the line starts with a numba SWAR scan (8 bytes per step). Whole
-   chunks then go to a pool, one per core, while the caller works on an
-   earlier chunk: memory is bounded by the chunk size, never the file size.
-2. Blank lines are set aside (only lines starting with whitespace are
-   looked at), so every Arrow row maps to its line number.
+   a longer line is read whole), gzip inflated by Arrow off the GIL. Whole
+   chunks go to a pool, one per core, while the caller works on an earlier
+   chunk: memory is bounded by the chunk size, never the file size. Each
+   chunk numbers its lines from 1; the consumer renumbers them in order.
+2. A numba SWAR scan (8 bytes per step) finds the lines; blank lines are
+   set aside (only lines starting with whitespace are looked at), so every
+   Arrow row maps to its line number.
 3. Lines are grouped by the first key of their object: one group per shape
    in a mixed file, and no copy for a one-shape chunk.
 4. ``pyarrow.json.read_json`` parses a group with only the field groups it
