@@ -192,7 +192,7 @@ class _Reader:
         key = (groups, text)
         opts = self._options.get(key)
         if opts is None:
-            opts = self.pj.ParseOptions(explicit_schema=self.raw_schema(groups, text),
+            opts = self.pj.ParseOptions(explicit_schema=self.raw_schema(groups, text, own_markers=True),
                                         unexpected_field_behavior="ignore")
             self._options[key] = opts
         # One block: Arrow's row numbers in errors are then exact, and every

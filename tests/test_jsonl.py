@@ -425,3 +425,19 @@ def test_values_that_are_not_one_line():
     assert chunk.uplinks.column("error").to_pylist() == [None, "payload is not text", None]
     assert [b[0] for b in chunk.bad_lines] == [7] and chunk.bad_lines[0][1].startswith("malformed JSON")
     assert chunk.lines == 4
+
+
+def test_other_shape_after_a_lean_schema_was_learned(tmp_path):
+    # After many Firefly-only chunks the reader parses with Firefly fields only;
+    # a Helium line then reads as "no known shape", is judged on its text, and
+    # the chunk is parsed again with every field.
+    src = _generate(tmp_path, 900, seed=8, mix="firefly=1")
+    lines = src.read_bytes().splitlines()
+    lines[700:700] = [_d(HB).encode(), _d(HE).encode(), _d({"packets": [FF], "more": False}).encode(),
+                      _d(dict(HE, category="downlink", sub_category="downlink_ack")).encode()]
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    chunks, up, bad, skipped = _read_all(path, chunk_bytes=64 << 10)
+    ref = _slow_reference(lines)
+    assert up.equals(ref.uplinks) and bad == [] and skipped == {"helium:downlink": 1}
+    assert up.num_rows == 903

@@ -95,20 +95,34 @@ ALL_GROUPS = frozenset(GROUPS)
 _SCHEMAS: dict[tuple, pa.Schema] = {}
 
 
-def raw_schema(groups=ALL_GROUPS, reported_at_text: bool = False) -> pa.Schema:
+_GROUP_MARKERS = {
+    "firefly": firefly.MARKER_FIELDS + [firefly.ENVELOPE_FIELD],
+    "firefly_full": firefly.MARKER_FIELDS + [firefly.ENVELOPE_FIELD],
+    "event": helium.MARKER_FIELDS[:2],
+    "integration": helium.MARKER_FIELDS[:2],
+    "body": helium.MARKER_FIELDS[2:],
+}
+
+
+def raw_schema(groups=ALL_GROUPS, reported_at_text: bool = False, own_markers: bool = False) -> pa.Schema:
     """The Arrow schema to parse JSON objects with: the marker fields that tell
     the shapes apart, plus the fields of the given groups (``GROUPS``). With
     every group it is ``RAW_SCHEMA``, the union of the fields of every shape.
 
     ``reported_at_text``: the top-level ``reported_at`` is a string (Helium
-    device events print epoch milliseconds in quotes) instead of an integer."""
-    key = (frozenset(groups), bool(reported_at_text))
+    device events print epoch milliseconds in quotes) instead of an integer.
+    ``own_markers``: only the markers of the given groups (each absent field
+    costs Arrow time on every row). Rows of other shapes then read as rows
+    of no known shape, which the reader judges on their text."""
+    key = (frozenset(groups), bool(reported_at_text), bool(own_markers) and frozenset(groups) != ALL_GROUPS)
     schema = _SCHEMAS.get(key)
     if schema is None:
         unknown = key[0] - ALL_GROUPS
         if unknown:
             raise ValueError(f"unknown field groups: {sorted(unknown)}")
-        fields = _merge_fields(MARKER_FIELDS, *(GROUPS[g] for g in sorted(key[0])))
+        markers = MARKER_FIELDS if not key[2] else \
+            _merge_fields(*(_GROUP_MARKERS[g] for g in sorted(key[0]))) if key[0] else []
+        fields = _merge_fields(markers, *(GROUPS[g] for g in sorted(key[0])))
         if reported_at_text:
             fields = [pa.field(f.name, pa.string()) if f.name == "reported_at" else f for f in fields]
         schema = pa.schema(fields)
