@@ -74,42 +74,22 @@ class DeviceClass:
         """Decode a batch of payloads (hex or base64 text, or raw bytes) into a DecodedBatch."""
         from .payload import to_buffer
 
-        return self.decode_buffer(to_buffer(payloads, encoding), ports=ports, include_hidden=include_hidden)
+        if isinstance(payloads, (list, tuple)) and len(payloads) >= _OVERLAP_ROWS:
+            # Decode each converted chunk while the next one's text is gathered (two cores).
+            outputs = _Outputs(self, len(payloads), ports)
+            buffer = to_buffer(payloads, encoding, on_rows=outputs.run)
+            if outputs.rows_done == len(buffer):
+                return outputs.batch(buffer, include_hidden)
+            # The conversion took its general path: decode the whole buffer at once.
+        else:
+            buffer = to_buffer(payloads, encoding)
+        return self.decode_buffer(buffer, ports=ports, include_hidden=include_hidden)
 
     def decode_buffer(self, buffer, ports: Any = None, include_hidden: bool = False):
         """Decode payloads already converted to bytes (a payload.PayloadBuffer)."""
-        from ._bits import uniform_stride
-        from .batch import Column, DecodedBatch
-
-        n = len(buffer)
-        # Only what the layout needs is allocated: at a million rows every
-        # untouched array still costs page faults on first write.
-        port_array = _ports_array(ports, n) if self.program.uses_port else _NO_PORTS
-        dynamic = self.layout.dynamic
-        err = np.empty(n, np.uint8)
-        bits_used = np.zeros(n, np.int64) if dynamic else _NO_BITS
-        columns, args = [], []
-        for path, slot in self.layout.outputs:
-            values = np.empty(n, np.int32 if slot.storage == "str" else slot.storage)
-            valid = np.empty(n, np.uint8) if slot.nullable else None
-            args.append(values)
-            if valid is not None:
-                args.append(valid)
-            columns.append(Column(path, slot, values, valid, self.spec.is_hidden(path[0])))
-        data, offsets, in_err = buffer.data, buffer.offsets, buffer.error
-        if n:
-            stride = uniform_stride(offsets, in_err)
-            if stride >= 0:
-                self.kernel.fixed(data[offsets[0]:], stride, n, port_array, err, bits_used, *args)
-            else:
-                self.kernel.function(data, offsets, in_err, port_array, err, bits_used, *args)
-        input_errors = buffer.error_messages() if (n and err.max() == ERR_INPUT) else None
-        return DecodedBatch(
-            class_name=self.name, columns=columns, err=err, bits_used=bits_used if dynamic else None,
-            offsets=offsets, input_errors=input_errors, strings=self.program.strings,
-            static_bits=None if dynamic else (self.program.static_bits or 0),
-            include_hidden=include_hidden,
-        )
+        outputs = _Outputs(self, len(buffer), ports)
+        outputs.run(buffer.data, buffer.offsets, buffer.error, 0, len(buffer))
+        return outputs.batch(buffer, include_hidden)
 
     # ---- description -----------------------------------------------------
     def output_schema(self, include_hidden: bool = False) -> pa.Schema:
@@ -151,6 +131,7 @@ class DeviceClass:
         return "\n".join(lines)
 
 
+_OVERLAP_ROWS = 1 << 16                  # lists at least this long convert and decode chunk by chunk
 _NO_PORTS = np.full(1, -1, np.int64)     # passed when no formula reads `port`
 _NO_BITS = np.zeros(1, np.int64)         # passed for fixed layouts: the kernel never writes bits_used
 
@@ -174,6 +155,61 @@ def _ports_array(ports: Any, n: int) -> np.ndarray:
     if len(arr) != n:
         raise ValueError(f"ports has {len(arr)} entries for {n} payloads")
     return np.where(arr < 0, -1, arr)
+
+
+class _Outputs:
+    """The output arrays of one batch, filled by kernel calls over row ranges."""
+
+    def __init__(self, dc: DeviceClass, n: int, ports: Any):
+        from .batch import Column
+
+        self.dc = dc
+        self.kernel = dc.kernel
+        self.rows_done = 0
+        # Only what the layout needs is allocated: at a million rows every
+        # untouched array still costs page faults on first write.
+        self.ports = _ports_array(ports, n) if dc.program.uses_port else None
+        self.err = np.empty(n, np.uint8)
+        self.bits_used = np.zeros(n, np.int64) if dc.layout.dynamic else None
+        self.columns, self.arrays = [], []
+        for path, slot in dc.layout.outputs:
+            values = np.empty(n, np.int32 if slot.storage == "str" else slot.storage)
+            valid = np.empty(n, np.uint8) if slot.nullable else None
+            self.arrays.append(values)
+            if valid is not None:
+                self.arrays.append(valid)
+            self.columns.append(Column(path, slot, values, valid, dc.spec.is_hidden(path[0])))
+
+    def run(self, data: np.ndarray, offsets: np.ndarray, in_err: np.ndarray, first: int, count: int) -> None:
+        """Decode rows first .. first + count (offsets are absolute positions in data)."""
+        from ._bits import uniform_stride
+
+        if count <= 0:
+            return
+        last = first + count
+        ports = _NO_PORTS if self.ports is None else self.ports[first:last]
+        bits_used = _NO_BITS if self.bits_used is None else self.bits_used[first:last]
+        arrays = [a[first:last] for a in self.arrays]
+        row_offsets, row_err = offsets[first:last + 1], in_err[first:last]
+        stride = uniform_stride(row_offsets, row_err)
+        if stride >= 0:
+            self.kernel.fixed(data[row_offsets[0]:], stride, count, ports, self.err[first:last], bits_used, *arrays)
+        else:
+            self.kernel.function(data, row_offsets, row_err, ports, self.err[first:last], bits_used, *arrays)
+        self.rows_done += count
+
+    def batch(self, buffer, include_hidden: bool):
+        from .batch import DecodedBatch
+
+        err = self.err
+        input_errors = buffer.error_messages() if (len(err) and err.max() == ERR_INPUT) else None
+        program = self.dc.program
+        return DecodedBatch(
+            class_name=self.dc.name, columns=self.columns, err=err, bits_used=self.bits_used,
+            offsets=buffer.offsets, input_errors=input_errors, strings=program.strings,
+            static_bits=None if self.dc.layout.dynamic else (program.static_bits or 0),
+            include_hidden=include_hidden,
+        )
 
 
 def _build(spec: ClassSpec) -> DeviceClass:

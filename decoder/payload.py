@@ -60,8 +60,9 @@ a slow per-item path that marks the odd items.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numba
 import numpy as np
@@ -427,6 +428,9 @@ def _decode_fixed_rows(data, width, n_rows, table, out, out_offsets, out_error):
 
 # --------------------------------------------------------------------------- result
 
+# on_rows(data, offsets, error, first, count): rows first .. first + count are converted.
+RowsCallback = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], None]
+
 
 @dataclass(frozen=True, eq=False)
 class PayloadBuffer:
@@ -547,8 +551,16 @@ def _describe(code: int, item: Any, encoding: str) -> str:
 # --------------------------------------------------------------------------- entry point
 
 
-def to_buffer(payloads: Any, encoding: str = "hex") -> PayloadBuffer:
-    """Decode a batch of payloads into one byte buffer plus int64 offsets; bad rows get an error code."""
+def to_buffer(payloads: Any, encoding: str = "hex", *, on_rows: RowsCallback | None = None) -> PayloadBuffer:
+    """Decode a batch of payloads into one byte buffer plus int64 offsets; bad rows get an error code.
+
+    `on_rows(data, offsets, error, first, count)`, if given, is called as soon
+    as rows ``first .. first + count`` are converted, from a worker thread while
+    the next rows' text is still being gathered; a consumer (the class kernel)
+    can so overlap with the conversion. It is called only on the chunked path
+    of a long list of text, in row order, never twice for a row; the caller
+    must check which rows it saw (other inputs never call it).
+    """
     if encoding not in _ENCODING_IDS:
         raise ValueError(f"unknown payload encoding {encoding!r}; use one of {', '.join(map(repr, ENCODINGS))}")
     encoding_id = _ENCODING_IDS[encoding]
@@ -561,7 +573,7 @@ def to_buffer(payloads: Any, encoding: str = "hex") -> PayloadBuffer:
         return _from_numpy(payloads, encoding, encoding_id)
     if not isinstance(payloads, (list, tuple)):
         payloads = list(payloads)
-    return _from_list(payloads, encoding, encoding_id)
+    return _from_list(payloads, encoding, encoding_id, on_rows)
 
 
 def _text_not_raw(encoding: str) -> ValueError:
@@ -571,9 +583,9 @@ def _text_not_raw(encoding: str) -> ValueError:
     )
 
 
-def _from_list(items: list | tuple, encoding: str, encoding_id: int) -> PayloadBuffer:
+def _from_list(items: list | tuple, encoding: str, encoding_id: int, on_rows=None) -> PayloadBuffer:
     if encoding_id != _RAW and items:
-        result = _from_joined_text(items, encoding, encoding_id)
+        result = _from_joined_text(items, encoding, encoding_id, on_rows)
         if result is not None:
             return result
     try:
@@ -715,40 +727,77 @@ def _join_ascii(items: list | tuple) -> bytes | None:
     return text.encode("ascii") if text.isascii() else None
 
 
-def _from_joined_text(items: list | tuple, encoding: str, encoding_id: int) -> PayloadBuffer | None:
+def _from_joined_text(items: list | tuple, encoding: str, encoding_id: int, on_rows=None) -> PayloadBuffer | None:
     """Fast path for the common case, a list of ASCII str (or of bytes).
 
     Joining with NUL and encoding are C loops that beat pa.array, and the kernel
     splits on NUL as it decodes. Returns None (use the general path) for anything
     else: None or other items, non-ASCII text, a NUL inside a payload.
+
+    The join holds the GIL, the kernel does not: with more than one step, the
+    kernel (and `on_rows`) of step k runs in a worker thread while this thread
+    joins step k + 1, so two cores share the work.
     """
     n = len(items)
     table = _TABLES[encoding_id]
     out_offsets = np.empty(n + 1, dtype=np.int64)
     out_error = np.empty(n, dtype=np.uint8)
-    out = _EMPTY_BYTES
-    cursor = 0
-    n_bad = 0
-    for first in range(0, n, _JOIN_ROWS):
-        chunk = items[first:first + _JOIN_ROWS]
-        joined = _join_ascii(chunk)
-        if joined is None:
-            return None
-        needed = cursor + _output_bound(encoding_id, len(joined))
-        if first == 0:
-            # Size for the whole batch from the first step's text, grown below if later rows are longer.
-            out = np.empty(max(needed, _output_bound(encoding_id, len(joined) * n // len(chunk))), dtype=np.uint8)
-        elif needed > len(out):
-            grown = np.empty(max(needed, len(out) * 3 // 2), dtype=np.uint8)
-            grown[:cursor] = out[:cursor]
-            out = grown
-        data = _readonly(np.frombuffer(joined, dtype=np.uint8))
-        cursor, chunk_bad = _decode_joined_rows(data, len(chunk), table, out, out_offsets, out_error, first, cursor)
+    state = {"out": _EMPTY_BYTES, "cursor": 0, "bad": 0, "failed": False}
+
+    def convert(data: np.ndarray, count: int, first: int) -> None:
+        if state["failed"]:
+            return
+        cursor, chunk_bad = _decode_joined_rows(data, count, table, state["out"], out_offsets, out_error, first,
+                                                state["cursor"])
         if cursor < 0:
-            return None
-        n_bad += chunk_bad
+            state["failed"] = True
+            return
+        state["cursor"] = cursor
+        state["bad"] += chunk_bad
+        if on_rows is not None:
+            on_rows(state["out"], out_offsets, out_error, first, count)
+
+    pool = ThreadPoolExecutor(max_workers=1) if n > _JOIN_ROWS else None
+    pending: list = []
+    try:
+        for first in range(0, n, _JOIN_ROWS):
+            chunk = items[first:first + _JOIN_ROWS]
+            joined = _join_ascii(chunk)
+            if joined is None:
+                return None
+            if first == 0:
+                # Size for the whole batch from the first step's text, grown below if later rows are longer.
+                state["out"] = np.empty(_output_bound(encoding_id, len(joined) * n // len(chunk)), dtype=np.uint8)
+            else:
+                # Text seen so far bounds the output exactly; grow only with no kernel running.
+                seen = sum(p[1] for p in pending) + len(joined)
+                if _output_bound(encoding_id, seen) + state["cursor"] > len(state["out"]):
+                    _drain(pending)
+                    needed = state["cursor"] + _output_bound(encoding_id, len(joined))
+                    if needed > len(state["out"]):
+                        grown = np.empty(max(needed, len(state["out"]) * 3 // 2), dtype=np.uint8)
+                        grown[:state["cursor"]] = state["out"][:state["cursor"]]
+                        state["out"] = grown
+            data = _readonly(np.frombuffer(joined, dtype=np.uint8))
+            if pool is None:
+                convert(data, len(chunk), first)
+            else:
+                pending.append((pool.submit(convert, data, len(chunk), first), len(joined)))
+                if len(pending) > 2:  # bound the text held in flight
+                    pending.pop(0)[0].result()
+        _drain(pending)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    if state["failed"]:
+        return None
     # Copy the list's references (not its strings) so later edits to it cannot change messages.
-    return _finish(out, cursor, out_offsets, out_error, n_bad, encoding, lambda: list(items))
+    return _finish(state["out"], state["cursor"], out_offsets, out_error, state["bad"], encoding, lambda: list(items))
+
+
+def _drain(pending: list) -> None:
+    while pending:
+        pending.pop(0)[0].result()
 
 
 def _from_numpy(array: np.ndarray, encoding: str, encoding_id: int) -> PayloadBuffer:

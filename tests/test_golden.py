@@ -148,3 +148,26 @@ def test_empty_batch(seed_class):
     batch = seed_class.decode([])
     assert batch.num_rows == 0 and batch.to_pylist() == [] and batch.errors == []
     assert batch.to_arrow().schema == seed_class.output_schema()
+
+
+def test_long_lists_decoded_chunk_by_chunk_equal_one_call():
+    """Lists of 2**16+ rows convert and decode in overlapped chunks; the result must not depend on it."""
+    import random
+
+    dc = decoder.compile({"name": "switch", "script": {"parseElements": [
+        {"type": "uint", "target": "h", "bits": 8},
+        {"type": "int", "target": "t", "bits": 16, "signed": True, "if": "h == 1 || port == 7"},
+        {"type": "uint", "target": "tail", "bits": 8}],
+        "calculateElements": [{"target": "p", "formula": "port == null ? -1 : port * 2"}]}})
+    rng = random.Random(11)
+    shapes = ["01FFFF07", "0207", "00", "0", "zz", "01", "7F12", ""]
+    payloads = [rng.choice(shapes) if rng.random() < 0.3 else rng.randbytes(rng.choice([2, 4])).hex()
+                for _ in range(70_000)]
+    ports = [rng.choice([None, 1, 7]) for _ in payloads]
+    chunked = dc.decode(payloads, ports=ports, include_hidden=True)
+    whole = dc.decode(pa.array(payloads), ports=ports, include_hidden=True)
+    assert chunked.to_arrow().equals(whole.to_arrow())
+    assert chunked.error_array().equals(whole.error_array())
+    assert chunked.stats == whole.stats
+    uniform = ["7F400000C000000064"] * 70_000
+    assert dc.decode(uniform).stats == dc.decode(pa.array(uniform)).stats
