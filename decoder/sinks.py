@@ -293,6 +293,40 @@ class Sink:
             self.abort()
 
 
+class _StreamSink(Sink):
+    """A sink writing to ``self.stream``: a temp file renamed into place on close, or stdout.
+
+    ``self.writer``, when set, is a pyarrow writer over that stream, closed first.
+    """
+
+    writer: Any = None
+    target: Any = None
+    stream: Any = None
+
+    def close(self) -> str:
+        if self.writer is not None:
+            self.writer.close()
+        if self.target is not None:
+            self.stream.close()
+            self.target.commit()
+            return self.path
+        self.stream.flush()
+        return "stdout"
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except Exception:
+                pass
+        if self.target is not None:
+            try:
+                self.stream.close()
+            except Exception:
+                pass
+            self.target.abort()
+
+
 class ParquetSink(Sink):
     format = "parquet"
 
@@ -364,7 +398,7 @@ class ParquetSink(Sink):
         self.target.abort()
 
 
-class ArrowSink(Sink):
+class ArrowSink(_StreamSink):
     format = "arrow"
 
     def __init__(self, path: str, engine: Any, *, stdout: BinaryIO | None = None) -> None:
@@ -375,12 +409,12 @@ class ArrowSink(Sink):
         self.stream_format = path == "-" or path.lower().endswith(".arrows")
         options = pa.ipc.IpcWriteOptions(emit_dictionary_deltas=True)
         if path == "-":
-            self.sink = pa.PythonFile(stdout or sys.stdout.buffer, mode="w")
+            self.stream = pa.PythonFile(stdout or sys.stdout.buffer, mode="w")
         else:
             self.target = _Target(path)
-            self.sink = pa.OSFile(str(self.target.tmp), "wb")
+            self.stream = pa.OSFile(str(self.target.tmp), "wb")
         opener = pa.ipc.new_stream if self.stream_format else pa.ipc.new_file
-        self.writer = opener(self.sink, self.schema, options=options)
+        self.writer = opener(self.stream, self.schema, options=options)
         self._dicts: dict = {}
         self._fix = any(_has_dictionary(f.type) for f in self.schema)
 
@@ -394,29 +428,7 @@ class ArrowSink(Sink):
             table = pa.Table.from_arrays(arrays, schema=self.schema)
         self.writer.write_table(table)
 
-    def close(self) -> str:
-        self.writer.close()
-        if self.target is not None:
-            self.sink.close()
-            self.target.commit()
-            return self.path
-        self.sink.flush()
-        return "stdout"
-
-    def abort(self) -> None:
-        try:
-            self.writer.close()
-        except Exception:
-            pass
-        if self.target is not None:
-            try:
-                self.sink.close()
-            except Exception:
-                pass
-            self.target.abort()
-
-
-class CsvSink(Sink):
+class CsvSink(_StreamSink):
     format = "csv"
 
     def __init__(self, path: str, engine: Any, *, stdout: BinaryIO | None = None) -> None:
@@ -475,28 +487,6 @@ class CsvSink(Sink):
             arrays.append(arr.cast(field.type) if arr.type != field.type else arr)
         self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
 
-    def close(self) -> str:
-        self.writer.close()
-        if self.target is not None:
-            self.stream.close()
-            self.target.commit()
-            return self.path
-        self.stream.flush()
-        return "stdout"
-
-    def abort(self) -> None:
-        try:
-            self.writer.close()
-        except Exception:
-            pass
-        if self.target is not None:
-            try:
-                self.stream.close()
-            except Exception:
-                pass
-            self.target.abort()
-
-
 def _json_rows(table: pa.Table, *, mixed: bool) -> list[dict]:
     arrays = []
     for col in table.columns:
@@ -517,7 +507,7 @@ def _json_rows(table: pa.Table, *, mixed: bool) -> list[dict]:
 _JSON_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
 
 
-class JsonlSink(Sink):
+class JsonlSink(_StreamSink):
     format = "jsonl"
 
     def __init__(self, path: str, engine: Any, *, stdout: BinaryIO | None = None) -> None:
@@ -530,27 +520,10 @@ class JsonlSink(Sink):
         dumps = orjson.dumps
         self.stream.write(b"".join(dumps(r, option=_JSON_OPTS) for r in rows))
 
-    def close(self) -> str:
-        if self.target is not None:
-            self.stream.close()
-            self.target.commit()
-            return self.path
-        self.stream.flush()
-        return "stdout"
-
-    def abort(self) -> None:
-        if self.target is not None:
-            try:
-                self.stream.close()
-            except Exception:
-                pass
-            self.target.abort()
-
-
 _ERROR_COLUMNS = ("provider", "packet_id", "dev_eui", "device_id", "port", "payload", "device_class")
 
 
-class ErrorSink:
+class ErrorSink(_StreamSink):
     """``--errors FILE``: every failed row and bad line, JSON Lines, in input order.
 
     A row: ``{"input", "line", "error", "provider", "packet_id", "dev_eui",
@@ -578,23 +551,6 @@ class ErrorSink:
         records.sort(key=lambda r: r[0])
         self.stream.write(b"".join(orjson.dumps(r, option=_JSON_OPTS) for _, r in records))
         self.count += len(records)
-
-    def close(self) -> str:
-        if self.target is not None:
-            self.stream.close()
-            self.target.commit()
-            return self.path
-        self.stream.flush()
-        return "stdout"
-
-    def abort(self) -> None:
-        if self.target is not None:
-            try:
-                self.stream.close()
-            except Exception:
-                pass
-            self.target.abort()
-
 
 def open_sink(path: str, fmt: str | None, engine: Any, *, stdout: BinaryIO | None = None) -> Sink:
     """A writer for ``path`` (``"-"``: stdout) in ``fmt`` (or the format of its suffix)."""
