@@ -9,7 +9,6 @@ file path. Nothing here evaluates a formula: formulas are only parsed later.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from .errors import ScriptError
 __all__ = ["ParseElement", "CalcElement", "ClassSpec", "load_specs"]
 
 PARSE_TYPES = ("int", "uint", "bool", "float", "skip")
-_TARGET_RE = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*(\.[A-Za-z_$][A-Za-z0-9_$]*)*$")
 _RESERVED_ROOTS = {"Math"}
 
 
@@ -118,11 +116,13 @@ def _bits(raw: Any, where: str, cls: str) -> int:
 
 
 def _target(raw: Any, where: str, cls: str) -> tuple[str, ...]:
-    if not isinstance(raw, str) or not _TARGET_RE.match(raw):
+    # Any non-empty segments make an output column ("Battery Voltage" too); only names
+    # that are identifiers can also be read back by a formula.
+    path = tuple(raw.split(".")) if isinstance(raw, str) else ()
+    if not path or not all(part.strip() and part == part.strip() and part.isprintable() for part in path):
         raise ScriptError(
             f"target must be a name or dotted path like 'gps.latitude', got {raw!r}", device_class=cls, element=where
         )
-    path = tuple(raw.split("."))
     if path[0] in _RESERVED_ROOTS:
         raise ScriptError(f"target {raw!r} would hide the built-in {path[0]!r}", device_class=cls, element=where)
     return path

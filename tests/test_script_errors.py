@@ -76,7 +76,8 @@ def test_mixed_types_are_fine_where_only_truthiness_counts():
     ({"type": "int", "target": "a"}, "bits is missing"),
     ({"type": "float", "target": "a", "bits": 24}, "float needs 16, 32 or 64 bits"),
     ({"type": "text", "target": "a", "bits": 8}, "unknown type 'text'"),
-    ({"type": "int", "target": "a b", "bits": 8}, "target must be a name or dotted path"),
+    ({"type": "int", "target": "a..b", "bits": 8}, "target must be a name or dotted path"),
+    ({"type": "int", "target": " a", "bits": 8}, "target must be a name or dotted path"),
     ({"type": "int", "target": "Math.x", "bits": 8}, "target 'Math.x' would hide the built-in 'Math'"),
     ({"type": "int", "target": "a", "bits": 12, "endian": "little"}, "endian 'little' needs"),
     ({"type": "uint", "target": "a", "bits": 8, "signed": True}, "uint cannot be signed"),
@@ -192,3 +193,11 @@ def test_fuzz_formulas_that_compile_also_run(texts):
     if valid:
         batch = decoder.compile(_cls(valid)).decode(["0102", "", "FFFF"])
         assert batch.num_rows == 3 and len(batch.to_pylist()) == 3
+
+
+def test_targets_need_not_be_identifiers_and_formulas_may_end_with_a_semicolon():
+    dc = decoder.compile({"name": "free names", "script": {
+        "parseElements": [{"type": "int", "target": "Battery Voltage", "bits": 8},
+                          {"type": "int", "target": "raw", "bits": 8}],
+        "calculateElements": [{"target": "env.temp-C", "formula": "raw / 2;"}]}})
+    assert dc.decode(["0A15"]).to_pylist() == [{"Battery Voltage": 10, "raw": 21, "env": {"temp-C": 10.5}}]
