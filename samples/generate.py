@@ -26,10 +26,27 @@ group ``g`` (0-based, in ``--group`` order), device ``i`` has the EUI
 ``{device_id: class_name}`` (Helium device events carry only the device id,
 not the EUI).
 
-A group is ``NAME:SIZE[:WEIGHT]``: the payload size in bytes of that
-class's devices and the share of devices. For the "Test Device Class"
-(battery u8, latitude s24, longitude s24, altitude s16: 9 bytes) the
-payloads are realistic GPS fixes; for other groups they are random bytes.
+A group is ``NAME:SIZE[:WEIGHT]``: a class name, a payload size in bytes
+and the share of devices. The three sample classes of ``samples/classes/``
+get realistic payloads in their own layouts, which fix the size and the
+port (SIZE is then ignored, except that the seed class pads its 9 bytes
+with random ones up to a larger SIZE and is all random bytes below 9);
+any other NAME gets SIZE random bytes:
+
+- "Test Device Class" (battery u8, latitude s24, longitude s24, altitude
+  s16, big-endian: 9 bytes): GPS fixes.
+- "Room Climate Sensor" (status u8, temperature s16 in 0.01 degC,
+  humidity u8 in 0.5 %, battery u16 in mV, big-endian: 6 bytes): 15-30
+  degC, 25-70 %, 2.9-3.6 V; the low-battery flag (bit 7) below 3.0 V.
+- "Multi Sensor" (little-endian): on port 3, 80 % measurements (header
+  with bit 7 clear, float32 temperature 15-30 degC, u16 CO2 400-2000 ppm,
+  u24 pressure in Pa 950-1050 hPa: 10 bytes) and 15 % status reports
+  (header with bit 7 set, flags tamper/moving in bits 7/6, battery u8
+  1-254: 3 bytes); on port 4, 5 % configuration reports (header, u16
+  interval in s, s16 calibration in 0.01 degC: 5 bytes). The header's low
+  7 bits are the frame counter's.
+
+Other groups use port 1 + g (on Firefly, 2 for g = 0).
 """
 
 from __future__ import annotations
@@ -53,6 +70,12 @@ SHAPES = ("firefly", "helium_event", "helium_body", "helium_integration", "heliu
 FIREFLY_FREQS = (868.1, 868.3, 868.5, 867.1, 867.3, 867.5, 867.7, 867.9)
 HELIUM_FREQS = (903.9, 904.1, 904.3, 904.5, 904.7, 904.9, 905.1, 905.3)
 BASE_MS = 1632352528562  # the seed's reported_at
+
+_CLIMATE = struct.Struct(">BhBH")
+_MEASUREMENT = struct.Struct("<BfHI")  # the u32 pressure's high byte (always 0) is cut off: 10 bytes
+_STATUS = struct.Struct("<BBB")
+_CONFIG = struct.Struct("<BHh")
+_INTERVALS = (60, 300, 300, 600, 600, 900, 1800, 3600)
 
 
 @dataclass(frozen=True)
@@ -119,25 +142,55 @@ class Generator:
              round(self.rng.uniform(30, 48), 6), round(self.rng.uniform(-122, -71), 6))
             for _ in range(64)
         ]
+        # Per group, the payload maker of its class (None: random bytes of the group's size).
+        self.makers = [self._LAYOUTS.get(g.name) for g in groups]
         self.shapes = list(mix)
         self.weights = [mix[s] for s in self.shapes]
         self.t_ms = BASE_MS
 
     # -- payloads ----------------------------------------------------------
-    def payload(self, gi: int) -> bytes:
+    def payload(self, gi: int, fcnt: int, port: int) -> tuple[int, bytes]:
+        """(port, payload bytes) of an uplink of group ``gi``; ``port`` is the group's usual one."""
+        make = self.makers[gi]
+        if make is None:
+            return port, self.rng.randbytes(self.groups[gi].size)
+        return make(self, gi, fcnt, port)
+
+    def _gps(self, gi: int, fcnt: int, port: int) -> tuple[int, bytes]:
         g = self.groups[gi]
         rng = self.rng
-        if g.name == "Test Device Class" and g.size >= 9:
-            battery = rng.randrange(1, 255)
-            lat = int(rng.uniform(-90, 90) / 90 * (1 << 23))
-            lon = int(rng.uniform(-180, 180) / 180 * (1 << 23))
-            lat = max(-(1 << 23), min((1 << 23) - 1, lat))
-            lon = max(-(1 << 23), min((1 << 23) - 1, lon))
-            alt = rng.randrange(-100, 3000)
-            body = bytes([battery]) + lat.to_bytes(3, "big", signed=True) + lon.to_bytes(3, "big", signed=True) \
-                + struct.pack(">h", alt)
-            return body + rng.randbytes(g.size - 9)
-        return rng.randbytes(g.size)
+        if g.size < 9:  # too short for a fix (as before: random bytes)
+            return port, rng.randbytes(g.size)
+        battery = rng.randrange(1, 255)
+        lat = int(rng.uniform(-90, 90) / 90 * (1 << 23))
+        lon = int(rng.uniform(-180, 180) / 180 * (1 << 23))
+        lat = max(-(1 << 23), min((1 << 23) - 1, lat))
+        lon = max(-(1 << 23), min((1 << 23) - 1, lon))
+        alt = rng.randrange(-100, 3000)
+        body = bytes([battery]) + lat.to_bytes(3, "big", signed=True) + lon.to_bytes(3, "big", signed=True) \
+            + struct.pack(">h", alt)
+        return port, body + rng.randbytes(g.size - 9)
+
+    def _climate(self, gi: int, fcnt: int, port: int) -> tuple[int, bytes]:
+        rng = self.rng
+        battery = rng.randrange(2900, 3601)  # mV
+        status = (0x80 if battery < 3000 else 0) | (0x40 if rng.random() < 0.02 else 0) \
+            | (0x01 if rng.random() < 0.15 else 0)  # low battery, alarm, window open
+        return port, _CLIMATE.pack(status, rng.randrange(1500, 3001), rng.randrange(50, 141), battery)
+
+    def _multi(self, gi: int, fcnt: int, port: int) -> tuple[int, bytes]:
+        rng = self.rng
+        seq = fcnt & 0x7F
+        r = rng.random()
+        if r < 0.80:
+            temp = rng.randrange(1500, 3001) / 100
+            return 3, _MEASUREMENT.pack(seq, temp, rng.randrange(400, 2001), rng.randrange(95000, 105001))[:10]
+        if r < 0.95:
+            flags = (0x80 if rng.random() < 0.02 else 0) | (0x40 if rng.random() < 0.1 else 0)  # tamper, moving
+            return 3, _STATUS.pack(0x80 | seq, flags, rng.randrange(1, 255))
+        return 4, _CONFIG.pack(seq, rng.choice(_INTERVALS), rng.randrange(-200, 201))
+
+    _LAYOUTS = {"Test Device Class": _gps, "Room Climate Sensor": _climate, "Multi Sensor": _multi}
 
     def next_device(self) -> tuple[int, int, int]:
         k = self.rng.randrange(len(self.devices))
@@ -166,13 +219,14 @@ class Generator:
                 f'{{"tmst":{rng.randrange(0, 1 << 32)},"time":"{base}.{us:06d}Z",'
                 f'"rssi":{rng.randrange(-120, -30)},"lsnr":{rng.randrange(-200, 130) / 10},"gweui":"{gw}"}}'
             )
-        payload = self.payload(gi).hex().upper()
+        port, body = self.payload(gi, fcnt, 2 if gi == 0 else 1 + gi)
+        payload = body.hex().upper()
         mtype = "confirmed_data_up" if rng.random() < 0.1 else "unconfirmed_data_up"
         uid = f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}-4d7e-{rng.getrandbits(16):04x}-{rng.getrandbits(48):012x}"
         return (
             f'{{"ack":false,"bandwidth":125,"codr":"4/5","device_eui":"{device_eui(gi, i)}","fopts":"",'
             f'"fcnt":{fcnt},"freq":{freq},"gwrx":[{",".join(gws)}],"modu":"LORA","mtype":"{mtype}",'
-            f'"payload_encrypted":false,"payload":"{payload}","port":{2 if gi == 0 else 1 + gi},'
+            f'"payload_encrypted":false,"payload":"{payload}","port":{port},'
             f'"received_at":"{base}","size":{len(payload) // 2 + 13},"spreading_factor":{sf},"uid":"{uid}"}}'
         )
 
@@ -195,13 +249,14 @@ class Generator:
         t = self.tick()
         n = 1 + min(4, int(rng.expovariate(0.9)))
         hotspots = ",".join(self._hotspot(t - rng.randrange(0, 50)) for _ in range(n))
-        payload = base64.b64encode(self.payload(gi)).decode()
+        port, body = self.payload(gi, fcnt, 1 + gi)
+        payload = base64.b64encode(body).decode()
         uuid = device_uuid(gi, i)
         return (
             f'{{"app_eui":"70B3D57ED0000000","dev_eui":"{device_eui(gi, i)}","devaddr":"{device_addr(gi, i)}",'
             f'"fcnt":{fcnt},"hotspots":[{hotspots}],"id":"{uuid}","metadata":{{"adr_allowed":false,'
             f'"cf_list_enabled":false,"multi_buy":1,"organization_id":"8d6b44ba-7d70-4d4b-8c69-5b1c3e8b1d4a"}},'
-            f'"name":"device-{gi}-{i}","payload":"{payload}","payload_size":{len(payload)},"port":{1 + gi},'
+            f'"name":"device-{gi}-{i}","payload":"{payload}","payload_size":{len(payload)},"port":{port},'
             f'"reported_at":{t},"uuid":"{uuid}"}}'
         )
 
@@ -227,7 +282,8 @@ class Generator:
         gi, i, fcnt = self.next_device()
         t = self.tick()
         confirmed = rng.random() < 0.2
-        payload = base64.b64encode(self.payload(gi)).decode()
+        port, body = self.payload(gi, fcnt, 1 + gi)
+        payload = base64.b64encode(body).decode()
         eid = f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}-4{rng.getrandbits(12):03x}-a{rng.getrandbits(12):03x}-{rng.getrandbits(48):012x}"
         if downlink:
             cat, sub, desc = "downlink", "downlink_ack", "Ack sent"
@@ -239,7 +295,7 @@ class Generator:
             f'{{"category":"{cat}","data":{{"dc":{{"balance":{rng.randrange(10**6, 10**7)},"nonce":2,"used":1}},'
             f'"devaddr":"{device_addr(gi, i)}","fcnt":{fcnt},"hold_time":{rng.randrange(0, 400)},'
             f'"hotspot":{self._hotspot(None)},"mac":[],"payload":"{payload}",'
-            f'"payload_size":{len(payload)},"port":{1 + gi}}},"description":"{desc}",'
+            f'"payload_size":{len(payload)},"port":{port}}},"description":"{desc}",'
             f'"device_id":"{device_uuid(gi, i)}","frame_down":null,"frame_up":{fcnt},"id":"{eid}",'
             f'"organization_id":"8d6b44ba-7d70-4d4b-8c69-5b1c3e8b1d4a","reported_at":"{t}",'
             f'"router_uuid":"5c6b6b1e-2d1c-4f4e-9b0a-0c1d2e3f4a5b","sub_category":"{sub}"}}'
@@ -264,7 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--output", default="-", help="output file ('-' for stdout; .gz compresses)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mix", default=DEFAULT_MIX, help=f"shape weights (default {DEFAULT_MIX})")
-    ap.add_argument("--group", action="append", help=f"NAME:SIZE[:WEIGHT] (default {DEFAULT_GROUP!r})")
+    ap.add_argument("--group", action="append",
+                    help=f"NAME:SIZE[:WEIGHT], repeatable (default {DEFAULT_GROUP!r}): devices of class NAME, "
+                         "SIZE random payload bytes for an unknown NAME (the sample classes Test Device Class, "
+                         "Room Climate Sensor and Multi Sensor get realistic payloads whose layout fixes size and "
+                         "port, so SIZE does not matter for the last two; Test Device Class pads its 9 bytes with "
+                         "random ones up to SIZE, and is all random bytes below 9)")
     ap.add_argument("--devices", type=int, default=1000, help="number of devices over all groups")
     ap.add_argument("--devices-out", help="write the {dev_eui: class_name} map used")
     ap.add_argument("--device-ids-out", help="write the {helium device_id: class_name} map used")
