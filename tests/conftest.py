@@ -8,6 +8,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI runs a fixed, reproducible set of examples (hypothesis derives them from each test);
+# local runs keep drawing new ones, which is where new bugs are found.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 # One cache for the session: subprocess tests then load kernels instead of compiling again.
 os.environ.setdefault("DECODER_CACHE_DIR", str(Path(tempfile.gettempdir()) / "decoder-test-cache"))

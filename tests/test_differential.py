@@ -252,6 +252,8 @@ class Gen:
             parts.append(d(st.sampled_from(["\\uD800", "\\uDFFF"])))
         q = d(st.sampled_from(["'", '"']))
         body = "".join(p if p != q else "\\" + p for p in parts)
+        # "\\0" then a digit would be a legacy octal escape (rejected by design): keep them apart.
+        body = re.sub(r"(?<!\\)((?:\\\\)*)\\0(?=[0-9])", r"\1\\x00", body)
         return mk("leaf", STR, q + body + q, gray=gray)
 
     def name(self, type_: str) -> E | None:
