@@ -210,6 +210,22 @@ def _hex_row(data, start, end, table, out, cursor):
     return cursor, ERR_OK
 
 
+@numba.njit(**_HELPER_OPTIONS)
+def _base64_quad(data, pos, table, out, cursor):
+    # Four alphabet characters at pos -> three bytes at out[cursor]; False (nothing written) otherwise.
+    a = _lookup(table, data[pos])
+    b = _lookup(table, data[pos + _U1])
+    c = _lookup(table, data[pos + _U2])
+    d = _lookup(table, data[pos + _U3])
+    if (a | b | c | d) < 0:
+        return False
+    bits = (a << 18) | (b << 12) | (c << 6) | d
+    out[cursor] = (bits >> 16) & 255
+    out[cursor + _U1] = (bits >> 8) & 255
+    out[cursor + _U2] = bits & 255
+    return True
+
+
 @numba.njit(cache=True, nogil=True, _nrt=False)  # not inlined: a cold path that doubled compile time when inlined
 def _base64_first_bad(data, start, end, table):
     # Classify the first non-alphabet character of data[start:end] (ERR_OK if none).
@@ -235,16 +251,8 @@ def _base64_row(data, start, end, table, out, cursor):
     quads_end = body_end - rest
     pos = start
     while pos < quads_end:
-        a = _lookup(table, data[pos])
-        b = _lookup(table, data[pos + _U1])
-        c = _lookup(table, data[pos + _U2])
-        d = _lookup(table, data[pos + _U3])
-        if (a | b | c | d) < 0:
+        if not _base64_quad(data, pos, table, out, cursor):
             return cursor, _base64_first_bad(data, pos, pos + _U4, table)
-        bits = (a << 18) | (b << 12) | (c << 6) | d
-        out[cursor] = (bits >> 16) & 255
-        out[cursor + _U1] = (bits >> 8) & 255
-        out[cursor + _U2] = bits & 255
         cursor += _U3
         pos += _U4
     if rest:
@@ -309,16 +317,8 @@ def _hex_prefix(data, pos, size, table, out, cursor):
 def _base64_prefix(data, pos, size, table, out, cursor):
     # Decode whole groups of four from pos until one is not four alphabet characters.
     while pos + _U3 < size:
-        a = _lookup(table, data[pos])
-        b = _lookup(table, data[pos + _U1])
-        c = _lookup(table, data[pos + _U2])
-        d = _lookup(table, data[pos + _U3])
-        if (a | b | c | d) < 0:
+        if not _base64_quad(data, pos, table, out, cursor):
             break
-        bits = (a << 18) | (b << 12) | (c << 6) | d
-        out[cursor] = (bits >> 16) & 255
-        out[cursor + _U1] = (bits >> 8) & 255
-        out[cursor + _U2] = bits & 255
         cursor += _U3
         pos += _U4
     return pos, cursor

@@ -87,6 +87,18 @@ def f32_shortest(f, bits, out):
 
 
 @numba.njit(cache=True, nogil=True)
+def _ranked(value):
+    """NaN ranks below every number."""
+    return -np.inf if value != value else value
+
+
+@numba.njit(cache=True, nogil=True)
+def _beats(rssi, snr, best_rssi, best_snr):
+    """The best-gateway rule: higher RSSI, then higher SNR; a full tie keeps the earlier one."""
+    return rssi > best_rssi or (rssi == best_rssi and snr > best_snr)
+
+
+@numba.njit(cache=True, nogil=True)
 def best_by_parent(parent, rssi, snr, n):
     """Index of the best reception per packet, receptions in any order
     (parent[j]: the packet of reception j): highest RSSI, then highest SNR,
@@ -96,13 +108,9 @@ def best_by_parent(parent, rssi, snr, n):
     bs = np.empty(n, dtype=np.float64)
     for j in range(parent.size):
         p = parent[j]
-        r = rssi[j]
-        s = snr[j]
-        if r != r:
-            r = -np.inf
-        if s != s:
-            s = -np.inf
-        if out[p] < 0 or r > br[p] or (r == br[p] and s > bs[p]):
+        r = _ranked(rssi[j])
+        s = _ranked(snr[j])
+        if out[p] < 0 or _beats(r, s, br[p], bs[p]):
             out[p] = j
             br[p] = r
             bs[p] = s
@@ -122,13 +130,9 @@ def best_index(counts, rssi, snr):
         br = -np.inf
         bs = -np.inf
         for j in range(pos, pos + c):
-            r = rssi[j]
-            s = snr[j]
-            if r != r:
-                r = -np.inf
-            if s != s:
-                s = -np.inf
-            if best < 0 or r > br or (r == br and s > bs):
+            r = _ranked(rssi[j])
+            s = _ranked(snr[j])
+            if best < 0 or _beats(r, s, br, bs):
                 best = j
                 br = r
                 bs = s
