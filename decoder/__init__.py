@@ -9,7 +9,7 @@ from __future__ import annotations
 from .errors import DecoderError, InputError, ScriptError
 
 __all__ = ["compile", "load_classes", "DeviceClass", "DecodedBatch", "Engine", "Registry",
-           "ScriptError", "InputError", "DecoderError"]
+           "StreamStage", "MicroBatch", "Message", "ScriptError", "InputError", "DecoderError"]
 
 _LAZY = {
     "compile": ("compiler", "compile"),
@@ -18,6 +18,9 @@ _LAZY = {
     "DecodedBatch": ("batch", "DecodedBatch"),
     "Engine": ("engine", "Engine"),
     "Registry": ("registry", "Registry"),
+    "StreamStage": ("stream", "StreamStage"),
+    "MicroBatch": ("stream", "MicroBatch"),
+    "Message": ("stream", "Message"),
 }
 
 

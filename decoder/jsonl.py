@@ -877,7 +877,7 @@ def _fill(stream, readinto, view: memoryview, name: str) -> int:
         raise InputError(f"{name}: {what} after line {{line}}: {e}") from e
 
 
-def normalize_values(values: Iterable[Any], first_line: int = 1) -> NormalizedChunk:
+def normalize_values(values: Iterable[Any], first_line: int = 1, *, reader: "_Reader | None" = None) -> NormalizedChunk:
     """Normalize in-memory packets: each item is one JSON value (dict or list)
     or one JSON text (str or bytes). Item k gets the line number first_line + k;
     blank text items are skipped (like blank lines).
@@ -885,13 +885,17 @@ def normalize_values(values: Iterable[Any], first_line: int = 1) -> NormalizedCh
     Items become one line of JSON each (dicts and lists written by orjson,
     texts as they are) and go through the same Arrow path as a file; an item
     that cannot be one line (a text with a newline, a value orjson cannot
-    write) is read on its own by the slow path."""
+    write) is read on its own by the slow path.
+
+    reader: the value of :func:`values_reader`, to keep what the reader
+    learns about the shapes of the values from one call to the next (a
+    stream of small batches)."""
     import orjson
 
     items = values if isinstance(values, (list, tuple)) else list(values)
     if not items:
         return _empty_chunk(first_line)
-    reader = _Reader("<values>")
+    reader = reader or _Reader("<values>")
     out: list[bytes] = []
     side: list[tuple[int, Any]] = []  # (line, value or _Bad) for the slow path
     side_lines = 0
@@ -925,6 +929,11 @@ def normalize_values(values: Iterable[Any], first_line: int = 1) -> NormalizedCh
     pieces = [chunk_piece for chunk_piece in [_as_piece(chunk)] if chunk_piece is not None]
     pieces.append(reader.values(side))
     return _merge(pieces, first_line, chunk.lines + side_lines)
+
+
+def values_reader() -> _Reader:
+    """A reader for repeated :func:`normalize_values` calls on values of like shapes."""
+    return _Reader("<values>")
 
 
 def _as_piece(chunk: NormalizedChunk):

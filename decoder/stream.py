@@ -1,0 +1,584 @@
+"""The ingest-pipeline stage: live messages in, micro-batches of Arrow out (DESIGN 6).
+
+:class:`StreamStage` wraps an :class:`~decoder.engine.Engine`. It takes an
+iterable (or async iterable) of raw messages, each a JSON text (bytes or str)
+or a parsed JSON value (dict or list), optionally wrapped in a
+:class:`Message` that carries its source position (a line number, an MQTT
+message id, a Kafka offset...). It groups them into micro-batches that close
+at ``max_rows`` messages or ``max_delay`` seconds after the batch's first
+message arrived, whichever comes first, decodes each batch with the engine
+(one kernel call per class) and yields a :class:`MicroBatch`:
+
+- ``batch.records``: an Arrow record batch, one row per uplink, the schema of
+  :attr:`Engine.schema` (stable for the whole stream). Its ``line`` column is
+  the message's number in the stream (1-based; for stdin, the line number).
+- ``batch.errors``: the failed rows and the messages that held no uplink, each
+  with its ``line`` and source ``position``.
+- ``batch.positions``: the source position of every message the batch covers,
+  in arrival order. At-least-once delivery: acknowledge (commit) these only
+  after your sink has written the batch.
+- ``batch.stats``: the running totals of the stream so far.
+
+A source that blocks (a socket, a pipe) is read by a thread of its own, so
+a batch closes on time even while no message comes. Memory is bounded by
+the batch size: the reader stops taking messages while one batch waits to be
+decoded and the next one is full.
+
+``max_delay`` bounds how long a message waits in the stage: a batch is
+closed early by the time recent batches took to decode and hand on, so that
+a message is handed on within ``max_delay`` of its arrival.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any, AsyncIterator, Iterable, Iterator
+
+import pyarrow as pa
+
+__all__ = ["StreamStage", "MicroBatch", "StreamStats", "Message"]
+
+DEFAULT_MAX_ROWS = 10_000
+DEFAULT_MAX_DELAY = 1.0
+_POLL = 0.1            # how often a waiting stage looks at stop()
+_MAX_REASONS = 256     # distinct error reasons kept in the running stats
+_OTHER_REASONS = "(other reasons)"
+_RECENT = 8            # batches whose hand-on time predicts the next one's
+_ERROR_COLUMNS = ("provider", "packet_id", "dev_eui", "device_id", "port", "payload", "device_class")
+
+
+@dataclass(frozen=True)
+class Message:
+    """A raw message with where it came from.
+
+    ``body``: JSON text (bytes or str) or a parsed value (dict or list).
+    ``position``: the source's own handle for it (line number, MQTT message
+    id, offset); the stage hands it back in :attr:`MicroBatch.positions`.
+    ``redelivered``: the source says this may be a second delivery (MQTT's
+    DUP flag); counted in :attr:`StreamStats.redelivered`.
+    """
+
+    body: Any
+    position: Any = None
+    redelivered: bool = False
+
+
+@dataclass
+class StreamStats:
+    """Running totals of a stream (a copy rides on every batch)."""
+
+    messages: int = 0        # messages taken, blank ones included
+    uplinks: int = 0         # rows: uplinks found in the messages
+    decoded: int = 0
+    errors: Counter = field(default_factory=Counter)       # failed rows by reason
+    bad_messages: int = 0    # messages (or array items) that held no uplink
+    bad_reasons: Counter = field(default_factory=Counter)  # why they held none
+    skipped: Counter = field(default_factory=Counter)      # skipped event kinds
+    redelivered: int = 0     # messages the source flagged as possible duplicates
+    batches: int = 0
+    max_latency: float = 0.0  # seconds from a batch's first message to its hand-on
+    latency_total: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> int:
+        return sum(self.errors.values())
+
+    @property
+    def mean_latency(self) -> float:
+        return self.latency_total / self.batches if self.batches else 0.0
+
+    @property
+    def rate(self) -> float:
+        """Messages per second since the stream started."""
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+    def copy(self) -> "StreamStats":
+        return replace(self, errors=Counter(self.errors), bad_reasons=Counter(self.bad_reasons),
+                       skipped=Counter(self.skipped))
+
+    def as_dict(self) -> dict:
+        return {
+            "messages": self.messages, "uplinks": self.uplinks, "decoded": self.decoded,
+            "errors": dict(self.errors), "bad_messages": self.bad_messages,
+            "bad_reasons": dict(self.bad_reasons), "skipped": dict(self.skipped),
+            "redelivered": self.redelivered, "batches": self.batches,
+            "max_latency_s": round(self.max_latency, 6), "mean_latency_s": round(self.mean_latency, 6),
+            "seconds": round(self.seconds, 6), "messages_per_second": round(self.rate, 1),
+        }
+
+    def format(self) -> str:
+        """A few lines for humans (stderr)."""
+        out = [
+            f"messages   {self.messages:>12,}   ({self.redelivered:,} redelivered; {self.batches:,} batches)",
+            f"uplinks    {self.uplinks:>12,}",
+            f"decoded    {self.decoded:>12,}",
+            f"errors     {self.failed:>12,}",
+        ]
+        out += [f"  {count:>21,}  {reason}" for reason, count in self.errors.most_common(8)]
+        out.append(f"skipped    {sum(self.skipped.values()):>12,}")
+        out += [f"  {count:>21,}  {kind}" for kind, count in self.skipped.most_common(8)]
+        out.append(f"bad        {self.bad_messages:>12,}")
+        out += [f"  {count:>21,}  {reason}" for reason, count in self.bad_reasons.most_common(4)]
+        out.append(f"latency    {self.max_latency * 1e3:>12.1f} ms max, {self.mean_latency * 1e3:.1f} ms mean "
+                   f"(first message of a batch to hand-on)")
+        out.append(f"time       {self.seconds:>12.2f} s   ({self.rate:,.0f} messages/s)")
+        return "\n".join(out)
+
+
+def _count(counter: Counter, key: str, n: int = 1) -> None:
+    """counter[key] += n, folding new keys past _MAX_REASONS into one, so a
+    stream of ever-different reasons cannot grow the stats without bound."""
+    if key not in counter and len(counter) >= _MAX_REASONS:
+        key = _OTHER_REASONS
+    counter[key] += n
+
+
+class MicroBatch:
+    """One closed micro-batch: its decoded rows, errors, positions and the running stats."""
+
+    def __init__(self, index: int, chunk: Any, positions: list, first_line: int,
+                 stats: StreamStats, opened: float, closed: float, reason: str) -> None:
+        self.index = index            # 0-based batch number in the stream
+        self.chunk = chunk            # the engine's DecodedChunk (table, by_class(), failed())
+        self.positions = positions    # source position of every message, arrival order
+        self.first_line = first_line  # stream number of the first message
+        self.stats = stats
+        self.opened = opened          # time.monotonic() of the first message's arrival
+        self.closed = closed          # when the batch was closed
+        self.reason = reason          # "rows", "delay", "end", "stop" or "idle"
+        self._errors: list[dict] | None = None
+
+    @property
+    def messages(self) -> int:
+        return len(self.positions)
+
+    @property
+    def last_line(self) -> int:
+        return self.first_line + len(self.positions) - 1
+
+    @property
+    def rows(self) -> int:
+        return self.chunk.rows
+
+    def __len__(self) -> int:
+        return self.rows
+
+    @property
+    def table(self) -> pa.Table:
+        """All rows (decoded and failed) as a table of :attr:`Engine.schema`."""
+        return self.chunk.table
+
+    @property
+    def records(self) -> pa.RecordBatch:
+        """All rows as one Arrow record batch."""
+        table = self.chunk.table.combine_chunks()
+        batches = table.to_batches()
+        return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
+
+    def position_of(self, line: int) -> Any:
+        """The source position of the message numbered ``line``."""
+        return self.positions[line - self.first_line]
+
+    @property
+    def errors(self) -> list[dict]:
+        """Failed rows and messages without an uplink, in stream order.
+
+        A failed row: ``{"line", "position", "error", "provider",
+        "packet_id", "dev_eui", "device_id", "port", "payload" (hex),
+        "device_class"}``; a bad message: ``{"line", "position", "error"}``.
+        """
+        if self._errors is None:
+            self._errors = _error_records(self)
+        return self._errors
+
+    def __repr__(self) -> str:
+        return (f"MicroBatch(index={self.index}, messages={self.messages}, rows={self.rows}, "
+                f"errors={len(self.errors)}, reason={self.reason!r})")
+
+
+def _error_records(batch: MicroBatch) -> list[dict]:
+    from .sinks import _json_rows
+
+    chunk = batch.chunk
+    records: list[tuple[int, dict]] = []
+    if chunk.error.null_count < chunk.rows:
+        failed = chunk.failed()
+        cols = ["line", "error"] + [c for c in _ERROR_COLUMNS if c in failed.column_names]
+        for row in _json_rows(failed.select(cols), mixed=False):
+            line = row.pop("line")
+            records.append((line, {"line": line, "position": batch.position_of(line), **row}))
+    for line, reason in chunk.bad_lines:
+        records.append((line, {"line": line, "position": batch.position_of(line), "error": reason}))
+    records.sort(key=lambda r: r[0])
+    return [r for _, r in records]
+
+
+class _End:
+    """The source is exhausted."""
+
+
+class _Failure:
+    """The source raised; the stage re-raises after handing on what it has."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = _End()
+
+# One uplink of each provider, for warm_up (their devices have no class: the rows fail, which is fine).
+_WARM_UP = [
+    b'{"uid":"warm-up","device_eui":"0000000000000000","payload":"00","port":1,"fcnt":1,'
+    b'"received_at":"2026-01-01T00:00:00Z","mtype":"unconfirmed_data_up","freq":868.1,"spreading_factor":7,'
+    b'"bandwidth":125,"codr":"4/5","gwrx":[{"gweui":"0000000000000000","rssi":-80,"lsnr":7.5}]}',
+    b'{"id":"warm-up","dev_eui":"0000000000000000","payload":"AA==","port":1,"fcnt":1,'
+    b'"reported_at":1767225600000,"hotspots":[{"id":"h","name":"h","rssi":-80.0,"snr":7.5,'
+    b'"frequency":868.1,"spreading":"SF7BW125"}]}',
+]
+
+
+class _Batcher:
+    """The batching state shared by the sync and async drivers (no waiting in here)."""
+
+    def __init__(self, stage: "StreamStage") -> None:
+        self.stage = stage
+        self.bodies: list[Any] = []
+        self.positions: list[Any] = []
+        self.redelivered = 0
+        self.opened = 0.0
+        self.seq = 0  # messages taken so far
+
+    def add(self, item: Any, now: float) -> None:
+        if not self.bodies:
+            self.opened = now
+        self.seq += 1
+        if isinstance(item, Message):
+            body, position = item.body, item.position if item.position is not None else self.seq
+            self.redelivered += bool(item.redelivered)
+        else:
+            body, position = item, self.seq
+        if isinstance(body, (bytes, bytearray)) and body.endswith(b"\n"):
+            body = bytes(body).rstrip(b"\r\n")  # a line with its newline: keep the fast path
+        elif isinstance(body, str) and body.endswith("\n"):
+            body = body.rstrip("\r\n")
+        self.bodies.append(body)
+        self.positions.append(position)
+
+    @property
+    def full(self) -> bool:
+        return len(self.bodies) >= self.stage.max_rows
+
+    def deadline(self) -> float | None:
+        """When the open batch must close, or None when no batch is open."""
+        if not self.bodies:
+            return None
+        return self.opened + max(self.stage.max_delay - self.stage._expected_handoff(), 0.0)
+
+    def take(self) -> tuple[list, list, int, float, int]:
+        out = (self.bodies, self.positions, self.redelivered, self.opened, self.seq - len(self.bodies) + 1)
+        self.bodies, self.positions, self.redelivered = [], [], 0
+        return out
+
+
+class StreamStage:
+    """Decode a live stream of messages in micro-batches (see the module docstring).
+
+    >>> stage = decoder.StreamStage(engine, max_rows=10_000, max_delay=1.0)
+    >>> for batch in stage.batches(messages):
+    ...     sink.write(batch.records)          # first write...
+    ...     source.ack(batch.positions)        # ...then acknowledge
+    """
+
+    def __init__(self, engine: Any, *, max_rows: int = DEFAULT_MAX_ROWS, max_delay: float = DEFAULT_MAX_DELAY,
+                 idle: float | None = None) -> None:
+        """``idle``: when set, also yield an empty batch (reason ``"idle"``) after
+        that many seconds without a message, so a caller can do timed work
+        (roll an output file) on a quiet stream."""
+        if max_rows < 1:
+            raise ValueError("max_rows must be at least 1")
+        if not max_delay > 0:
+            raise ValueError("max_delay must be positive")
+        if idle is not None and not idle > 0:
+            raise ValueError("idle must be positive")
+        self.engine = engine
+        self.max_rows = int(max_rows)
+        self.max_delay = float(max_delay)
+        self.idle = idle
+        self.stats = StreamStats()
+        self._stopping = False
+        self._handoffs: collections.deque[float] = collections.deque(maxlen=_RECENT)
+        self._empty: Any = None  # the chunk of an idle batch
+        self._reader: Any = None  # the JSON reader, kept: it learns the shapes of the stream
+
+    # -- control -------------------------------------------------------------
+    def stop(self) -> None:
+        """Hand on the open batch and end the stream (safe from a signal handler or another thread)."""
+        self._stopping = True  # a plain store: no lock, so a signal handler may call it
+
+    def warm_up(self) -> None:
+        """Load every kernel and reader path now, so the first batch is not late by the JIT's time.
+
+        Decodes a Firefly packet and a Helium integration body twice (nothing
+        reaches the stats); the second run's time seeds the hand-on estimate.
+        """
+        from .jsonl import normalize_values
+
+        for dc in self.engine.classes:
+            dc.decode([b""], encoding="raw")  # one (too short) row: loads the kernel
+        for _ in range(2):
+            started = time.monotonic()
+            norm = normalize_values(_WARM_UP)
+            self.engine.decode_uplinks(norm.uplinks).table
+            elapsed = time.monotonic() - started
+        self._handoffs.append(elapsed)
+
+    def _expected_handoff(self) -> float:
+        """How long the next batch will likely take from closing to hand-on (at most half the delay)."""
+        return min(max(self._handoffs, default=0.0), self.max_delay / 2)
+
+    # -- decoding -----------------------------------------------------------
+    def _close(self, batcher: _Batcher, reason: str, now: float) -> MicroBatch:
+        from .jsonl import normalize_values, values_reader
+
+        bodies, positions, redelivered, opened, first_line = batcher.take()
+        if self._reader is None:
+            self._reader = values_reader()
+        norm = normalize_values(bodies, first_line=first_line, reader=self._reader)
+        chunk = self.engine.decode_uplinks(
+            norm.uplinks, bad_lines=list(norm.bad_lines), skipped=Counter(norm.skipped),
+            lines=norm.lines, first_line=first_line, source="<stream>",
+        )
+        s = self.stats
+        s.messages += len(bodies)
+        s.uplinks += chunk.rows
+        s.decoded += chunk.decoded
+        for reason_text, count in chunk.errors.items():
+            _count(s.errors, reason_text, count)
+        s.bad_messages += len(chunk.bad_lines)
+        for _, why in chunk.bad_lines:
+            _count(s.bad_reasons, why.split(":", 1)[0])  # the kind, not the varying detail
+        s.skipped.update(chunk.skipped)
+        s.redelivered += redelivered
+        s.batches += 1
+        batch = MicroBatch(s.batches - 1, chunk, positions, first_line, s, opened, now, reason)
+        self._stamp(batch)
+        return batch
+
+    def _idle_batch(self, now: float) -> MicroBatch:
+        if self._empty is None:
+            self._empty = self.engine.decode_uplinks(self.engine._empty_uplinks(), source="<stream>")
+        self._stamp_time()
+        return MicroBatch(self.stats.batches, self._empty, [], self.stats.messages + 1, self.stats.copy(),
+                          now, now, "idle")
+
+    def _stamp_time(self) -> None:
+        self.stats.seconds = time.monotonic() - self.stats.started
+
+    def _stamp(self, batch: MicroBatch) -> None:
+        """Record the batch's latency up to now (its hand-on) and give it a stats snapshot."""
+        now = time.monotonic()
+        latency = now - batch.opened
+        self.stats.max_latency = max(self.stats.max_latency, latency)
+        self.stats.latency_total += latency
+        self._stamp_time()
+        batch.stats = self.stats.copy()
+
+    def _handed_back(self, closed: float) -> None:
+        """The consumer took the batch closed at ``closed`` and asked for more."""
+        self._handoffs.append(time.monotonic() - closed)
+
+    # -- sync driver -----------------------------------------------------------
+    def batches(self, source: Iterable[Any]) -> Iterator[MicroBatch]:
+        """Yield micro-batches from a (possibly blocking) iterable of messages.
+
+        Ends when the source ends or :meth:`stop` is called, after handing on
+        the open batch. An exception from the source is raised after the
+        messages before it are handed on. A KeyboardInterrupt while waiting
+        for messages hands on the open batch first, then propagates.
+        """
+        if hasattr(source, "__aiter__") and not hasattr(source, "__iter__"):
+            raise TypeError("an async iterable: use `async for batch in stage.abatches(source)`")
+        q: queue.Queue = queue.Queue(maxsize=self.max_rows)
+        done = threading.Event()
+        pump = threading.Thread(target=_pump, args=(iter(source), q, done), name="decoder-stream-reader",
+                                daemon=True)
+        pump.start()
+        batcher = _Batcher(self)
+        last_activity = time.monotonic()
+        interrupted: BaseException | None = None
+        failure: BaseException | None = None
+        try:
+            while True:
+                now = time.monotonic()
+                if self._stopping:
+                    reason = "stop"
+                    break
+                deadline = batcher.deadline()
+                if deadline is not None and now >= deadline:
+                    yield from self._hand_on(batcher, "delay", now)
+                    last_activity = time.monotonic()
+                    continue
+                if deadline is None and self.idle is not None and now - last_activity >= self.idle:
+                    batch = self._idle_batch(now)
+                    yield batch
+                    last_activity = time.monotonic()
+                    continue
+                wait = _POLL if deadline is None else min(_POLL, deadline - now)
+                if deadline is None and self.idle is not None:
+                    wait = min(wait, max(last_activity + self.idle - now, 0.0))
+                try:
+                    item = q.get(timeout=max(wait, 0.0))
+                except queue.Empty:
+                    continue
+                except KeyboardInterrupt as e:
+                    interrupted, reason = e, "stop"
+                    break
+                if item is _END:
+                    reason = "end"
+                    break
+                if isinstance(item, _Failure):
+                    failure, reason = item.error, "end"
+                    break
+                now = time.monotonic()
+                batcher.add(item, now)
+                while not batcher.full:  # take what is already there without waiting
+                    try:
+                        item = q.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _END or isinstance(item, _Failure):
+                        q.put(item)  # the reader has stopped, so there is room: seen by the next wait
+                        break
+                    batcher.add(item, now)
+                if batcher.full:
+                    yield from self._hand_on(batcher, "rows", time.monotonic())
+                    last_activity = time.monotonic()
+            if batcher.bodies:
+                yield from self._hand_on(batcher, reason, time.monotonic())
+        finally:
+            done.set()
+            _drain(q)  # unblock the reader thread if it waits to put
+        if failure is not None:
+            raise failure
+        if interrupted is not None:
+            raise interrupted
+
+    def _hand_on(self, batcher: _Batcher, reason: str, now: float) -> Iterator[MicroBatch]:
+        batch = self._close(batcher, reason, now)
+        yield batch
+        self._handed_back(batch.closed)
+
+    # -- async driver ----------------------------------------------------------
+    async def abatches(self, source: Any) -> AsyncIterator[MicroBatch]:
+        """Yield micro-batches from an async iterable (or a plain iterable) of messages.
+
+        Decoding runs in a worker thread, so the event loop keeps receiving
+        while a batch is decoded.
+        """
+        q: asyncio.Queue = asyncio.Queue(maxsize=self.max_rows)
+
+        async def pump() -> None:
+            try:
+                if hasattr(source, "__aiter__"):
+                    async for item in source:
+                        await q.put(item)
+                else:
+                    for item in source:
+                        await q.put(item)
+            except Exception as e:  # handed to the consumer, raised there
+                await q.put(_Failure(e))
+            else:
+                await q.put(_END)
+
+        task = asyncio.ensure_future(pump())
+        batcher = _Batcher(self)
+        last_activity = time.monotonic()
+        failure: BaseException | None = None
+        reason = "end"
+        try:
+            while True:
+                now = time.monotonic()
+                if self._stopping:
+                    reason = "stop"
+                    break
+                deadline = batcher.deadline()
+                if deadline is not None and now >= deadline:
+                    batch = await asyncio.to_thread(self._close, batcher, "delay", now)
+                    yield batch
+                    self._handed_back(batch.closed)
+                    last_activity = time.monotonic()
+                    continue
+                if deadline is None and self.idle is not None and now - last_activity >= self.idle:
+                    yield self._idle_batch(now)
+                    last_activity = time.monotonic()
+                    continue
+                wait = _POLL if deadline is None else min(_POLL, deadline - now)
+                if deadline is None and self.idle is not None:
+                    wait = min(wait, max(last_activity + self.idle - now, 0.0))
+                try:
+                    item = await asyncio.wait_for(q.get(), timeout=max(wait, 0.0))
+                except asyncio.TimeoutError:
+                    continue
+                if item is _END:
+                    break
+                if isinstance(item, _Failure):
+                    failure = item.error
+                    break
+                now = time.monotonic()
+                batcher.add(item, now)
+                while not batcher.full and not q.empty():
+                    item = q.get_nowait()
+                    if item is _END or isinstance(item, _Failure):
+                        await q.put(item)  # seen again by the next wait
+                        break
+                    batcher.add(item, now)
+                if batcher.full:
+                    batch = await asyncio.to_thread(self._close, batcher, "rows", time.monotonic())
+                    yield batch
+                    self._handed_back(batch.closed)
+                    last_activity = time.monotonic()
+            if batcher.bodies:
+                batch = await asyncio.to_thread(self._close, batcher, reason, time.monotonic())
+                yield batch
+        finally:
+            task.cancel()
+        if failure is not None:
+            raise failure
+
+    def __repr__(self) -> str:
+        return f"StreamStage(max_rows={self.max_rows}, max_delay={self.max_delay}, {self.engine!r})"
+
+
+def _pump(source: Iterator[Any], q: queue.Queue, done: threading.Event) -> None:
+    """The reader thread: move messages from the source into the bounded queue."""
+    try:
+        for item in source:
+            while True:
+                try:
+                    q.put(item, timeout=_POLL)
+                    break
+                except queue.Full:
+                    if done.is_set():
+                        return
+            if done.is_set():
+                return
+    except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
+        q.put(_Failure(e))
+    else:
+        q.put(_END)
+
+
+def _drain(q: queue.Queue) -> None:
+    try:
+        while True:
+            q.get_nowait()
+    except queue.Empty:
+        pass
