@@ -1,6 +1,7 @@
 """The ``decoder`` command line: a thin layer over :mod:`decoder.engine` and :mod:`decoder.sinks`.
 
     decoder decode INPUT... --classes FILE [--devices FILE | --class ID] -o OUT
+    decoder stream [--mqtt URL] --classes FILE [--devices FILE | --class ID] [-o DIR]
     decoder check CLASSES...
 
 Exit codes: 0 success (also when some rows failed to decode: they are in
@@ -17,7 +18,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 PROG = "decoder"
 FORMATS = ("parquet", "arrow", "csv", "jsonl")
@@ -42,6 +43,26 @@ exit status: 0 done (rows that failed are in the output with their error),
 """
 
 
+EPILOG_STREAM = """\
+delivery (at least once):
+  A message is acknowledged only after its row is written: to the MQTT broker
+  after the batch is flushed to stdout, or with -o after the Parquet file
+  holding it is complete and renamed into place. A consumer that dies gets
+  its unacknowledged messages again on restart with the same --client-id
+  (counted as redelivered); nothing is lost, a few rows may come twice.
+
+output:
+  stdout    one JSON object per row, flushed after every micro-batch
+  -o DIR    DIR/part-<UTC time>-<n>.parquet, one per --roll-rows or --roll-seconds,
+            written under a hidden temporary name and renamed when complete;
+            several classes -> DIR/device_class=<name>/part-....parquet
+  errors    {"line", "position", "error", ...} per failed row or bad message
+
+exit status: 0 on EOF, Ctrl-C or SIGTERM; 1 when the classes, devices or the
+  broker cannot be read or reached; 2 usage.
+"""
+
+
 class _Usage(Exception):
     """A usage error found after parsing (exit 2)."""
 
@@ -62,14 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG_DECODE, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     dec.add_argument("inputs", nargs="+", metavar="INPUT", help="JSON Lines file (.gz ok), '-' for stdin")
-    dec.add_argument("--classes", action="append", required=True, metavar="FILE",
-                     help="device classes: any Firefly /device_classes response, a class, a list, "
-                          "or a directory of .json files (repeatable)")
-    bind = dec.add_mutually_exclusive_group()
-    bind.add_argument("--devices", action="append", metavar="[CLASS=]FILE",
-                      help="which device uses which class (repeatable; see below)")
-    bind.add_argument("--class", dest="default_class", action="append", metavar="ID|NAME",
-                      help="decode every device with this class (repeatable: their ports choose)")
+    _class_arguments(dec)
     dec.add_argument("-o", "--output", required=True, metavar="OUT", help="output file, '-' for stdout")
     dec.add_argument("--format", choices=FORMATS, help="output format (default: from the suffix of OUT)")
     dec.add_argument("--errors", metavar="FILE",
@@ -79,6 +93,36 @@ def _parser() -> argparse.ArgumentParser:
                      help="bytes of input per chunk (default 16M; memory stays near a few chunks)")
     dec.add_argument("-q", "--quiet", action="store_true", help="no summary")
     dec.set_defaults(func=cmd_decode, parser=dec)
+
+    stm = sub.add_parser(
+        "stream", help="decode a live stream of packets (stdin or MQTT) in micro-batches",
+        description="Decode packets as they arrive, one JSON message per stdin line or per MQTT message, "
+                    "in micro-batches that close at --max-rows messages or --max-delay seconds. Decoded "
+                    "rows go to stdout as JSON Lines, flushed per batch, or with -o DIR to rolling Parquet "
+                    "files. EOF, Ctrl-C or SIGTERM hands on the open batch and exits 0.",
+        epilog=EPILOG_STREAM, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stm.add_argument("--mqtt", metavar="URL",
+                     help="subscribe to mqtt://[user:pass@]host[:port]/topic/# (QoS 1) instead of reading stdin")
+    _class_arguments(stm)
+    stm.add_argument("-o", "--output", metavar="DIR",
+                     help="write rolling Parquet files into DIR (default: JSON Lines on stdout)")
+    stm.add_argument("--errors", metavar="FILE",
+                     help="append failed rows and bad messages here as JSON Lines (default: stderr)")
+    stm.add_argument("--max-rows", type=int, default=10_000, metavar="N",
+                     help="close a micro-batch at N messages (default 10000)")
+    stm.add_argument("--max-delay", type=float, default=1.0, metavar="SECONDS",
+                     help="hand on a message at most this long after it arrived (default 1.0)")
+    stm.add_argument("--roll-rows", type=int, default=50_000, metavar="N",
+                     help="with -o: start a new Parquet file after N rows (default 50000)")
+    stm.add_argument("--roll-seconds", type=float, default=60.0, metavar="SECONDS",
+                     help="with -o: start a new Parquet file after this many seconds (default 60)")
+    stm.add_argument("--client-id", metavar="ID",
+                     help="MQTT client id; keep it across restarts to get unacknowledged messages again "
+                          "(default: derived from the broker and topic)")
+    stm.add_argument("--include-hidden", action="store_true", help="also output variables of type hidden")
+    stm.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    stm.set_defaults(func=cmd_stream, parser=stm)
 
     chk = sub.add_parser(
         "check", help="compile device classes and show their output schema",
@@ -90,6 +134,17 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("--no-kernel", action="store_true", help="check the scripts only; do not build kernels")
     chk.set_defaults(func=cmd_check, parser=chk)
     return ap
+
+
+def _class_arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--classes", action="append", required=True, metavar="FILE",
+                     help="device classes: any Firefly /device_classes response, a class, a list, "
+                          "or a directory of .json files (repeatable)")
+    bind = cmd.add_mutually_exclusive_group()
+    bind.add_argument("--devices", action="append", metavar="[CLASS=]FILE",
+                      help="which device uses which class (repeatable; see below)")
+    bind.add_argument("--class", dest="default_class", action="append", metavar="ID|NAME",
+                      help="decode every device with this class (repeatable: their ports choose)")
 
 
 class _VersionAction(argparse.Action):
@@ -159,6 +214,33 @@ def _devices_args(items: Sequence[str] | None) -> list[tuple[str | None, str]]:
 
 
 # -- decode ----------------------------------------------------------------------------
+
+
+def _registry(args: argparse.Namespace) -> Any:
+    """The Registry of --classes with --devices or --class (usage and input problems raised)."""
+    from .registry import Registry
+
+    registry = Registry()
+    for path in _class_files(args.classes):
+        registry.add_classes(path)
+    if not registry.classes:
+        raise _InputProblem("the classes files hold no device class")
+    for cls, path in _devices_args(args.devices):
+        registry.load_devices(path, device_class=cls)
+    for ref in args.default_class or []:
+        registry.bind_all(ref)
+    if not args.devices and not args.default_class:
+        if len(registry.classes) == 1:
+            registry.bind_all(registry.classes[0])
+        else:
+            names = ", ".join(repr(dc.name) for dc in registry.classes)
+            raise _Usage(
+                f"{len(registry.classes)} device classes loaded ({names}): say which device uses which "
+                "with --devices FILE, or decode everything with one class: --class ID|NAME"
+            )
+    if not registry.bound_classes:
+        raise _InputProblem("no device is bound to any of the loaded classes (check --devices)")
+    return registry
 
 
 class _Progress:
@@ -246,30 +328,9 @@ def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
 
     from .engine import Engine, Summary
     from .errors import DecoderError
-    from .registry import Registry
     from .sinks import ErrorSink, open_sink
 
-    registry = Registry()
-    for path in _class_files(args.classes):
-        registry.add_classes(path)
-    if not registry.classes:
-        raise _InputProblem("the classes files hold no device class")
-    for cls, path in _devices_args(args.devices):
-        registry.load_devices(path, device_class=cls)
-    for ref in args.default_class or []:
-        registry.bind_all(ref)
-    if not args.devices and not args.default_class:
-        if len(registry.classes) == 1:
-            registry.bind_all(registry.classes[0])
-        else:
-            names = ", ".join(repr(dc.name) for dc in registry.classes)
-            raise _Usage(
-                f"{len(registry.classes)} device classes loaded ({names}): say which device uses which "
-                "with --devices FILE, or decode everything with one class: --class ID|NAME"
-            )
-    if not registry.bound_classes:
-        raise _InputProblem("no device is bound to any of the loaded classes (check --devices)")
-
+    registry = _registry(args)
     engine = Engine(registry, include_hidden=args.include_hidden, chunk_bytes=chunk_bytes)
     summary = Summary()
     progress = _Progress(sys.stderr.isatty() and not args.quiet)
@@ -321,6 +382,146 @@ def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
         sys.stderr.write(f"output     {written}\n")
         if errors is not None:
             sys.stderr.write(f"errors to  {args.errors} ({errors.count:,} records)\n")
+    return 0
+
+
+# -- stream ----------------------------------------------------------------------------
+
+
+def _stdin_lines(fd: int = 0) -> Iterator[bytes]:
+    """stdin's lines as they come (not waiting for EOF), read with os.read: a reader
+    thread blocked here holds no lock that interpreter shutdown would need."""
+    rest = b""
+    while True:
+        data = os.read(fd, 1 << 16)
+        if not data:
+            break
+        *lines, rest = (rest + data).split(b"\n")
+        yield from lines
+    if rest:
+        yield rest
+
+
+class _StopOnSignals:
+    """While active, SIGINT and SIGTERM ask the stage to hand on its open batch and stop."""
+
+    def __init__(self, stage: Any) -> None:
+        self.stage = stage
+        self.saved: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopOnSignals":
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.saved[sig] = signal.signal(sig, lambda signum, frame: self.stage.stop())
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+def _json_default(value: Any) -> Any:
+    return str(value)
+
+
+def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
+    if args.max_rows < 1:
+        raise _Usage("--max-rows must be at least 1")
+    if not args.max_delay > 0:
+        raise _Usage("--max-delay must be positive")
+    if args.roll_rows < 1 or not args.roll_seconds > 0:
+        raise _Usage("--roll-rows and --roll-seconds must be positive")
+    if args.output is not None and os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise _Usage(f"-o {args.output}: not a directory (-o names a directory of rolling Parquet files)")
+    if args.mqtt:
+        from .mqtt import parse_url
+
+        try:
+            parse_url(args.mqtt)
+        except ValueError as err:
+            raise _Usage(f"--mqtt: {err}") from None
+
+    import orjson
+
+    from .engine import Engine
+    from .stream import StreamStage
+
+    engine = Engine(_registry(args), include_hidden=args.include_hidden)
+    rolling = args.output is not None
+    stage = StreamStage(engine, max_rows=args.max_rows, max_delay=args.max_delay,
+                        idle=min(1.0, args.roll_seconds / 2) if rolling else None)
+    stage.warm_up()
+
+    errors_out = sys.stderr.buffer if args.errors is None else open(args.errors, "ab")
+    if rolling:
+        from .rolling import RollingParquetSink
+
+        sink: Any = RollingParquetSink(args.output, engine, roll_rows=args.roll_rows,
+                                       roll_seconds=args.roll_seconds)
+    else:
+        from .sinks import JsonlSink
+
+        sink = JsonlSink("-", engine, stdout=sys.stdout.buffer)
+    source: Any
+    ack = None
+    window = None
+    if args.mqtt:
+        from .mqtt import MqttSource, stderr_log
+
+        source = MqttSource(args.mqtt, client_id=args.client_id, log=stderr_log).start()
+        ack, window = source.ack, source.window
+        if not args.quiet:
+            stderr_log(f"subscribed to {source.url} as {source.client_id!r}")
+    else:
+        source = _stdin_lines()
+    pending: list[Any] = []  # written to an open Parquet file, not yet acknowledged
+    opts = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
+
+    def commit() -> None:
+        sink.roll()
+        if ack is not None:
+            ack(pending)
+        pending.clear()
+
+    try:
+        with _StopOnSignals(stage):
+            for batch in stage.batches(source):
+                if batch.rows:
+                    sink.write(batch.chunk)
+                if batch.errors:
+                    errors_out.write(b"".join(orjson.dumps(e, default=_json_default, option=opts)
+                                              for e in batch.errors))
+                    errors_out.flush()
+                if not rolling:
+                    sys.stdout.buffer.flush()
+                    if ack is not None:
+                        ack(batch.positions)
+                    continue
+                pending.extend(batch.positions)
+                # Roll early when the broker would stop sending: it holds back
+                # messages past `window` unacknowledged ones.
+                if sink.due() or (window is not None and len(pending) + stage.max_rows > window):
+                    commit()
+            if rolling:
+                commit()
+    except BaseException:
+        if rolling:
+            sink.abort()  # not acknowledged: the source sends those messages again
+        raise
+    finally:
+        if args.mqtt:
+            source.close()
+        if args.errors is not None:
+            errors_out.close()
+    if not args.quiet:
+        text = stage.stats.format()
+        if rolling:
+            text += f"\noutput     {len(sink.files_written):,} Parquet files in {args.output} " \
+                    f"({sink.rows_written:,} rows)"
+        sys.stderr.write(text + "\n")
     return 0
 
 

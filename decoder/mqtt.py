@@ -1,0 +1,272 @@
+"""An MQTT source for the stream stage: QoS 1, a persistent session, acknowledgements after writing.
+
+Helium's MQTT integration and most LoRaWAN network servers publish uplinks
+to an MQTT broker. :class:`MqttSource` subscribes with QoS 1 and hands each
+message on as a :class:`~decoder.stream.Message` whose position is an
+:class:`MqttPosition`. Nothing is acknowledged on receipt
+(``manual_ack``): the caller acknowledges a batch's positions with
+:meth:`MqttSource.ack` once its sink has written the batch. A message that
+was never acknowledged, because the consumer died or lost its connection,
+stays with the broker and is delivered again (flagged ``redelivered``).
+
+For the broker to keep messages while the consumer is away, the session
+must outlive the connection: MQTT 5 with ``clean_start=False``, a session
+expiry interval, and the same client id on every start. The client asks for
+a Receive Maximum (how many unacknowledged messages the broker may have out
+to it at once), which is also the most messages a caller can hold before it
+must acknowledge some (:attr:`MqttSource.window`).
+
+Built on paho-mqtt (the Eclipse client), imported only when a source is made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import unquote
+
+from .errors import InputError
+from .stream import Message
+
+__all__ = ["MqttSource", "MqttPosition", "parse_url"]
+
+DEFAULT_PORT = 1883
+DEFAULT_TLS_PORT = 8883
+DEFAULT_SESSION_EXPIRY = 7 * 24 * 3600  # seconds the broker keeps our queue while we are away
+MAX_RECEIVE = 65535  # the largest Receive Maximum MQTT 5 allows
+
+
+@dataclass(frozen=True, slots=True)
+class MqttPosition:
+    """Where an MQTT message came from: its topic and packet id (unique among unacknowledged ones)."""
+
+    topic: str
+    mid: int
+
+
+@dataclass(frozen=True)
+class MqttUrl:
+    host: str
+    port: int
+    topic: str
+    tls: bool
+    username: str | None
+    password: str | None
+
+    def __str__(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}/{self.topic}"
+
+
+def parse_url(url: str) -> MqttUrl:
+    """``mqtt[s]://[user[:password]@]host[:port]/topic/filter`` (the filter may hold ``+`` and ``#``).
+
+    The topic is everything after the first ``/`` past the host, taken as
+    it is (``#`` is not a URL fragment here); %-escapes are decoded.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ValueError(f"not an MQTT URL: {url!r} (expected mqtt://host:port/topic/#)")
+    tls = scheme.lower() in ("mqtts", "ssl")
+    netloc, slash, topic = rest.partition("/")
+    topic = unquote(topic)
+    if not slash or not topic:
+        raise ValueError(f"{url!r}: no topic (expected mqtt://host:port/topic/#)")
+    user = password = None
+    if "@" in netloc:
+        auth, _, netloc = netloc.rpartition("@")
+        user, _, pw = auth.partition(":")
+        user, password = unquote(user), (unquote(pw) if pw else None)
+    host, port = netloc, DEFAULT_TLS_PORT if tls else DEFAULT_PORT
+    if netloc.startswith("["):  # [IPv6]:port
+        host, _, tail = netloc[1:].partition("]")
+        if tail.startswith(":"):
+            port = _port(tail[1:], url)
+    elif ":" in netloc:
+        host, _, p = netloc.rpartition(":")
+        port = _port(p, url)
+    if not host:
+        raise ValueError(f"{url!r}: no host")
+    return MqttUrl(host, port, topic, tls, user or None, password)
+
+
+def _port(text: str, url: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"{url!r}: bad port {text!r}")
+    return int(text)
+
+
+def default_client_id(url: MqttUrl) -> str:
+    """A client id stable across restarts for one broker and topic, so the session (and its queue) is found again."""
+    digest = hashlib.sha256(f"{url.host}:{url.port}/{url.topic}".encode()).hexdigest()[:12]
+    return f"decoder-stream-{digest}"
+
+
+class _Closed:
+    pass
+
+
+_CLOSED = _Closed()
+
+
+class MqttSource:
+    """Subscribe to ``url`` with QoS 1; iterate the messages; :meth:`ack` them after writing.
+
+    >>> source = MqttSource("mqtt://localhost:1883/helium/+/rx")
+    >>> for batch in stage.batches(source):
+    ...     sink.write(batch.records)
+    ...     source.ack(batch.positions)
+    >>> source.close()
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client_id: str | None = None,
+        session_expiry: int = DEFAULT_SESSION_EXPIRY,
+        receive_maximum: int = MAX_RECEIVE,
+        keepalive: int = 30,
+        connect_timeout: float = 10.0,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        try:
+            self.url = parse_url(url)
+        except ValueError as err:
+            raise InputError(str(err)) from None
+        if not 1 <= receive_maximum <= MAX_RECEIVE:
+            raise ValueError(f"receive_maximum must be 1..{MAX_RECEIVE}")
+        self.client_id = client_id or default_client_id(self.url)
+        self.session_expiry = int(session_expiry)
+        self.window = int(receive_maximum)
+        self.keepalive = keepalive
+        self.connect_timeout = connect_timeout
+        self.log = log or (lambda text: None)
+        self.received = 0
+        self.acked = 0
+        self.reconnects = 0
+        self._queue: queue.Queue = queue.Queue()  # bounded by the broker: at most `window` unacknowledged
+        self._client: Any = None
+        self._ready = threading.Event()
+        self._problem: str | None = None
+        self._connected_once = False
+        self._closed = False
+
+    # -- connection ----------------------------------------------------------
+    def start(self) -> "MqttSource":
+        """Connect and subscribe; raise InputError when the broker cannot be reached or refuses."""
+        if self._client is not None:
+            return self
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5, manual_ack=True,
+        )
+        if self.url.username is not None:
+            client.username_pw_set(self.url.username, self.url.password)
+        if self.url.tls:
+            client.tls_set()
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry
+        props.ReceiveMaximum = self.window
+        self._client = client
+        try:
+            # clean_start=False on every connect: resume the session and get its unacknowledged messages.
+            client.connect(self.url.host, self.url.port, keepalive=self.keepalive, clean_start=False,
+                           properties=props)
+        except OSError as err:
+            self._client = None
+            raise InputError(f"cannot connect to {self.url}: {err.strerror or err}") from None
+        client.loop_start()
+        if not self._ready.wait(self.connect_timeout):
+            self.close()
+            raise InputError(f"cannot connect to {self.url}: no answer in {self.connect_timeout:g} s")
+        if self._problem is not None:
+            problem = self._problem
+            self.close()
+            raise InputError(f"{self.url}: {problem}")
+        return self
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._problem = f"the broker refused the connection: {reason_code}"
+            self._ready.set()
+            return
+        if self._connected_once:
+            self.reconnects += 1
+            self.log(f"reconnected to {self.url} (session {'resumed' if flags.session_present else 'new'})")
+        self._connected_once = True
+        client.subscribe(self.url.topic, qos=1)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            self._problem = f"the broker refused the subscription to {self.url.topic!r}: {failed[0]}"
+        self._ready.set()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        self.received += 1
+        position = MqttPosition(msg.topic, msg.mid) if msg.qos else None
+        self._queue.put(Message(msg.payload, position, bool(msg.dup)))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not self._closed:
+            self.log(f"lost the connection to {self.url} ({reason_code}); reconnecting")
+
+    # -- messages --------------------------------------------------------------
+    def __iter__(self) -> Iterator[Message]:
+        """The messages as they arrive, until :meth:`close` (connects first if needed)."""
+        self.start()
+        while True:
+            item = self._queue.get()
+            if item is _CLOSED:
+                return
+            yield item
+
+    def ack(self, positions: Iterable[Any]) -> int:
+        """Acknowledge the messages at ``positions`` (in arrival order, as MQTT asks); return how many."""
+        client = self._client
+        if client is None:
+            return 0  # closed: the broker delivers them again on the next start
+        count = 0
+        for position in positions:
+            if isinstance(position, MqttPosition):  # None: a QoS 0 message, nothing to acknowledge
+                client.ack(position.mid, 1)
+                count += 1
+        self.acked += count
+        return count
+
+    def close(self) -> None:
+        """Disconnect (unacknowledged messages stay with the broker) and end the iteration."""
+        self._closed = True
+        self._queue.put(_CLOSED)
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.disconnect()
+            finally:
+                client.loop_stop()
+
+    def __enter__(self) -> "MqttSource":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MqttSource({str(self.url)!r}, client_id={self.client_id!r})"
+
+
+def stderr_log(text: str) -> None:
+    sys.stderr.write(f"decoder: {text}\n")
+    sys.stderr.flush()

@@ -1,0 +1,167 @@
+"""Rolling Parquet files for streams: a directory that gains one complete file per N rows or T seconds.
+
+A stream has no end at which to rename one output into place, so
+:class:`RollingParquetSink` writes a sequence of files instead. Each is
+written under a hidden temporary name (``.part-....parquet.tmp``, which
+Parquet and Arrow dataset readers skip), flushed to disk, and renamed to
+``part-<UTC start>-<n>.parquet`` when it is complete: a reader of the
+directory sees whole files only. :meth:`roll` says when that happened, so a
+stream acknowledges its source only for rows already in a renamed file.
+
+With several classes bound (``engine.mixed``) the directory is partitioned
+by class like the batch output: ``DIR/device_class=<name>/part-....parquet``,
+each with its class's own ``decoded`` struct; one roll closes every open
+partition file.
+
+Temporary files left by a consumer that died are removed on start: their
+rows were never acknowledged, so the source delivers them again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .sinks import PARTITION_KEY, ParquetSink
+
+__all__ = ["RollingParquetSink", "DEFAULT_ROLL_ROWS", "DEFAULT_ROLL_SECONDS"]
+
+DEFAULT_ROLL_ROWS = 50_000
+DEFAULT_ROLL_SECONDS = 60.0
+_TMP_PREFIX = ".part-"
+_TMP_SUFFIX = ".parquet.tmp"
+
+
+class RollingParquetSink:
+    """Write chunks into ``directory`` as Parquet files rolled by rows or age (see the module docstring)."""
+
+    def __init__(self, directory: str | os.PathLike, engine: Any, *, roll_rows: int = DEFAULT_ROLL_ROWS,
+                 roll_seconds: float = DEFAULT_ROLL_SECONDS, compression: str = "zstd") -> None:
+        import pyarrow.parquet as pq
+
+        if roll_rows < 1 or not roll_seconds > 0:
+            raise ValueError("roll_rows and roll_seconds must be positive")
+        self._pq = pq
+        self.directory = Path(directory)
+        self.engine = engine
+        self.roll_rows = int(roll_rows)
+        self.roll_seconds = float(roll_seconds)
+        self.compression = compression
+        self.partitioned = engine.mixed
+        self.files_written: list[Path] = []
+        self.rows_written = 0     # rows in renamed (complete) files
+        self.rows = 0             # rows in the open file(s)
+        self.opened: float | None = None  # monotonic time the open file(s) got their first row
+        self._writers: dict[str | None, tuple[Any, Path, Path]] = {}  # class -> (writer, tmp, final)
+        self._seq = 0
+        self._stamp = ""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(f"cannot write {self.directory}: {err.strerror or err}") from None
+        self.stale_removed = self._remove_stale()
+
+    def _remove_stale(self) -> int:
+        removed = 0
+        for tmp in self.directory.rglob(f"{_TMP_PREFIX}*{_TMP_SUFFIX}"):
+            try:
+                tmp.unlink()
+                removed += 1
+            except OSError:
+                pass
+        return removed
+
+    # -- writing -------------------------------------------------------------
+    def write(self, chunk: Any) -> None:
+        """Append a DecodedChunk (or a MicroBatch) to the open file(s)."""
+        chunk = getattr(chunk, "chunk", chunk)
+        if chunk.rows == 0:
+            return
+        if self.opened is None:
+            self.opened = time.monotonic()
+            self._seq += 1
+            self._stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")[:-4] + "Z"
+        if not self.partitioned:
+            self._writer(None, self.engine.schema).write_table(chunk.table)
+        else:
+            for name, table in chunk.by_class().items():
+                schema = self.engine.class_schema(name)
+                table = table.drop_columns([PARTITION_KEY])
+                self._writer(name, schema.remove(schema.get_field_index(PARTITION_KEY))).write_table(table)
+        self.rows += chunk.rows
+
+    def _writer(self, name: str | None, schema: Any) -> Any:
+        entry = self._writers.get(name)
+        if entry is None:
+            folder = self.directory if not self.partitioned else self.directory / ParquetSink.segment(name)
+            folder.mkdir(exist_ok=True)
+            base = f"part-{self._stamp}-{self._seq:06d}"
+            final = folder / f"{base}.parquet"
+            tmp = folder / f"{_TMP_PREFIX}{base[5:]}{_TMP_SUFFIX}"
+            try:
+                writer = self._pq.ParquetWriter(str(tmp), schema, compression=self.compression)
+            except OSError as err:
+                raise InputError(f"cannot write {tmp}: {err}") from None
+            entry = self._writers[name] = (writer, tmp, final)
+        return entry[0]
+
+    # -- rolling -------------------------------------------------------------
+    def due(self, now: float | None = None) -> bool:
+        """Whether the open file has reached roll_rows rows or roll_seconds of age."""
+        if self.opened is None:
+            return False
+        now = time.monotonic() if now is None else now
+        return self.rows >= self.roll_rows or now - self.opened >= self.roll_seconds
+
+    def roll(self) -> list[Path]:
+        """Complete the open file(s): close, flush to disk, rename into place. Returns the new files."""
+        done: list[Path] = []
+        for name, (writer, tmp, final) in list(self._writers.items()):
+            writer.close()
+            _fsync(tmp)
+            os.replace(tmp, final)
+            _fsync(final.parent)
+            done.append(final)
+            del self._writers[name]
+        self.files_written.extend(done)
+        self.rows_written += self.rows
+        self.rows = 0
+        self.opened = None
+        return done
+
+    def close(self) -> list[Path]:
+        """Roll what is open (nothing is lost on a clean stop)."""
+        return self.roll()
+
+    def abort(self) -> None:
+        """Drop the open file(s): their rows were not acknowledged, so the source sends them again."""
+        for writer, tmp, _ in self._writers.values():
+            try:
+                writer.close()
+            except Exception:
+                pass
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+        self._writers.clear()
+        self.rows = 0
+        self.opened = None
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or directory to disk (best effort where the platform cannot)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
