@@ -477,6 +477,10 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
             stderr_log(f"subscribed to {source.url} as {source.client_id!r}")
     else:
         source = _stdin_lines()
+        if not args.quiet:
+            sys.stderr.write(f"{PROG}: reading stdin (a batch every {args.max_rows:,} messages or "
+                             f"{args.max_delay:g} s)\n")
+            sys.stderr.flush()
     pending: list[Any] = []  # written to an open Parquet file, not yet acknowledged
     opts = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
 

@@ -25,8 +25,9 @@ the batch size: the reader stops taking messages while one batch waits to be
 decoded and the next one is full.
 
 ``max_delay`` bounds how long a message waits in the stage: a batch is
-closed early by the time recent batches took to decode and hand on, so that
-a message is handed on within ``max_delay`` of its arrival.
+closed early by the time recent batches took to decode and hand on (and a
+tenth of ``max_delay`` to spare), so that a message is handed on within
+``max_delay`` of its arrival.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ _POLL = 0.1            # how often a waiting stage looks at stop()
 _MAX_REASONS = 256     # distinct error reasons kept in the running stats
 _OTHER_REASONS = "(other reasons)"
 _RECENT = 8            # batches whose hand-on time predicts the next one's
+_MARGIN = 0.1         # of max_delay, kept for what the stage cannot see (pipes, scheduling)
+_SLOPE_MIN = 256       # messages a batch needs to tell the cost per message
+_SLOPE_PRIOR = 50e-6   # seconds per message until such a batch was seen (measured 10-40)
 _ERROR_COLUMNS = ("provider", "packet_id", "dev_eui", "device_id", "port", "payload", "device_class")
 
 
@@ -242,6 +246,9 @@ _WARM_UP = [
     b'{"id":"warm-up","dev_eui":"0000000000000000","payload":"AA==","port":1,"fcnt":1,'
     b'"reported_at":1767225600000,"hotspots":[{"id":"h","name":"h","rssi":-80.0,"snr":7.5,'
     b'"frequency":868.1,"spreading":"SF7BW125"}]}',
+    b'{"category":"uplink","data":{"devaddr":"00000000","fcnt":1,"hotspot":{"channel":1,"frequency":868.1,'
+    b'"id":"h","name":"h","rssi":-80.0,"snr":7.5,"spreading":"SF7BW125"},"payload":"AA==","port":1},'
+    b'"device_id":"warm-up","id":"warm-up","reported_at":"1767225600000","sub_category":"uplink_unconfirmed"}',
 ]
 
 
@@ -280,7 +287,8 @@ class _Batcher:
         """When the open batch must close, or None when no batch is open."""
         if not self.bodies:
             return None
-        return self.opened + max(self.stage.max_delay - self.stage._expected_handoff(), 0.0)
+        stage = self.stage
+        return self.opened + max(stage.max_delay - stage._expected_handoff(len(self.bodies)), 0.0)
 
     def take(self) -> tuple[list, list, int, float, int]:
         out = (self.bodies, self.positions, self.redelivered, self.opened, self.seq - len(self.bodies) + 1)
@@ -314,7 +322,7 @@ class StreamStage:
         self.idle = idle
         self.stats = StreamStats()
         self._stopping = False
-        self._handoffs: collections.deque[float] = collections.deque(maxlen=_RECENT)
+        self._handoffs: collections.deque[tuple[float, int]] = collections.deque(maxlen=_RECENT)
         self._empty: Any = None  # the chunk of an idle batch
         self._reader: Any = None  # the JSON reader, kept: it learns the shapes of the stream
 
@@ -326,32 +334,47 @@ class StreamStage:
     def warm_up(self) -> None:
         """Load every kernel and reader path now, so the first batch is not late by the JIT's time.
 
-        Decodes a Firefly packet and a Helium integration body twice (nothing
-        reaches the stats); the second run's time seeds the hand-on estimate.
+        Decodes a Firefly packet, a Helium device event and a Helium
+        integration body, alone and by the hundred (nothing reaches the
+        stats); the last run's time seeds the hand-on estimate.
         """
         from .jsonl import normalize_values
 
         for dc in self.engine.classes:
             dc.decode([b""], encoding="raw")  # one (too short) row: loads the kernel
-        for _ in range(2):
+        # Small batches read all shapes together; big ones read each shape on its own (256+ lines).
+        for values in (_WARM_UP, [v for v in _WARM_UP for _ in range(256)], _WARM_UP):
             started = time.monotonic()
-            norm = normalize_values(_WARM_UP)
+            norm = normalize_values(values, reader=self._values_reader())
             self.engine.decode_uplinks(norm.uplinks).table
             elapsed = time.monotonic() - started
-        self._handoffs.append(elapsed)
+        self._handoffs.append((elapsed, len(_WARM_UP)))
 
-    def _expected_handoff(self) -> float:
-        """How long the next batch will likely take from closing to hand-on (at most half the delay)."""
-        return min(max(self._handoffs, default=0.0), self.max_delay / 2)
+    def _values_reader(self) -> Any:
+        if self._reader is None:
+            from .jsonl import values_reader
+
+            self._reader = values_reader()
+        return self._reader
+
+    def _expected_handoff(self, messages: int) -> float:
+        """How long a batch of ``messages`` will likely take from closing to hand-on.
+
+        A line fitted loosely to recent batches: the cheapest recent batch
+        is the fixed cost, the costliest per message above it the slope
+        (so the estimate errs on the safe side); at most half of max_delay,
+        plus a tenth of it for what happens outside the stage.
+        """
+        fixed = min((h for h, _ in self._handoffs), default=0.0)
+        slope = max(((h - fixed) / n for h, n in self._handoffs if n >= _SLOPE_MIN), default=_SLOPE_PRIOR)
+        return min(fixed + slope * messages, self.max_delay / 2) + self.max_delay * _MARGIN
 
     # -- decoding -----------------------------------------------------------
     def _close(self, batcher: _Batcher, reason: str, now: float) -> MicroBatch:
-        from .jsonl import normalize_values, values_reader
+        from .jsonl import normalize_values
 
         bodies, positions, redelivered, opened, first_line = batcher.take()
-        if self._reader is None:
-            self._reader = values_reader()
-        norm = normalize_values(bodies, first_line=first_line, reader=self._reader)
+        norm = normalize_values(bodies, first_line=first_line, reader=self._values_reader())
         chunk = self.engine.decode_uplinks(
             norm.uplinks, bad_lines=list(norm.bad_lines), skipped=Counter(norm.skipped),
             lines=norm.lines, first_line=first_line, source="<stream>",
@@ -391,9 +414,9 @@ class StreamStage:
         self._stamp_time()
         batch.stats = self.stats.copy()
 
-    def _handed_back(self, closed: float) -> None:
-        """The consumer took the batch closed at ``closed`` and asked for more."""
-        self._handoffs.append(time.monotonic() - closed)
+    def _handed_back(self, batch: MicroBatch) -> None:
+        """The consumer took ``batch`` and asks for more: learn how long hand-on took."""
+        self._handoffs.append((time.monotonic() - batch.closed, batch.messages))
 
     # -- sync driver -----------------------------------------------------------
     def batches(self, source: Iterable[Any]) -> Iterator[MicroBatch]:
@@ -474,7 +497,7 @@ class StreamStage:
     def _hand_on(self, batcher: _Batcher, reason: str, now: float) -> Iterator[MicroBatch]:
         batch = self._close(batcher, reason, now)
         yield batch
-        self._handed_back(batch.closed)
+        self._handed_back(batch)
 
     # -- async driver ----------------------------------------------------------
     async def abatches(self, source: Any) -> AsyncIterator[MicroBatch]:
@@ -513,7 +536,7 @@ class StreamStage:
                 if deadline is not None and now >= deadline:
                     batch = await asyncio.to_thread(self._close, batcher, "delay", now)
                     yield batch
-                    self._handed_back(batch.closed)
+                    self._handed_back(batch)
                     last_activity = time.monotonic()
                     continue
                 if deadline is None and self.idle is not None and now - last_activity >= self.idle:
@@ -543,7 +566,7 @@ class StreamStage:
                 if batcher.full:
                     batch = await asyncio.to_thread(self._close, batcher, "rows", time.monotonic())
                     yield batch
-                    self._handed_back(batch.closed)
+                    self._handed_back(batch)
                     last_activity = time.monotonic()
             if batcher.bodies:
                 batch = await asyncio.to_thread(self._close, batcher, reason, time.monotonic())
