@@ -21,6 +21,9 @@ os.environ.setdefault("DECODER_CACHE_DIR", str(Path(tempfile.gettempdir()) / "de
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The session's Mosquitto broker (fixture mqtt_broker) and its publish() helper.
+pytest_plugins = ["mqtt_broker"]
+
 # GET /device_classes, exactly as printed in the Firefly API reference (seeds/001, "Show Device Classes").
 SEED_DEVICE_CLASSES = json.loads("""
 {
