@@ -437,12 +437,16 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     if args.output is not None and os.path.exists(args.output) and not os.path.isdir(args.output):
         raise _Usage(f"-o {args.output}: not a directory (-o names a directory of rolling Parquet files)")
     if args.mqtt:
-        from .mqtt import parse_url
+        from .mqtt import MQTT_MAX_ROWS, parse_url
 
         try:
             parse_url(args.mqtt)
         except ValueError as err:
             raise _Usage(f"--mqtt: {err}") from None
+        if args.max_rows > MQTT_MAX_ROWS:
+            # Two batches, our buffer and what waits for an open Parquet file must stay
+            # unacknowledged within MQTT's 65,535 packet ids.
+            raise _Usage(f"--max-rows: at most {MQTT_MAX_ROWS:,} with --mqtt")
 
     import orjson
 
@@ -453,7 +457,7 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     rolling = args.output is not None
     stage = StreamStage(engine, max_rows=args.max_rows, max_delay=args.max_delay,
                         idle=min(1.0, args.roll_seconds / 2) if rolling else None)
-    stage.warm_up()
+    warm = stage.warm_up()
 
     errors_out = sys.stderr.buffer if args.errors is None else open(args.errors, "ab")
     if rolling:
@@ -465,14 +469,16 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
         from .sinks import JsonlSink
 
         sink = JsonlSink("-", engine, stdout=sys.stdout.buffer)
+        sink.rows_of(warm.chunk)  # the first rows' conversion is slow once; not when it counts
     source: Any
     ack = None
-    window = None
+    holdable = None
     if args.mqtt:
         from .mqtt import MqttSource, stderr_log
 
         source = MqttSource(args.mqtt, client_id=args.client_id, log=stderr_log).start()
-        ack, window = source.ack, source.window
+        holdable = source.holdable(args.max_rows)
+        ack = source.ack
         if not args.quiet:
             stderr_log(f"subscribed to {source.url} as {source.client_id!r}")
     else:
@@ -505,9 +511,9 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
                         ack(batch.positions)
                     continue
                 pending.extend(batch.positions)
-                # Roll early when the broker would stop sending: it holds back
-                # messages past `window` unacknowledged ones.
-                if sink.due() or (window is not None and len(pending) + stage.max_rows > window):
+                # Roll early, before the unacknowledged messages would use up
+                # MQTT's packet ids (the broker would stall or reuse them).
+                if sink.due() or (holdable is not None and len(pending) + stage.max_rows > holdable):
                     commit()
             if rolling:
                 commit()

@@ -11,10 +11,22 @@ stays with the broker and is delivered again (flagged ``redelivered``).
 
 For the broker to keep messages while the consumer is away, the session
 must outlive the connection: MQTT 5 with ``clean_start=False``, a session
-expiry interval, and the same client id on every start. The client asks for
-a Receive Maximum (how many unacknowledged messages the broker may have out
-to it at once), which is also the most messages a caller can hold before it
-must acknowledge some (:attr:`MqttSource.window`).
+expiry interval, and the same client id on every start.
+
+Flow control. The client asks for a Receive Maximum (how many
+unacknowledged messages the broker may have out to it at once), but
+Mosquitto before 2.0.13 releases a whole new Receive Maximum of messages
+on every acknowledgement, so the limit that holds is ours: at most
+``buffer`` received messages wait for the caller, and beyond that paho's
+network thread stops reading the socket until the caller takes some (TCP
+holds the broker back). Packet ids are 16 bits and the broker reuses them
+past 65,535 unacknowledged messages, so a caller must acknowledge before
+it holds that many: :attr:`MqttSource.window` minus ``buffer``.
+
+Acknowledgements go out from paho's network thread. Mosquitto 2.0.11 may
+drop PUBACKs that are followed at once by a DISCONNECT, so :meth:`close`
+first waits for the answer to a harmless UNSUBSCRIBE: the broker handles a
+client's packets in order, so the acknowledgements before it have landed.
 
 Built on paho-mqtt (the Eclipse client), imported only when a source is made.
 """
@@ -32,12 +44,16 @@ from urllib.parse import unquote
 from .errors import InputError
 from .stream import Message
 
-__all__ = ["MqttSource", "MqttPosition", "parse_url"]
+__all__ = ["MqttSource", "MqttPosition", "parse_url", "MQTT_MAX_ROWS"]
 
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
 DEFAULT_SESSION_EXPIRY = 7 * 24 * 3600  # seconds the broker keeps our queue while we are away
 MAX_RECEIVE = 65535  # the largest Receive Maximum MQTT 5 allows
+DEFAULT_BUFFER = 8192  # messages received but not yet taken by the caller
+_BARRIER_TIMEOUT = 10.0
+_SOCKET_SLACK = 1024  # messages that may sit in socket buffers
+MQTT_MAX_ROWS = 18_000  # the largest batch for which holdable() stays above one batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +145,7 @@ class MqttSource:
         client_id: str | None = None,
         session_expiry: int = DEFAULT_SESSION_EXPIRY,
         receive_maximum: int = MAX_RECEIVE,
+        buffer: int = DEFAULT_BUFFER,
         keepalive: int = 30,
         connect_timeout: float = 10.0,
         log: Callable[[str], None] | None = None,
@@ -148,12 +165,14 @@ class MqttSource:
         self.received = 0
         self.acked = 0
         self.reconnects = 0
-        self._queue: queue.Queue = queue.Queue()  # bounded by the broker: at most `window` unacknowledged
+        self.buffer = int(buffer)
+        self._queue: queue.Queue = queue.Queue(maxsize=self.buffer)
         self._client: Any = None
         self._ready = threading.Event()
         self._problem: str | None = None
         self._connected_once = False
         self._closed = False
+        self._barrier = threading.Event()
 
     # -- connection ----------------------------------------------------------
     def start(self) -> "MqttSource":
@@ -175,6 +194,7 @@ class MqttSource:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
+        client.on_unsubscribe = lambda *args: self._barrier.set()
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry
@@ -215,13 +235,28 @@ class MqttSource:
         self._ready.set()
 
     def _on_message(self, client, userdata, msg) -> None:
-        self.received += 1
         position = MqttPosition(msg.topic, msg.mid) if msg.qos else None
-        self._queue.put(Message(msg.payload, position, bool(msg.dup)))
+        message = Message(msg.payload, position, bool(msg.dup))
+        # Waiting here stops paho reading the socket: TCP then holds the broker back.
+        while not self._closed:
+            try:
+                self._queue.put(message, timeout=0.1)
+                self.received += 1
+                return
+            except queue.Full:
+                continue
+        # Closing: dropped unacknowledged, so the broker delivers it again next time.
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if not self._closed:
             self.log(f"lost the connection to {self.url} ({reason_code}); reconnecting")
+
+    def holdable(self, batch_rows: int) -> int:
+        """How many messages a caller may hold unacknowledged (written, waiting for a file
+        to complete) while it takes batches of ``batch_rows``: what stays of the 16-bit
+        packet id space after our buffer, one batch being read, one queued, and slack
+        for what is still in the socket."""
+        return self.window - self.buffer - 2 * batch_rows - _SOCKET_SLACK
 
     # -- messages --------------------------------------------------------------
     def __iter__(self) -> Iterator[Message]:
@@ -247,15 +282,25 @@ class MqttSource:
         return count
 
     def close(self) -> None:
-        """Disconnect (unacknowledged messages stay with the broker) and end the iteration."""
+        """Disconnect once the acknowledgements sent have landed; end the iteration.
+
+        Unacknowledged messages stay with the broker for the next start.
+        """
         self._closed = True
-        self._queue.put(_CLOSED)
         client, self._client = self._client, None
         if client is not None:
             try:
+                if client.is_connected():
+                    self._barrier.clear()
+                    client.unsubscribe(f"decoder/barrier/{self.client_id}")
+                    if not self._barrier.wait(_BARRIER_TIMEOUT):
+                        self.log("the broker did not confirm the last acknowledgements; "
+                                 "their messages may come again")
                 client.disconnect()
             finally:
                 client.loop_stop()
+        _drain(self._queue)
+        self._queue.put(_CLOSED)
 
     def __enter__(self) -> "MqttSource":
         return self.start()
@@ -265,6 +310,14 @@ class MqttSource:
 
     def __repr__(self) -> str:
         return f"MqttSource({str(self.url)!r}, client_id={self.client_id!r})"
+
+
+def _drain(q: queue.Queue) -> None:
+    try:
+        while True:
+            q.get_nowait()
+    except queue.Empty:
+        pass
 
 
 def stderr_log(text: str) -> None:

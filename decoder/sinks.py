@@ -515,10 +515,13 @@ class JsonlSink(_StreamSink):
         self.engine = engine
         self.stream, self.target = _open_text_target(path, stdout)
 
-    def write(self, chunk: Any) -> None:
-        rows = _json_rows(chunk.table, mixed=self.engine.mixed)
+    def rows_of(self, chunk: Any) -> bytes:
+        """The JSON Lines of a chunk's rows."""
         dumps = orjson.dumps
-        self.stream.write(b"".join(dumps(r, option=_JSON_OPTS) for r in rows))
+        return b"".join(dumps(r, option=_JSON_OPTS) for r in _json_rows(chunk.table, mixed=self.engine.mixed))
+
+    def write(self, chunk: Any) -> None:
+        self.stream.write(self.rows_of(chunk))
 
 _ERROR_COLUMNS = ("provider", "packet_id", "dev_eui", "device_id", "port", "payload", "device_class")
 

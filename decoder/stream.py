@@ -249,6 +249,11 @@ _WARM_UP = [
     b'{"category":"uplink","data":{"devaddr":"00000000","fcnt":1,"hotspot":{"channel":1,"frequency":868.1,'
     b'"id":"h","name":"h","rssi":-80.0,"snr":7.5,"spreading":"SF7BW125"},"payload":"AA==","port":1},'
     b'"device_id":"warm-up","id":"warm-up","reported_at":"1767225600000","sub_category":"uplink_unconfirmed"}',
+    b'{"category":"uplink","data":{"integration":{"id":"i","name":"i","status":"success"},"req":{"body":'
+    b'{"dev_eui":"0000000000000000","fcnt":1,"hotspots":[{"id":"h","name":"h","rssi":-80.0,"snr":7.5,'
+    b'"frequency":868.1,"spreading":"SF7BW125"}],"id":"warm-up","payload":"AA==","port":1,'
+    b'"reported_at":1767225600000},"qos":0}},"device_id":"warm-up","id":"warm-up",'
+    b'"reported_at":"1767225600000","sub_category":"uplink_integration_req"}',
 ]
 
 
@@ -331,12 +336,14 @@ class StreamStage:
         """Hand on the open batch and end the stream (safe from a signal handler or another thread)."""
         self._stopping = True  # a plain store: no lock, so a signal handler may call it
 
-    def warm_up(self) -> None:
+    def warm_up(self) -> MicroBatch:
         """Load every kernel and reader path now, so the first batch is not late by the JIT's time.
 
-        Decodes a Firefly packet, a Helium device event and a Helium
-        integration body, alone and by the hundred (nothing reaches the
-        stats); the last run's time seeds the hand-on estimate.
+        Decodes a Firefly packet, a Helium device event, integration event
+        and integration body, alone and by the hundred (nothing reaches the
+        stats); these runs seed the hand-on estimate. Returns the last run as
+        a batch outside the stream, for a caller to warm its own conversion
+        with (not to write).
         """
         from .jsonl import normalize_values
 
@@ -346,9 +353,12 @@ class StreamStage:
         for values in (_WARM_UP, [v for v in _WARM_UP for _ in range(256)], _WARM_UP):
             started = time.monotonic()
             norm = normalize_values(values, reader=self._values_reader())
-            self.engine.decode_uplinks(norm.uplinks).table
-            elapsed = time.monotonic() - started
-        self._handoffs.append((elapsed, len(_WARM_UP)))
+            chunk = self.engine.decode_uplinks(norm.uplinks, bad_lines=list(norm.bad_lines),
+                                               skipped=Counter(norm.skipped), first_line=1)
+            chunk.table  # noqa: B018 - builds the table
+            self._handoffs.append((time.monotonic() - started, len(values)))
+        now = time.monotonic()
+        return MicroBatch(-1, chunk, list(range(1, len(_WARM_UP) + 1)), 1, StreamStats(), now, now, "warm-up")
 
     def _values_reader(self) -> Any:
         if self._reader is None:
@@ -360,14 +370,15 @@ class StreamStage:
     def _expected_handoff(self, messages: int) -> float:
         """How long a batch of ``messages`` will likely take from closing to hand-on.
 
-        A line fitted loosely to recent batches: the cheapest recent batch
-        is the fixed cost, the costliest per message above it the slope
-        (so the estimate errs on the safe side); at most half of max_delay,
-        plus a tenth of it for what happens outside the stage.
+        A line fitted loosely to recent batches, erring late-safe: the
+        slowest recent small batch is the fixed cost, the costliest per
+        message above it among big ones the slope; at most half of
+        max_delay, plus a tenth of it for what happens outside the stage.
         """
-        fixed = min((h for h, _ in self._handoffs), default=0.0)
+        small = [h for h, n in self._handoffs if n < _SLOPE_MIN]
+        fixed = max(small) if small else min((h for h, _ in self._handoffs), default=0.0)
         slope = max(((h - fixed) / n for h, n in self._handoffs if n >= _SLOPE_MIN), default=_SLOPE_PRIOR)
-        return min(fixed + slope * messages, self.max_delay / 2) + self.max_delay * _MARGIN
+        return min(fixed + max(slope, 0.0) * messages, self.max_delay / 2) + self.max_delay * _MARGIN
 
     # -- decoding -----------------------------------------------------------
     def _close(self, batcher: _Batcher, reason: str, now: float) -> MicroBatch:

@@ -92,14 +92,16 @@ class StreamProcess:
         return out
 
     def rest(self, timeout: float = 60.0) -> list[dict]:
-        """Every row until stdout ends (the process exits)."""
+        """Every row until stdout ends (the process exits). A last line cut short (the
+        process was killed while writing it) is left out, as a downstream reader would."""
         out = []
         deadline = time.monotonic() + timeout
         while True:
             item = self.out.get(timeout=max(deadline - time.monotonic(), 0.01))
             if item is None:
                 return out
-            out.append(orjson.loads(item[1]))
+            if item[1].endswith(b"\n"):
+                out.append(orjson.loads(item[1]))
 
     def close_stdin(self) -> None:
         self.proc.stdin.close()
