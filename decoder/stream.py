@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import queue
+import re
 import threading
 import time
 from collections import Counter
@@ -52,8 +53,9 @@ _MAX_REASONS = 256     # distinct error reasons kept in the running stats
 _OTHER_REASONS = "(other reasons)"
 _RECENT = 8            # batches whose hand-on time predicts the next one's
 _MARGIN = 0.1         # of max_delay, kept for what the stage cannot see (pipes, scheduling)
-_SLOPE_MIN = 256       # messages a batch needs to tell the cost per message
-_SLOPE_PRIOR = 50e-6   # seconds per message until such a batch was seen (measured 10-40)
+_SLOPE_MIN = 256 << 10   # bytes a batch needs to tell the cost per byte
+_SLOPE_PRIOR = 100e-9    # seconds per byte until such a batch was seen (measured 20-80)
+_VALUE_SIZE = 512        # bytes a parsed (dict or list) message counts as
 _ERROR_COLUMNS = ("provider", "packet_id", "dev_eui", "device_id", "port", "payload", "device_class")
 
 
@@ -145,12 +147,20 @@ def _count(counter: Counter, key: str, n: int = 1) -> None:
     counter[key] += n
 
 
+_WHERE = re.compile(r"^(?:item \d+: )?(?:packets\[\d+\]: )?")
+
+
+def _reason_kind(why: str) -> str:
+    """"item 2: malformed JSON: ..." -> "malformed JSON": the kind, not where or the varying detail."""
+    return _WHERE.sub("", why).split(":", 1)[0]
+
+
 class MicroBatch:
     """One closed micro-batch: its decoded rows, errors, positions and the running stats."""
 
     def __init__(self, index: int, chunk: Any, positions: list, first_line: int,
-                 stats: StreamStats, opened: float, closed: float, reason: str) -> None:
-        self.index = index            # 0-based batch number in the stream
+                 stats: StreamStats, opened: float, closed: float, reason: str, size: int = 0) -> None:
+        self.index = index            # 0-based number of the batch among those yielded (idle ones too)
         self.chunk = chunk            # the engine's DecodedChunk (table, by_class(), failed())
         self.positions = positions    # source position of every message, arrival order
         self.first_line = first_line  # stream number of the first message
@@ -158,6 +168,7 @@ class MicroBatch:
         self.opened = opened          # time.monotonic() of the first message's arrival
         self.closed = closed          # when the batch was closed
         self.reason = reason          # "rows", "delay", "end", "stop" or "idle"
+        self.size = size              # bytes of message text (what the hand-on estimate goes by)
         self._errors: list[dict] | None = None
 
     @property
@@ -265,22 +276,29 @@ class _Batcher:
         self.bodies: list[Any] = []
         self.positions: list[Any] = []
         self.redelivered = 0
-        self.opened = 0.0
-        self.seq = 0  # messages taken so far
+        self.size = 0       # bytes of text (a parsed value counts _VALUE_SIZE)
+        self.opened = 0.0   # when the reader got the open batch's first message
+        self.seq = 0        # messages taken so far
 
-    def add(self, item: Any, now: float) -> None:
+    def add(self, item: Any, arrived: float) -> None:
         if not self.bodies:
-            self.opened = now
+            self.opened = arrived
         self.seq += 1
         if isinstance(item, Message):
             body, position = item.body, item.position if item.position is not None else self.seq
             self.redelivered += bool(item.redelivered)
         else:
             body, position = item, self.seq
-        if isinstance(body, (bytes, bytearray)) and body.endswith(b"\n"):
-            body = bytes(body).rstrip(b"\r\n")  # a line with its newline: keep the fast path
-        elif isinstance(body, str) and body.endswith("\n"):
-            body = body.rstrip("\r\n")
+        if isinstance(body, (bytes, bytearray)):
+            if body.endswith(b"\n"):
+                body = bytes(body).rstrip(b"\r\n")  # a line with its newline: keep the fast path
+            self.size += len(body)
+        elif isinstance(body, str):
+            if body.endswith("\n"):
+                body = body.rstrip("\r\n")
+            self.size += len(body)
+        else:
+            self.size += _VALUE_SIZE
         self.bodies.append(body)
         self.positions.append(position)
 
@@ -293,12 +311,79 @@ class _Batcher:
         if not self.bodies:
             return None
         stage = self.stage
-        return self.opened + max(stage.max_delay - stage._expected_handoff(len(self.bodies)), 0.0)
+        return self.opened + max(stage.max_delay - stage._expected_handoff(self.size), 0.0)
 
-    def take(self) -> tuple[list, list, int, float, int]:
-        out = (self.bodies, self.positions, self.redelivered, self.opened, self.seq - len(self.bodies) + 1)
-        self.bodies, self.positions, self.redelivered = [], [], 0
+    def take(self) -> tuple[list, list, int, float, int, int]:
+        out = (self.bodies, self.positions, self.redelivered, self.opened, self.seq - len(self.bodies) + 1,
+               self.size)
+        self.bodies, self.positions, self.redelivered, self.size = [], [], 0, 0
         return out
+
+
+class _ReaderThread:
+    """Moves messages from a (possibly blocking) iterator into a bounded queue, each
+    with the time it arrived. Stopping loses nothing it took: :meth:`finish` returns
+    whatever it holds."""
+
+    def __init__(self, source: Iterator[Any], maxsize: int) -> None:
+        self.source = source
+        self.queue: queue.Queue = queue.Queue(maxsize=maxsize)
+        self.lock = threading.Lock()
+        self.taken = 0          # messages taken from the source...
+        self.queued = 0         # ...and of those, put in the queue
+        self.stopping = False   # finish() asked: queue what you hold, take no more
+        self.closed = False     # finish() is done: take nothing more
+        self.abandoned = False  # nobody reads the queue any more
+        self.thread = threading.Thread(target=self._run, name="decoder-stream-reader", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for item in self.source:
+                with self.lock:
+                    if self.closed:
+                        return  # taken after the stage stopped: as if it came later
+                    self.taken += 1
+                if not self._put((item, time.monotonic())):
+                    return
+                with self.lock:
+                    self.queued += 1
+                if self.stopping:
+                    return
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
+            self._put(_Failure(e))
+        else:
+            self._put(_END)
+
+    def _put(self, entry: Any) -> bool:
+        while not self.abandoned:
+            try:
+                self.queue.put(entry, timeout=_POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def finish(self, patience: float = 1.0) -> list:
+        """Stop taking messages; return every entry taken and not yet handed on, in order."""
+        self.stopping = True
+        out: list = []
+        deadline = time.monotonic() + patience
+        while True:
+            _drain(self.queue, out)
+            with self.lock:
+                if self.taken == self.queued or time.monotonic() > deadline:
+                    self.closed = True  # the reader holds nothing now (it waits on its source)
+                    break
+            time.sleep(0.002)
+        _drain(self.queue, out)
+        return out
+
+    def abandon(self) -> None:
+        """The consumer left: let the thread end as soon as it can, dropping what it holds."""
+        self.abandoned = True
+        self.closed = True
+        _drain(self.queue, [])
 
 
 class StreamStage:
@@ -330,6 +415,7 @@ class StreamStage:
         self._handoffs: collections.deque[tuple[float, int]] = collections.deque(maxlen=_RECENT)
         self._empty: Any = None  # the chunk of an idle batch
         self._reader: Any = None  # the JSON reader, kept: it learns the shapes of the stream
+        self._yielded = 0  # batches handed on, idle ones included
 
     # -- control -------------------------------------------------------------
     def stop(self) -> None:
@@ -356,9 +442,10 @@ class StreamStage:
             chunk = self.engine.decode_uplinks(norm.uplinks, bad_lines=list(norm.bad_lines),
                                                skipped=Counter(norm.skipped), first_line=1)
             chunk.table  # noqa: B018 - builds the table
-            self._handoffs.append((time.monotonic() - started, len(values)))
+            self._handoffs.append((time.monotonic() - started, sum(map(len, values))))
         now = time.monotonic()
-        return MicroBatch(-1, chunk, list(range(1, len(_WARM_UP) + 1)), 1, StreamStats(), now, now, "warm-up")
+        return MicroBatch(-1, chunk, list(range(1, len(_WARM_UP) + 1)), 1, StreamStats(), now, now, "warm-up",
+                          sum(map(len, _WARM_UP)))
 
     def _values_reader(self) -> Any:
         if self._reader is None:
@@ -367,24 +454,24 @@ class StreamStage:
             self._reader = values_reader()
         return self._reader
 
-    def _expected_handoff(self, messages: int) -> float:
-        """How long a batch of ``messages`` will likely take from closing to hand-on.
+    def _expected_handoff(self, size: int) -> float:
+        """How long a batch of ``size`` bytes will likely take from closing to hand-on.
 
         A line fitted loosely to recent batches, erring late-safe: the
-        slowest recent small batch is the fixed cost, the costliest per
-        message above it among big ones the slope; at most half of
-        max_delay, plus a tenth of it for what happens outside the stage.
+        slowest recent small batch is the fixed cost, the costliest per byte
+        above it among big ones the slope; at most half of max_delay, plus a
+        tenth of it for what happens outside the stage.
         """
         small = [h for h, n in self._handoffs if n < _SLOPE_MIN]
         fixed = max(small) if small else min((h for h, _ in self._handoffs), default=0.0)
         slope = max(((h - fixed) / n for h, n in self._handoffs if n >= _SLOPE_MIN), default=_SLOPE_PRIOR)
-        return min(fixed + max(slope, 0.0) * messages, self.max_delay / 2) + self.max_delay * _MARGIN
+        return min(fixed + max(slope, 0.0) * size, self.max_delay / 2) + self.max_delay * _MARGIN
 
     # -- decoding -----------------------------------------------------------
     def _close(self, batcher: _Batcher, reason: str, now: float) -> MicroBatch:
         from .jsonl import normalize_values
 
-        bodies, positions, redelivered, opened, first_line = batcher.take()
+        bodies, positions, redelivered, opened, first_line, size = batcher.take()
         norm = normalize_values(bodies, first_line=first_line, reader=self._values_reader())
         chunk = self.engine.decode_uplinks(
             norm.uplinks, bad_lines=list(norm.bad_lines), skipped=Counter(norm.skipped),
@@ -398,11 +485,11 @@ class StreamStage:
             _count(s.errors, reason_text, count)
         s.bad_messages += len(chunk.bad_lines)
         for _, why in chunk.bad_lines:
-            _count(s.bad_reasons, why.split(":", 1)[0])  # the kind, not the varying detail
+            _count(s.bad_reasons, _reason_kind(why))
         s.skipped.update(chunk.skipped)
         s.redelivered += redelivered
         s.batches += 1
-        batch = MicroBatch(s.batches - 1, chunk, positions, first_line, s, opened, now, reason)
+        batch = MicroBatch(self._next_index(), chunk, positions, first_line, s, opened, now, reason, size)
         self._stamp(batch)
         return batch
 
@@ -410,8 +497,12 @@ class StreamStage:
         if self._empty is None:
             self._empty = self.engine.decode_uplinks(self.engine._empty_uplinks(), source="<stream>")
         self._stamp_time()
-        return MicroBatch(self.stats.batches, self._empty, [], self.stats.messages + 1, self.stats.copy(),
+        return MicroBatch(self._next_index(), self._empty, [], self.stats.messages + 1, self.stats.copy(),
                           now, now, "idle")
+
+    def _next_index(self) -> int:
+        self._yielded += 1
+        return self._yielded - 1
 
     def _stamp_time(self) -> None:
         self.stats.seconds = time.monotonic() - self.stats.started
@@ -427,28 +518,27 @@ class StreamStage:
 
     def _handed_back(self, batch: MicroBatch) -> None:
         """The consumer took ``batch`` and asks for more: learn how long hand-on took."""
-        self._handoffs.append((time.monotonic() - batch.closed, batch.messages))
+        self._handoffs.append((time.monotonic() - batch.closed, batch.size))
 
     # -- sync driver -----------------------------------------------------------
     def batches(self, source: Iterable[Any]) -> Iterator[MicroBatch]:
         """Yield micro-batches from a (possibly blocking) iterable of messages.
 
         Ends when the source ends or :meth:`stop` is called, after handing on
-        the open batch. An exception from the source is raised after the
-        messages before it are handed on. A KeyboardInterrupt while waiting
-        for messages hands on the open batch first, then propagates.
+        every message taken from the source. An exception from the source is
+        raised after the messages before it are handed on. A
+        KeyboardInterrupt while waiting for messages hands on what was taken
+        first, then propagates.
         """
         if hasattr(source, "__aiter__") and not hasattr(source, "__iter__"):
             raise TypeError("an async iterable: use `async for batch in stage.abatches(source)`")
-        q: queue.Queue = queue.Queue(maxsize=self.max_rows)
-        done = threading.Event()
-        pump = threading.Thread(target=_pump, args=(iter(source), q, done), name="decoder-stream-reader",
-                                daemon=True)
-        pump.start()
+        reader = _ReaderThread(iter(source), self.max_rows)
+        q = reader.queue
         batcher = _Batcher(self)
         last_activity = time.monotonic()
         interrupted: BaseException | None = None
         failure: BaseException | None = None
+        reason = "end"
         try:
             while True:
                 now = time.monotonic()
@@ -457,56 +547,62 @@ class StreamStage:
                     break
                 deadline = batcher.deadline()
                 if deadline is not None and now >= deadline:
-                    yield from self._hand_on(batcher, "delay", now)
+                    yield from self._hand_on(batcher, "delay")
                     last_activity = time.monotonic()
                     continue
                 if deadline is None and self.idle is not None and now - last_activity >= self.idle:
-                    batch = self._idle_batch(now)
-                    yield batch
+                    yield self._idle_batch(now)
                     last_activity = time.monotonic()
                     continue
-                wait = _POLL if deadline is None else min(_POLL, deadline - now)
-                if deadline is None and self.idle is not None:
-                    wait = min(wait, max(last_activity + self.idle - now, 0.0))
                 try:
-                    item = q.get(timeout=max(wait, 0.0))
+                    entry = q.get(timeout=self._wait(deadline, last_activity, now))
                 except queue.Empty:
                     continue
                 except KeyboardInterrupt as e:
                     interrupted, reason = e, "stop"
                     break
-                if item is _END:
-                    reason = "end"
+                if entry is _END:
                     break
-                if isinstance(item, _Failure):
-                    failure, reason = item.error, "end"
+                if isinstance(entry, _Failure):
+                    failure = entry.error
                     break
-                now = time.monotonic()
-                batcher.add(item, now)
+                batcher.add(*entry)
                 while not batcher.full:  # take what is already there without waiting
                     try:
-                        item = q.get_nowait()
+                        entry = q.get_nowait()
                     except queue.Empty:
                         break
-                    if item is _END or isinstance(item, _Failure):
-                        q.put(item)  # the reader has stopped, so there is room: seen by the next wait
+                    if entry is _END or isinstance(entry, _Failure):
+                        q.put(entry)  # the reader has stopped, so there is room: seen by the next wait
                         break
-                    batcher.add(item, now)
+                    batcher.add(*entry)
                 if batcher.full:
-                    yield from self._hand_on(batcher, "rows", time.monotonic())
+                    yield from self._hand_on(batcher, "rows")
                     last_activity = time.monotonic()
+            if reason == "stop":  # what the reader took is handed on too
+                for entry in reader.finish():
+                    if isinstance(entry, tuple):
+                        batcher.add(*entry)
+                        if batcher.full:
+                            yield from self._hand_on(batcher, reason)
             if batcher.bodies:
-                yield from self._hand_on(batcher, reason, time.monotonic())
+                yield from self._hand_on(batcher, reason)
         finally:
-            done.set()
-            _drain(q)  # unblock the reader thread if it waits to put
+            reader.abandon()
         if failure is not None:
             raise failure
         if interrupted is not None:
             raise interrupted
 
-    def _hand_on(self, batcher: _Batcher, reason: str, now: float) -> Iterator[MicroBatch]:
-        batch = self._close(batcher, reason, now)
+    def _wait(self, deadline: float | None, last_activity: float, now: float) -> float:
+        """How long to wait for a message: until the deadline, the next idle batch, or a look at stop()."""
+        wait = _POLL if deadline is None else min(_POLL, deadline - now)
+        if deadline is None and self.idle is not None:
+            wait = min(wait, last_activity + self.idle - now)
+        return max(wait, 0.0)
+
+    def _hand_on(self, batcher: _Batcher, reason: str) -> Iterator[MicroBatch]:
+        batch = self._close(batcher, reason, time.monotonic())
         yield batch
         self._handed_back(batch)
 
@@ -515,22 +611,35 @@ class StreamStage:
         """Yield micro-batches from an async iterable (or a plain iterable) of messages.
 
         Decoding runs in a worker thread, so the event loop keeps receiving
-        while a batch is decoded.
+        while a batch is decoded. Same guarantees as :meth:`batches`.
         """
         q: asyncio.Queue = asyncio.Queue(maxsize=self.max_rows)
+        counts = {"taken": 0, "queued": 0}
+        stopping = False
 
         async def pump() -> None:
             try:
                 if hasattr(source, "__aiter__"):
                     async for item in source:
-                        await q.put(item)
+                        counts["taken"] += 1
+                        await q.put((item, time.monotonic()))
+                        counts["queued"] += 1
+                        if stopping:
+                            return
                 else:
                     for item in source:
-                        await q.put(item)
+                        counts["taken"] += 1
+                        await q.put((item, time.monotonic()))
+                        counts["queued"] += 1
+                        if stopping:
+                            return
             except Exception as e:  # handed to the consumer, raised there
                 await q.put(_Failure(e))
             else:
                 await q.put(_END)
+
+        async def hand_on(reason: str) -> MicroBatch:
+            return await asyncio.to_thread(self._close, batcher, reason, time.monotonic())
 
         task = asyncio.ensure_future(pump())
         batcher = _Batcher(self)
@@ -545,7 +654,7 @@ class StreamStage:
                     break
                 deadline = batcher.deadline()
                 if deadline is not None and now >= deadline:
-                    batch = await asyncio.to_thread(self._close, batcher, "delay", now)
+                    batch = await hand_on("delay")
                     yield batch
                     self._handed_back(batch)
                     last_activity = time.monotonic()
@@ -554,34 +663,41 @@ class StreamStage:
                     yield self._idle_batch(now)
                     last_activity = time.monotonic()
                     continue
-                wait = _POLL if deadline is None else min(_POLL, deadline - now)
-                if deadline is None and self.idle is not None:
-                    wait = min(wait, max(last_activity + self.idle - now, 0.0))
                 try:
-                    item = await asyncio.wait_for(q.get(), timeout=max(wait, 0.0))
+                    entry = await asyncio.wait_for(q.get(), timeout=self._wait(deadline, last_activity, now))
                 except asyncio.TimeoutError:
                     continue
-                if item is _END:
+                if entry is _END:
                     break
-                if isinstance(item, _Failure):
-                    failure = item.error
+                if isinstance(entry, _Failure):
+                    failure = entry.error
                     break
-                now = time.monotonic()
-                batcher.add(item, now)
+                batcher.add(*entry)
                 while not batcher.full and not q.empty():
-                    item = q.get_nowait()
-                    if item is _END or isinstance(item, _Failure):
-                        await q.put(item)  # seen again by the next wait
+                    entry = q.get_nowait()
+                    if entry is _END or isinstance(entry, _Failure):
+                        await q.put(entry)  # seen again by the next wait
                         break
-                    batcher.add(item, now)
+                    batcher.add(*entry)
                 if batcher.full:
-                    batch = await asyncio.to_thread(self._close, batcher, "rows", time.monotonic())
+                    batch = await hand_on("rows")
                     yield batch
                     self._handed_back(batch)
                     last_activity = time.monotonic()
+            if reason == "stop":  # what the pump took is handed on too
+                stopping = True
+                while True:
+                    while not q.empty():
+                        entry = q.get_nowait()
+                        if isinstance(entry, tuple):
+                            batcher.add(*entry)
+                            if batcher.full:
+                                yield await hand_on(reason)
+                    if counts["taken"] == counts["queued"] or task.done():
+                        break
+                    await asyncio.sleep(0)  # the pump puts what it holds
             if batcher.bodies:
-                batch = await asyncio.to_thread(self._close, batcher, reason, time.monotonic())
-                yield batch
+                yield await hand_on(reason)
         finally:
             task.cancel()
         if failure is not None:
@@ -591,28 +707,9 @@ class StreamStage:
         return f"StreamStage(max_rows={self.max_rows}, max_delay={self.max_delay}, {self.engine!r})"
 
 
-def _pump(source: Iterator[Any], q: queue.Queue, done: threading.Event) -> None:
-    """The reader thread: move messages from the source into the bounded queue."""
-    try:
-        for item in source:
-            while True:
-                try:
-                    q.put(item, timeout=_POLL)
-                    break
-                except queue.Full:
-                    if done.is_set():
-                        return
-            if done.is_set():
-                return
-    except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
-        q.put(_Failure(e))
-    else:
-        q.put(_END)
-
-
-def _drain(q: queue.Queue) -> None:
+def _drain(q: queue.Queue, into: list) -> None:
     try:
         while True:
-            q.get_nowait()
+            into.append(q.get_nowait())
     except queue.Empty:
         pass
