@@ -11,6 +11,9 @@
    into a Parquet dataset partitioned by class, and a few rows of every
    class are read back with pyarrow.
 
+3. The same packets as a live feed: `decoder stream` reads them from stdin
+   in bursts and writes rolling Parquet files until it is interrupted.
+
 Everything is written under `out/demo/` (ignored by git).
 """
 
@@ -114,6 +117,35 @@ def main() -> int:
         print(f"\n{part.name.split('=', 1)[1]}: {table.num_rows:,} rows, {ok:,} decoded")
         print_rows(table)
     print_errors(errors)
+
+    # 3. The same packets as a live feed: a slow writer on stdin, rolling Parquet files out.
+    print("\n" + "-" * 78)
+    return stream(packets, devices, ids)
+
+
+def stream(packets: Path, devices: Path, ids: Path) -> int:
+    """Feed the first 3,000 packets to `decoder stream` in bursts, as a network server would."""
+    import pyarrow.parquet as pq
+
+    out = OUT / "stream"
+    args = ["stream", "--classes", str(SAMPLES / "classes"), "--devices", str(devices), "--devices", str(ids),
+            "-o", str(out), "--max-delay", "0.5", "--roll-seconds", "1"]
+    show(["decoder", *args])
+    print("  (fed 3,000 lines in bursts of 500, 0.4 s apart, then Ctrl-C)", flush=True)
+    lines = packets.read_bytes().splitlines(keepends=True)[:3000]
+    proc = subprocess.Popen([sys.executable, "-m", "decoder", *args], stdin=subprocess.PIPE)
+    for k in range(0, len(lines), 500):
+        proc.stdin.write(b"".join(lines[k:k + 500]))
+        proc.stdin.flush()
+        time.sleep(0.4)
+    time.sleep(1.0)
+    proc.send_signal(2)  # Ctrl-C: the open batch is handed on, the open file completed
+    if proc.wait(timeout=60) != 0:
+        return 1
+    files = sorted(out.rglob("part-*.parquet"))
+    rows = sum(pq.read_metadata(f).num_rows for f in files)
+    print(f"\n{len(files)} complete Parquet files in {os.path.relpath(out, ROOT)}/, {rows:,} rows "
+          f"(read while it runs: only whole files are there)")
     return 0
 
 
