@@ -541,21 +541,19 @@ class StreamStage:
         reason = "end"
         try:
             while True:
-                now = time.monotonic()
-                if self._stopping:
+                step, wait = self._next_step(batcher, last_activity)
+                if step == "stop":
                     reason = "stop"
                     break
-                deadline = batcher.deadline()
-                if deadline is not None and now >= deadline:
-                    yield from self._hand_on(batcher, "delay")
-                    last_activity = time.monotonic()
-                    continue
-                if deadline is None and self.idle is not None and now - last_activity >= self.idle:
-                    yield self._idle_batch(now)
+                if step != "wait":
+                    if step == "delay":
+                        yield from self._hand_on(batcher, "delay")
+                    else:
+                        yield self._idle_batch(time.monotonic())
                     last_activity = time.monotonic()
                     continue
                 try:
-                    entry = q.get(timeout=self._wait(deadline, last_activity, now))
+                    entry = q.get(timeout=wait)
                 except queue.Empty:
                     continue
                 except KeyboardInterrupt as e:
@@ -594,12 +592,19 @@ class StreamStage:
         if interrupted is not None:
             raise interrupted
 
-    def _wait(self, deadline: float | None, last_activity: float, now: float) -> float:
-        """How long to wait for a message: until the deadline, the next idle batch, or a look at stop()."""
-        wait = _POLL if deadline is None else min(_POLL, deadline - now)
-        if deadline is None and self.idle is not None:
-            wait = min(wait, last_activity + self.idle - now)
-        return max(wait, 0.0)
+    def _next_step(self, batcher: _Batcher, last_activity: float) -> tuple[str, float]:
+        """What a driver does next: ("stop" | "delay" | "idle", 0) or ("wait", seconds to wait
+        for a message: until the deadline, the next idle batch, or the next look at stop())."""
+        now = time.monotonic()
+        if self._stopping:
+            return "stop", 0.0
+        deadline = batcher.deadline()
+        if deadline is not None:
+            return ("delay", 0.0) if now >= deadline else ("wait", min(_POLL, deadline - now))
+        if self.idle is None:
+            return "wait", _POLL
+        left = last_activity + self.idle - now
+        return ("idle", 0.0) if left <= 0 else ("wait", min(_POLL, left))
 
     def _hand_on(self, batcher: _Batcher, reason: str) -> Iterator[MicroBatch]:
         batch = self._close(batcher, reason, time.monotonic())
@@ -648,23 +653,21 @@ class StreamStage:
         reason = "end"
         try:
             while True:
-                now = time.monotonic()
-                if self._stopping:
+                step, wait = self._next_step(batcher, last_activity)
+                if step == "stop":
                     reason = "stop"
                     break
-                deadline = batcher.deadline()
-                if deadline is not None and now >= deadline:
-                    batch = await hand_on("delay")
-                    yield batch
-                    self._handed_back(batch)
-                    last_activity = time.monotonic()
-                    continue
-                if deadline is None and self.idle is not None and now - last_activity >= self.idle:
-                    yield self._idle_batch(now)
+                if step != "wait":
+                    if step == "delay":
+                        batch = await hand_on("delay")
+                        yield batch
+                        self._handed_back(batch)
+                    else:
+                        yield self._idle_batch(time.monotonic())
                     last_activity = time.monotonic()
                     continue
                 try:
-                    entry = await asyncio.wait_for(q.get(), timeout=self._wait(deadline, last_activity, now))
+                    entry = await asyncio.wait_for(q.get(), timeout=wait)
                 except asyncio.TimeoutError:
                     continue
                 if entry is _END:
