@@ -23,5 +23,9 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/compare_decode.py
 
+.PHONY: bench-stream
+bench-stream: $(STAMP)
+	$(PY) benchmarks/bench_stream.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
