@@ -265,62 +265,36 @@ def run_direct(engine, pool: list[bytes], n: int, size: int = 10_000, parts: dic
 
 
 def run_handoff(pool: list[bytes], n: int, max_rows: int = 10_000) -> dict:
-    """The stage's hand-off alone, decoding nothing: its reader thread and bounded queue
-    (``decoder.stream._ReaderThread`` when it exists, else a replica of the first
-    design: put with a timeout), drained as ``StreamStage.batches`` does (get, then
-    get_nowait until max_rows)."""
-    import decoder.stream as ds
+    """The stage's hand-off alone, decoding nothing: its reader thread and bounded
+    hand-off (``decoder.stream._ReaderThread``), drained as ``StreamStage.batches``
+    does (get, then popleft until max_rows)."""
+    from decoder.stream import _ReaderThread
 
-    reader_cls = getattr(ds, "_ReaderThread", None)
-    end = object()
     gc.collect()
     cpu = time.process_time()
     start = time.perf_counter()
-    if reader_cls is not None:
-        reader = reader_cls(cycled(pool, n), max_rows)
-        q = reader.queue
-
-        def is_item(entry):
-            return isinstance(entry, tuple)
-    else:
-        reader = None
-        q = queue.Queue(maxsize=max_rows)
-
-        def pump(src):
-            for item in src:
-                while True:
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        pass
-            q.put(end)
-
-        threading.Thread(target=pump, args=(cycled(pool, n),), daemon=True).start()
-
-        def is_item(entry):
-            return entry is not end
+    reader = _ReaderThread(cycled(pool, n), max_rows)
+    handoff = reader.handoff
     got = 0
     done = False
     while not done:
-        entry = q.get(timeout=1.0)
-        if not is_item(entry):
+        entry = handoff.get(1.0)
+        if not isinstance(entry, tuple):
             break
-        bodies = [entry]
-        while len(bodies) < max_rows:
+        count = 1
+        while count < max_rows:
             try:
-                entry = q.get_nowait()
-            except queue.Empty:
+                entry = handoff.popleft()
+            except IndexError:
                 break
-            if not is_item(entry):
+            if not isinstance(entry, tuple):
                 done = True
                 break
-            bodies.append(entry)
-        got += len(bodies)
+            count += 1
+        got += count
     seconds = time.perf_counter() - start
     cpu = time.process_time() - cpu
-    if reader is not None:
-        reader.abandon()
+    reader.abandon()
     return {"seconds": seconds, "cpu_s": cpu, "messages": got, "rows": 0, "decoded": got}
 
 

@@ -896,6 +896,10 @@ def normalize_values(values: Iterable[Any], first_line: int = 1, *, reader: "_Re
     if not items:
         return _empty_chunk(first_line)
     reader = reader or _Reader("<values>")
+    if all(type(v) is bytes for v in items):  # lines from a socket or a pipe: join them as they are
+        text = b"\n".join(items)
+        if text.count(b"\n") == len(items) - 1:  # no item holds a newline of its own
+            return reader.process(bytearray(text + b"\n"), first_line)
     out: list[bytes] = []
     side: list[tuple[int, Any]] = []  # (line, value or _Bad) for the slow path
     side_lines = 0

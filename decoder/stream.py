@@ -320,34 +320,103 @@ class _Batcher:
         return out
 
 
+class _Handoff:
+    """A bounded one-producer, one-consumer hand-off, cheaper than queue.Queue.
+
+    Items travel through a deque (append and popleft are atomic), and the
+    lock is taken only when a side has to sleep: the consumer on an empty
+    hand-off, the producer on a full one. Each side announces that it sleeps
+    before it looks once more, and the other side looks for that
+    announcement after it acts, so no wake-up is missed.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.items: collections.deque = collections.deque()
+        self.maxsize = maxsize
+        self.cond = threading.Condition(threading.Lock())
+        self.consumer_sleeps = False
+        self.producer_sleeps = False
+
+    def put(self, entry: Any, timeout: float) -> bool:
+        """Add entry; False if there was no room within timeout."""
+        items = self.items
+        if len(items) >= self.maxsize:
+            with self.cond:
+                self.producer_sleeps = True
+                try:
+                    if len(items) >= self.maxsize and not self.cond.wait(timeout):
+                        if len(items) >= self.maxsize:
+                            return False
+                finally:
+                    self.producer_sleeps = False
+        items.append(entry)
+        if self.consumer_sleeps:
+            with self.cond:
+                self.cond.notify_all()
+        return True
+
+    def get(self, timeout: float) -> Any:
+        """The oldest entry; raises queue.Empty after timeout seconds without one."""
+        items = self.items
+        if not items:
+            with self.cond:
+                self.consumer_sleeps = True
+                try:
+                    if not items:
+                        self.cond.wait(timeout)
+                finally:
+                    self.consumer_sleeps = False
+            if not items:
+                raise queue.Empty
+        return self.popleft()
+
+    def popleft(self) -> Any:
+        """The oldest entry (the caller knows there is one); raises IndexError otherwise."""
+        entry = self.items.popleft()
+        if self.producer_sleeps:
+            with self.cond:
+                self.cond.notify_all()
+        return entry
+
+    def drain(self, into: list) -> None:
+        while True:
+            try:
+                into.append(self.popleft())
+            except IndexError:
+                return
+
+    def put_back(self, entry: Any) -> None:
+        """Return an end marker to the front, to be seen by the next get."""
+        self.items.appendleft(entry)
+
+
 class _ReaderThread:
-    """Moves messages from a (possibly blocking) iterator into a bounded queue, each
-    with the time it arrived. Stopping loses nothing it took: :meth:`finish` returns
-    whatever it holds."""
+    """Moves messages from a (possibly blocking) iterator into a bounded hand-off,
+    each with the time it arrived. Stopping loses nothing it took: :meth:`finish`
+    returns whatever it holds."""
 
     def __init__(self, source: Iterator[Any], maxsize: int) -> None:
         self.source = source
-        self.queue: queue.Queue = queue.Queue(maxsize=maxsize)
+        self.handoff = _Handoff(maxsize)
         self.lock = threading.Lock()
         self.taken = 0          # messages taken from the source...
-        self.queued = 0         # ...and of those, put in the queue
-        self.stopping = False   # finish() asked: queue what you hold, take no more
+        self.queued = 0         # ...and of those, handed off (only this thread writes either)
+        self.stopping = False   # finish() asked: hand off what you hold, take no more
         self.closed = False     # finish() is done: take nothing more
-        self.abandoned = False  # nobody reads the queue any more
+        self.abandoned = False  # nobody takes from the hand-off any more
         self.thread = threading.Thread(target=self._run, name="decoder-stream-reader", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         try:
             for item in self.source:
-                with self.lock:
+                with self.lock:  # against finish(): an item is either counted as held or refused
                     if self.closed:
                         return  # taken after the stage stopped: as if it came later
                     self.taken += 1
                 if not self._put((item, time.monotonic())):
                     return
-                with self.lock:
-                    self.queued += 1
+                self.queued += 1
                 if self.stopping:
                     return
         except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
@@ -357,11 +426,8 @@ class _ReaderThread:
 
     def _put(self, entry: Any) -> bool:
         while not self.abandoned:
-            try:
-                self.queue.put(entry, timeout=_POLL)
+            if self.handoff.put(entry, _POLL):
                 return True
-            except queue.Full:
-                continue
         return False
 
     def finish(self, patience: float = 1.0) -> list:
@@ -370,20 +436,20 @@ class _ReaderThread:
         out: list = []
         deadline = time.monotonic() + patience
         while True:
-            _drain(self.queue, out)
+            self.handoff.drain(out)
             with self.lock:
                 if self.taken == self.queued or time.monotonic() > deadline:
                     self.closed = True  # the reader holds nothing now (it waits on its source)
                     break
             time.sleep(0.002)
-        _drain(self.queue, out)
+        self.handoff.drain(out)
         return out
 
     def abandon(self) -> None:
         """The consumer left: let the thread end as soon as it can, dropping what it holds."""
         self.abandoned = True
         self.closed = True
-        _drain(self.queue, [])
+        self.handoff.drain([])
 
 
 class StreamStage:
@@ -533,7 +599,7 @@ class StreamStage:
         if hasattr(source, "__aiter__") and not hasattr(source, "__iter__"):
             raise TypeError("an async iterable: use `async for batch in stage.abatches(source)`")
         reader = _ReaderThread(iter(source), self.max_rows)
-        q = reader.queue
+        handoff = reader.handoff
         batcher = _Batcher(self)
         last_activity = time.monotonic()
         interrupted: BaseException | None = None
@@ -553,7 +619,7 @@ class StreamStage:
                     last_activity = time.monotonic()
                     continue
                 try:
-                    entry = q.get(timeout=wait)
+                    entry = handoff.get(wait)
                 except queue.Empty:
                     continue
                 except KeyboardInterrupt as e:
@@ -567,11 +633,11 @@ class StreamStage:
                 batcher.add(*entry)
                 while not batcher.full:  # take what is already there without waiting
                     try:
-                        entry = q.get_nowait()
-                    except queue.Empty:
+                        entry = handoff.popleft()
+                    except IndexError:
                         break
                     if entry is _END or isinstance(entry, _Failure):
-                        q.put(entry)  # the reader has stopped, so there is room: seen by the next wait
+                        handoff.put_back(entry)  # seen by the next wait
                         break
                     batcher.add(*entry)
                 if batcher.full:
@@ -710,9 +776,3 @@ class StreamStage:
         return f"StreamStage(max_rows={self.max_rows}, max_delay={self.max_delay}, {self.engine!r})"
 
 
-def _drain(q: queue.Queue, into: list) -> None:
-    try:
-        while True:
-            into.append(q.get_nowait())
-    except queue.Empty:
-        pass
