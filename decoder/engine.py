@@ -393,7 +393,7 @@ class Engine:
 
         no_payload = pc.and_(pc.is_null(payload), pc.is_null(in_error))
         pre_error = pc.coalesce(
-            in_error, pc.if_else(no_payload, pa.scalar(NO_PAYLOAD), pa.scalar(None, pa.string())), class_error
+            in_error, pc.if_else(no_payload, pa.scalar(NO_PAYLOAD, pa.string()), pa.scalar(None, pa.string())), class_error
         ) if n else pa.array([], pa.string())
         decodable = _np(pc.is_null(pre_error)) if n else np.zeros(0, bool)
 

@@ -622,7 +622,7 @@ def normalize(
                      _take(_child(body, "port", pa.int64()), take))
 
     mtype_u = _take(col("mtype"), take)
-    ff_conf = pc.equal(mtype_u, firefly.CONFIRMED_MTYPE) if mtype_u.null_count < m else nulls(m, pa.bool_())
+    ff_conf = pc.equal(mtype_u, pa.scalar(firefly.CONFIRMED_MTYPE, pa.string())) if mtype_u.null_count < m else nulls(m, pa.bool_())
     ev_up_u = ev_up[up_idx]
     if ev_up_u.any():
         he_conf = _if_else(ev_up_u, pa.array(sub_code[up_idx] == 0), nulls(m, pa.bool_()))
