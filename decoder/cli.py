@@ -44,6 +44,8 @@ exit status: 0 done (rows that failed are in the output with their error),
 
 
 EPILOG_STREAM = """\
+devices (--devices FILE): as for `decoder decode --help`.
+
 delivery (at least once):
   A message is acknowledged only after its row is written: to the MQTT broker
   after the batch is flushed to stdout, or with -o after the Parquet file

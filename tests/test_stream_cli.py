@@ -117,3 +117,14 @@ def test_usage_errors_exit_2():
         with StreamProcess("--classes", TEST_CLASS, *args, stdin=False) as p:
             assert p.wait() == 2, args
             assert "error" in p.stderr
+
+
+def test_unreachable_broker_is_one_line_and_exit_1():
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with StreamProcess("--mqtt", f"mqtt://127.0.0.1:{port}/up/#", "--classes", TEST_CLASS, stdin=False) as p:
+        assert p.wait() == 1
+    assert p.stderr.startswith("decoder: error: cannot connect to mqtt://127.0.0.1:") and "\n" not in p.stderr
