@@ -519,15 +519,21 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
                     commit()
             if rolling:
                 commit()
-    except BaseException:
+    except BaseException as err:
         if rolling:
             sink.abort()  # not acknowledged: the source sends those messages again
+        if isinstance(err, OSError) and not isinstance(err, BrokenPipeError):
+            where = err.filename or "the output"
+            raise _InputProblem(f"cannot write {where}: {err.strerror or err}") from None
         raise
     finally:
         if args.mqtt:
             source.close()
         if args.errors is not None:
-            errors_out.close()
+            try:
+                errors_out.close()
+            except OSError:
+                pass  # its write error, if any, was reported above
     if not args.quiet:
         text = stage.stats.format()
         if rolling:
