@@ -44,8 +44,6 @@ import argparse
 import base64
 import collections
 import gc
-import importlib.metadata as md
-import importlib.util
 import itertools
 import json
 import os
@@ -82,27 +80,10 @@ DEFAULT_MIX = "firefly=0.5,helium_event=0.25,helium_body=0.25"
 
 
 def machine_info() -> dict:
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    vers = {"python": platform.python_version()}
-    for pkg in ("numba", "numpy", "pyarrow", "orjson", "bitstring", "quickjs", "decoder"):
-        try:
-            vers[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            vers[pkg] = None
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = None
-    return {"cpu_model": model, "nproc": os.cpu_count(), "cpus_usable": usable,
-            "platform": platform.platform(), "versions": vers, "code": code_identity()}
+    from compare_decode import machine_info as common
+
+    info = common(("numba", "numpy", "pyarrow", "orjson", "bitstring", "quickjs", "decoder"))
+    return {**info, "code": code_identity()}
 
 
 def code_identity() -> str:
@@ -142,27 +123,15 @@ def rss_mb() -> float:
 # input
 
 
-def _generator_module():
-    module = sys.modules.get("sample_generate")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("sample_generate", ROOT / "samples" / "generate.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look the module up
-        spec.loader.exec_module(module)
-    return module
-
-
 def make_pool(n: int, seed: int, mix: str, work: Path) -> list[bytes]:
     """n distinct generated lines (bytes, no newline); cached under --dir."""
     path = work / f"pool_{n}_{seed}_{re.sub(r'[^a-z0-9.]+', '-', mix)}.jsonl"
     if not path.exists():
         print(f"generating {n:,} messages -> {path} ...", flush=True)
-        g = _generator_module()
-        gen = g.Generator([g.parse_group(f"{CLASS_NAME}:9:1")], 1000, g.parse_mix(mix), seed)
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            for line in gen.lines(n):
-                f.write(line + "\n")
+        subprocess.run([sys.executable, str(ROOT / "samples" / "generate.py"), "-n", str(n), "-o", str(tmp),
+                        "--seed", str(seed), "--mix", mix, "--group", f"{CLASS_NAME}:9:1", "--devices", "1000"],
+                       check=True)
         tmp.rename(path)
     data = path.read_bytes()
     return data.rstrip(b"\n").split(b"\n")

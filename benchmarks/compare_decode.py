@@ -64,7 +64,8 @@ def load_ours():
     return compile_, to_buffer, None
 
 
-def machine_info():
+def machine_info(packages=("numba", "numpy", "pyarrow", "bitstring", "quickjs", "decoder")):
+    """The CPU model, core counts, platform and the versions of ``packages``."""
     model = "?"
     try:
         with open("/proc/cpuinfo") as f:
@@ -75,7 +76,7 @@ def machine_info():
     except OSError:
         pass
     vers = {"python": platform.python_version()}
-    for pkg in ("numba", "numpy", "pyarrow", "bitstring", "quickjs", "decoder"):
+    for pkg in packages:
         try:
             vers[pkg] = md.version(pkg)
         except md.PackageNotFoundError:

@@ -58,6 +58,20 @@ SEED_DEVICE_CLASSES = json.loads("""
 """)
 
 
+def sample_generator():
+    """samples/generate.py as a module (it is a script, not a package), loaded once."""
+    import importlib.util
+    import sys
+
+    module = sys.modules.get("sample_generate")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("sample_generate", ROOT / "samples" / "generate.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look the module up
+        spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def seed_classes() -> dict:
     return json.loads(json.dumps(SEED_DEVICE_CLASSES))

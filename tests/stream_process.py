@@ -20,14 +20,9 @@ TEST_CLASS = str(ROOT / "samples" / "classes" / "test_device_class.json")
 def generated_lines(n: int, seed: int, mix: str = "firefly=0.5,helium_body=0.25,helium_event=0.25",
                     group: str = "Test Device Class:9:1", devices: int = 200) -> list[bytes]:
     """n realistic uplinks from samples/generate.py (packet ids unique), as JSON lines."""
-    import importlib.util
+    from conftest import sample_generator
 
-    module = sys.modules.get("sample_generate")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("sample_generate", ROOT / "samples" / "generate.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look the module up
-        spec.loader.exec_module(module)
+    module = sample_generator()
     gen = module.Generator([module.parse_group(group)], devices, module.parse_mix(mix), seed)
     return [line.encode() for line in gen.lines(n)]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from decoder.engine import Engine
 from decoder.registry import Registry
 
-from conftest import ROOT
+from conftest import ROOT, sample_generator
 
 CLASSES = sorted((ROOT / "samples" / "classes").glob("*.json"))
 # Multi Sensor first (and with a SIZE that fits none of its layouts): its port and size
@@ -21,11 +20,7 @@ MIX = "firefly=0.5,helium_event=0.2,helium_body=0.2,helium_integration=0.1"
 
 @pytest.fixture(scope="module")
 def gen():
-    spec = importlib.util.spec_from_file_location("sample_generate", ROOT / "samples" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up
-    spec.loader.exec_module(module)
-    return module
+    return sample_generator()
 
 
 def make(gen, seed: int, n: int):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import importlib.util
 import itertools
 import json
 import sys
@@ -33,7 +32,7 @@ import decoder
 from decoder import Message, StreamStage
 from decoder.registry import Registry
 
-from conftest import ROOT
+from conftest import ROOT, sample_generator
 
 CLASSES = sorted((ROOT / "samples" / "classes").glob("*.json"))
 GPS_CLASS = ROOT / "samples" / "classes" / "test_device_class.json"
@@ -200,11 +199,7 @@ HELIUM_DOWNLINK = {"category": "downlink", "sub_category": "downlink_ack", "devi
 
 @pytest.fixture(scope="module")
 def generate():
-    spec = importlib.util.spec_from_file_location("sample_generate_stream", ROOT / "samples" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up
-    spec.loader.exec_module(module)
-    return module
+    return sample_generator()
 
 
 @pytest.fixture(scope="module")
