@@ -425,6 +425,12 @@ class _StopOnSignals:
             signal.signal(sig, handler)
 
 
+def _note(text: str) -> None:
+    """One line of news for the person at the terminal (stderr, flushed)."""
+    sys.stderr.write(f"{PROG}: {text}\n")
+    sys.stderr.flush()
+
+
 def _json_default(value: Any) -> Any:
     return str(value)
 
@@ -476,19 +482,17 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     ack = None
     holdable = None
     if args.mqtt:
-        from .mqtt import MqttSource, stderr_log
+        from .mqtt import MqttSource
 
-        source = MqttSource(args.mqtt, client_id=args.client_id, log=stderr_log).start()
+        source = MqttSource(args.mqtt, client_id=args.client_id, log=_note).start()
         holdable = source.holdable(args.max_rows)
         ack = source.ack
         if not args.quiet:
-            stderr_log(f"subscribed to {source.url} as {source.client_id!r}")
+            _note(f"subscribed to {source.url} as {source.client_id!r}")
     else:
         source = _stdin_lines()
         if not args.quiet:
-            sys.stderr.write(f"{PROG}: reading stdin (a batch every {args.max_rows:,} messages or "
-                             f"{args.max_delay:g} s)\n")
-            sys.stderr.flush()
+            _note(f"reading stdin (a batch every {args.max_rows:,} messages or {args.max_delay:g} s)")
     pending: list[Any] = []  # written to an open Parquet file, not yet acknowledged
     opts = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import queue
-import sys
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -318,8 +317,3 @@ def _drain(q: queue.Queue) -> None:
             q.get_nowait()
     except queue.Empty:
         pass
-
-
-def stderr_log(text: str) -> None:
-    sys.stderr.write(f"decoder: {text}\n")
-    sys.stderr.flush()
