@@ -76,7 +76,7 @@ READERS = ["ours", "pyarrow", "pyarrow-1", "open_json", "orjson", "orjson+py", "
 
 
 def _baseline_schema(kind: str):
-    from decoder.providers import raw_schema
+    from decoder.ingest.raw import raw_schema
 
     groups = {
         "mixed": {"firefly", "event", "body"},
@@ -94,7 +94,7 @@ def _run_reader(reader: str, path: str, kind: str) -> dict:
     rows = 0
     if reader == "ours":
         sys.path.insert(0, str(ROOT))
-        from decoder.jsonl import read_chunks
+        from decoder.ingest import read_chunks
 
         t0, c0 = time.perf_counter(), time.process_time()
         for chunk in read_chunks(path):

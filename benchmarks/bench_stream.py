@@ -68,7 +68,7 @@ sys.path.insert(0, str(ROOT))
 import peers  # noqa: E402
 
 import decoder  # noqa: E402
-from decoder.jsonl import normalize_values, values_reader  # noqa: E402
+from decoder.ingest import normalize_values, values_reader  # noqa: E402
 
 CLASSES = ROOT / "samples" / "classes" / "test_device_class.json"
 CLASS_NAME = "Test Device Class"
@@ -172,7 +172,7 @@ def run_stage(engine, source, consumer: str, max_rows: int = 10_000, max_delay: 
         sink = open(os.devnull, "wb")
         writer = pa.ipc.new_stream(sink, engine.schema)
     elif consumer == "jsonl":  # what `decoder stream` writes to stdout
-        from decoder.sinks import JsonlSink
+        from decoder.output import JsonlSink
 
         sink = open(os.devnull, "wb")
         jsonl = JsonlSink("-", engine, stdout=sink)
@@ -235,9 +235,9 @@ def run_direct(engine, pool: list[bytes], n: int, size: int = 10_000, parts: dic
 
 def run_handoff(pool: list[bytes], n: int, max_rows: int = 10_000) -> dict:
     """The stage's hand-off alone, decoding nothing: its reader thread and bounded
-    hand-off (``decoder.stream._ReaderThread``), drained as ``StreamStage.batches``
+    hand-off (``decoder.stream.handoff.ReaderThread``), drained as ``StreamStage.batches``
     does (get, then popleft until max_rows)."""
-    from decoder.stream import _ReaderThread
+    from decoder.stream.handoff import ReaderThread as _ReaderThread
 
     gc.collect()
     cpu = time.process_time()
@@ -368,7 +368,7 @@ def check_peers(engine, pool: list[bytes], fns: dict, k: int = 1000) -> str:
 
 def consumer_costs(engine, pool: list[bytes], slices: int = 5, size: int = 10_000) -> dict:
     """us/message of what a consumer does with a decoded 10,000-message batch (median over slices)."""
-    from decoder.sinks import JsonlSink
+    from decoder.output import JsonlSink
 
     reader = values_reader()
     out: dict = {}

@@ -15,7 +15,7 @@ _LAZY = {
     "compile": ("compiler", "compile"),
     "load_classes": ("compiler", "load_classes"),
     "DeviceClass": ("compiler", "DeviceClass"),
-    "DecodedBatch": ("batch", "DecodedBatch"),
+    "DecodedBatch": ("compiler.batch", "DecodedBatch"),
     "Engine": ("engine", "Engine"),
     "Registry": ("registry", "Registry"),
     "StreamStage": ("stream", "StreamStage"),

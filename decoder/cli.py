@@ -1,4 +1,4 @@
-"""The ``decoder`` command line: a thin layer over :mod:`decoder.engine` and :mod:`decoder.sinks`.
+"""The ``decoder`` command line: a thin layer over the engine, the outputs and the stream stage.
 
     decoder decode INPUT... --classes FILE [--devices FILE | --class ID] -o OUT
     decoder stream [--mqtt URL] --classes FILE [--devices FILE | --class ID] [-o DIR]
@@ -8,20 +8,25 @@ Exit codes: 0 success (also when some rows failed to decode: they are in
 the output with their error), 1 input could not be read or a script is
 bad, 2 usage. Expected errors print one line, ``decoder: error: ...``.
 
-Only the standard library is imported at module level, so ``decoder
---help`` does not pay for numba or pyarrow.
+Only the standard library and our dependency-free modules are imported at
+module level, so ``decoder --help`` does not pay for numba, numpy or
+pyarrow: the commands import the rest when they run.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Iterator, Sequence
 
+from . import options
+from .errors import DecoderError, ScriptError
+
 PROG = "decoder"
-FORMATS = ("parquet", "arrow", "csv", "jsonl")
 
 EPILOG_DECODE = """\
 devices (--devices FILE, repeatable):
@@ -87,12 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     dec.add_argument("inputs", nargs="+", metavar="INPUT", help="JSON Lines file (.gz ok), '-' for stdin")
     _class_arguments(dec)
     dec.add_argument("-o", "--output", required=True, metavar="OUT", help="output file, '-' for stdout")
-    dec.add_argument("--format", choices=FORMATS, help="output format (default: from the suffix of OUT)")
+    dec.add_argument("--format", choices=options.FORMATS, help="output format (default: from the suffix of OUT)")
     dec.add_argument("--errors", metavar="FILE",
                      help="write every failed row and bad line with its input line number (JSON Lines)")
     dec.add_argument("--include-hidden", action="store_true", help="also output variables of type hidden")
-    dec.add_argument("--chunk-size", default="16M", metavar="BYTES",
-                     help="bytes of input per chunk (default 16M; memory stays near a few chunks)")
+    dec.add_argument("--chunk-size", default=f"{options.CHUNK_BYTES >> 20}M", metavar="BYTES",
+                     help=f"bytes of input per chunk (default {options.CHUNK_BYTES >> 20}M; memory stays near "
+                          "a few chunks)")
     dec.add_argument("-q", "--quiet", action="store_true", help="no summary")
     dec.set_defaults(func=cmd_decode, parser=dec)
 
@@ -111,14 +117,15 @@ def _parser() -> argparse.ArgumentParser:
                      help="write rolling Parquet files into DIR (default: JSON Lines on stdout)")
     stm.add_argument("--errors", metavar="FILE",
                      help="append failed rows and bad messages here as JSON Lines (default: stderr)")
-    stm.add_argument("--max-rows", type=int, default=10_000, metavar="N",
-                     help="close a micro-batch at N messages (default 10000)")
-    stm.add_argument("--max-delay", type=float, default=1.0, metavar="SECONDS",
-                     help="hand on a message at most this long after it arrived (default 1.0)")
-    stm.add_argument("--roll-rows", type=int, default=50_000, metavar="N",
-                     help="with -o: start a new Parquet file after N rows (default 50000)")
-    stm.add_argument("--roll-seconds", type=float, default=60.0, metavar="SECONDS",
-                     help="with -o: start a new Parquet file after this many seconds (default 60)")
+    stm.add_argument("--max-rows", type=int, default=options.MAX_ROWS, metavar="N",
+                     help=f"close a micro-batch at N messages (default {options.MAX_ROWS})")
+    stm.add_argument("--max-delay", type=float, default=options.MAX_DELAY, metavar="SECONDS",
+                     help=f"hand on a message at most this long after it arrived (default {options.MAX_DELAY:g})")
+    stm.add_argument("--roll-rows", type=int, default=options.ROLL_ROWS, metavar="N",
+                     help=f"with -o: start a new Parquet file after N rows (default {options.ROLL_ROWS})")
+    stm.add_argument("--roll-seconds", type=float, default=options.ROLL_SECONDS, metavar="SECONDS",
+                     help=f"with -o: start a new Parquet file after this many seconds "
+                          f"(default {options.ROLL_SECONDS:g})")
     stm.add_argument("--client-id", metavar="ID",
                      help="MQTT client id; keep it across restarts to get unacknowledged messages again "
                           "(default: derived from the broker and topic)")
@@ -157,10 +164,8 @@ class _VersionAction(argparse.Action):
 
 def _version() -> str:
     try:
-        from importlib.metadata import version
-
         return version("decoder")
-    except Exception:
+    except PackageNotFoundError:
         return "unknown"
 
 
@@ -220,7 +225,7 @@ def _devices_args(items: Sequence[str] | None) -> list[tuple[str | None, str]]:
 
 def _registry(args: argparse.Namespace) -> Any:
     """The Registry of --classes with --devices or --class (usage and input problems raised)."""
-    from .registry import Registry
+    from .registry import Registry  # start-up: imports numpy and pyarrow
 
     registry = Registry()
     for path in _class_files(args.classes):
@@ -315,22 +320,20 @@ def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
         raise _Usage("the output would replace an input file")
     chunk_bytes = _size(args.chunk_size)
 
-    from .sinks import STDOUT_FORMATS, detect_format
-
     try:
-        fmt = detect_format(args.output, args.format)
+        fmt = options.detect_format(args.output, args.format)
     except ValueError as err:
         raise _Usage(str(err)) from None
-    if args.output == "-" and fmt not in STDOUT_FORMATS:
+    if args.output == "-" and fmt not in options.STDOUT_FORMATS:
         raise _Usage(f"{fmt} cannot be written to stdout; give a file name with -o")
     for path in args.inputs:
         if path != "-" and not os.path.isfile(path):
             what = "is a directory" if os.path.isdir(path) else "no such file"
             raise _InputProblem(f"cannot read {path}: {what}")
 
+    # start-up: the engine and the outputs import numpy, pyarrow and numba
     from .engine import Engine, Summary
-    from .errors import DecoderError
-    from .sinks import ErrorSink, open_sink
+    from .output import ErrorSink, open_sink
 
     registry = _registry(args)
     engine = Engine(registry, include_hidden=args.include_hidden, chunk_bytes=chunk_bytes)
@@ -412,15 +415,11 @@ class _StopOnSignals:
         self.saved: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopOnSignals":
-        import signal
-
         for sig in (signal.SIGINT, signal.SIGTERM):
             self.saved[sig] = signal.signal(sig, lambda signum, frame: self.stage.stop())
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        import signal
-
         for sig, handler in self.saved.items():
             signal.signal(sig, handler)
 
@@ -435,7 +434,7 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
+def _check_stream_args(args: argparse.Namespace) -> None:
     if args.max_rows < 1:
         raise _Usage("--max-rows must be at least 1")
     if not args.max_delay > 0:
@@ -445,7 +444,7 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     if args.output is not None and os.path.exists(args.output) and not os.path.isdir(args.output):
         raise _Usage(f"-o {args.output}: not a directory (-o names a directory of rolling Parquet files)")
     if args.mqtt:
-        from .mqtt import MQTT_MAX_ROWS, parse_url
+        from .stream.mqtt import MQTT_MAX_ROWS, parse_url  # start-up: no paho until needed
 
         try:
             parse_url(args.mqtt)
@@ -456,82 +455,56 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
             # unacknowledged within MQTT's 65,535 packet ids.
             raise _Usage(f"--max-rows: at most {MQTT_MAX_ROWS:,} with --mqtt")
 
+
+def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
+    _check_stream_args(args)
+    # start-up: the engine, the stage and the outputs import numpy, pyarrow and numba
     import orjson
 
     from .engine import Engine
-    from .stream import StreamStage
+    from .output import JsonlSink, RollingParquetSink
+    from .stream import StreamStage, deliver
 
     engine = Engine(_registry(args), include_hidden=args.include_hidden)
     rolling = args.output is not None
     stage = StreamStage(engine, max_rows=args.max_rows, max_delay=args.max_delay,
                         idle=min(1.0, args.roll_seconds / 2) if rolling else None)
     warm = stage.warm_up()
-
-    errors_out = sys.stderr.buffer if args.errors is None else open(args.errors, "ab")
     if rolling:
-        from .rolling import RollingParquetSink
-
         sink: Any = RollingParquetSink(args.output, engine, roll_rows=args.roll_rows,
                                        roll_seconds=args.roll_seconds)
     else:
-        from .sinks import JsonlSink
-
         sink = JsonlSink("-", engine, stdout=sys.stdout.buffer)
         sink.rows_of(warm.chunk)  # the first rows' conversion is slow once; not when it counts
-    source: Any
-    ack = None
-    holdable = None
-    if args.mqtt:
-        from .mqtt import MqttSource
-
-        source = MqttSource(args.mqtt, client_id=args.client_id, log=_note).start()
-        holdable = source.holdable(args.max_rows)
-        ack = source.ack
-        if not args.quiet:
-            _note(f"subscribed to {source.url} as {source.client_id!r}")
-    else:
-        source = _stdin_lines()
-        if not args.quiet:
-            _note(f"reading stdin (a batch every {args.max_rows:,} messages or {args.max_delay:g} s)")
-    pending: list[Any] = []  # written to an open Parquet file, not yet acknowledged
+    errors_out = sys.stderr.buffer if args.errors is None else open(args.errors, "ab")
     opts = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
 
-    def commit() -> None:
-        sink.roll()
-        if ack is not None:
-            ack(pending)
-        pending.clear()
+    def write_errors(records: list[dict]) -> None:
+        errors_out.write(b"".join(orjson.dumps(e, default=_json_default, option=opts) for e in records))
+        errors_out.flush()
 
+    source: Any = None
     try:
-        with _StopOnSignals(stage):
-            for batch in stage.batches(source):
-                if batch.rows:
-                    sink.write(batch.chunk)
-                if batch.errors:
-                    errors_out.write(b"".join(orjson.dumps(e, default=_json_default, option=opts)
-                                              for e in batch.errors))
-                    errors_out.flush()
-                if not rolling:
-                    sys.stdout.buffer.flush()
-                    if ack is not None:
-                        ack(batch.positions)
-                    continue
-                pending.extend(batch.positions)
-                # Roll early, before the unacknowledged messages would use up
-                # MQTT's packet ids (the broker would stall or reuse them).
-                if sink.due() or (holdable is not None and len(pending) + stage.max_rows > holdable):
-                    commit()
-            if rolling:
-                commit()
-    except BaseException as err:
-        if rolling:
-            sink.abort()  # not acknowledged: the source sends those messages again
-        if isinstance(err, OSError) and not isinstance(err, BrokenPipeError):
-            where = err.filename or "the output"
-            raise _InputProblem(f"cannot write {where}: {err.strerror or err}") from None
-        raise
-    finally:
         if args.mqtt:
+            from .stream.mqtt import MqttSource
+
+            source = MqttSource(args.mqtt, client_id=args.client_id, log=_note).start()
+            if not args.quiet:
+                _note(f"subscribed to {source.url} as {source.client_id!r}")
+            with _StopOnSignals(stage):
+                deliver(stage, source, sink, ack=source.ack, on_errors=write_errors,
+                        hold_limit=source.holdable(args.max_rows))
+        else:
+            if not args.quiet:
+                _note(f"reading stdin (a batch every {args.max_rows:,} messages or {args.max_delay:g} s)")
+            with _StopOnSignals(stage):
+                deliver(stage, _stdin_lines(), sink, on_errors=write_errors)
+    except OSError as err:
+        if isinstance(err, BrokenPipeError):
+            raise
+        raise _InputProblem(f"cannot write {err.filename or 'the output'}: {err.strerror or err}") from None
+    finally:
+        if source is not None:
             source.close()
         if args.errors is not None:
             try:
@@ -550,32 +523,21 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
 # -- check -----------------------------------------------------------------------------
 
 
-def _class_items(path: str) -> list[Any]:
-    """The class objects of a file, one by one, so every bad class is reported."""
-    import orjson
-
-    try:
-        with open(path, "rb") as f:
-            doc = orjson.loads(f.read())
-    except OSError as err:
-        raise _InputProblem(f"cannot read {path}: {err.strerror or err}") from None
-    except orjson.JSONDecodeError as err:
-        raise _InputProblem(f"{path}: not valid JSON: {err}") from None
-    items = doc.get("device_classes") if isinstance(doc, dict) and "device_classes" in doc else doc
-    return items if isinstance(items, list) and items else [doc]
-
-
 def cmd_check(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
-    import decoder
-    from .errors import ScriptError
+    from .compiler import compile as compile_class  # start-up: imports numpy and pyarrow
+    from .compiler.script import class_objects
 
     bad = 0
     total = 0
     for path in _class_files(args.classes):
-        for item in _class_items(path):
+        try:
+            items = class_objects(path)
+        except ScriptError as err:
+            raise _InputProblem(str(err)) from None
+        for item in items:
             total += 1
             try:
-                dc = decoder.compile(item)
+                dc = compile_class(item)
                 if not args.no_kernel:
                     dc.kernel  # noqa: B018 - build (or load) the numba kernel now
             except ScriptError as err:
@@ -616,12 +578,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-    except Exception as err:
-        from .errors import DecoderError
-
-        if isinstance(err, DecoderError):
-            return _fail(str(err))
-        raise
+    except DecoderError as err:
+        return _fail(str(err))
 
 
 if __name__ == "__main__":

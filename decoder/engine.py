@@ -1,4 +1,4 @@
-"""Many classes: normalized packets in, normalized + decoded Arrow out (DESIGN 5, 6).
+"""Many classes: normalized packets in, normalized + decoded Arrow out.
 
 :class:`Engine` takes a :class:`~decoder.registry.Registry`, groups each
 chunk's uplinks by device class and decodes every group's payload column
@@ -6,7 +6,7 @@ with one kernel call (no Python per row). The result of a chunk is a
 :class:`DecodedChunk`:
 
 - :attr:`DecodedChunk.table`: one row per uplink, in input order: the
-  normalized columns (DESIGN 4), ``device_class`` (the class name,
+  normalized columns (docs/schema.md), ``device_class`` (the class name,
   dictionary-encoded), ``decoded`` (a struct with the class's output) and
   ``error`` (null, or the reason the row was not decoded).
 
@@ -42,12 +42,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .arrays import combine
 from .errors import InputError
+from .ingest import empty_uplinks, normalize_values, read_chunks
+from .options import CHUNK_BYTES
 from .registry import Registry
 
-__all__ = ["Engine", "DecodedChunk", "Summary", "DEFAULT_CHUNK_BYTES"]
-
-DEFAULT_CHUNK_BYTES = 16 << 20
+__all__ = ["Engine", "DecodedChunk", "Summary"]
 CLASS_COLUMN = "device_class"
 DECODED_COLUMN = "decoded"
 ERROR_COLUMN = "error"
@@ -56,12 +57,6 @@ NO_PAYLOAD = "no payload"
 
 def _np(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(arr.to_numpy(zero_copy_only=False))
-
-
-def _combine(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
-    if isinstance(arr, pa.ChunkedArray):
-        return arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    return arr
 
 
 def _positions(rows: np.ndarray, n: int) -> pa.Array:
@@ -304,7 +299,7 @@ class Engine:
         registry: Registry | Any,
         *,
         include_hidden: bool = False,
-        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        chunk_bytes: int = CHUNK_BYTES,
     ) -> None:
         if not isinstance(registry, Registry):
             classes = list(registry) if isinstance(registry, (list, tuple)) else [registry]
@@ -343,7 +338,7 @@ class Engine:
     def schema(self) -> pa.Schema:
         """The schema of :attr:`DecodedChunk.table` (and ``decode_packets``)."""
         if self._schema is None:
-            self._schema = self.decode_uplinks(self._empty_uplinks()).table.schema
+            self._schema = self.decode_uplinks(empty_uplinks()).table.schema
         return self._schema
 
     def class_schema(self, name: str | None) -> pa.Schema:
@@ -360,12 +355,6 @@ class Engine:
                 fields.append(pa.field(DECODED_COLUMN, t))
         return pa.schema(fields)
 
-    @staticmethod
-    def _empty_uplinks() -> pa.Table:
-        from .jsonl import normalize_values
-
-        return normalize_values([]).uplinks
-
     # -- decoding ------------------------------------------------------------
     def decode_uplinks(self, uplinks: pa.Table, **extra: Any) -> DecodedChunk:
         """Decode a normalized uplinks table (the reader's ``uplinks``)."""
@@ -374,10 +363,10 @@ class Engine:
         n = uplinks.num_rows
         names = uplinks.column_names
         base = uplinks.drop_columns([ERROR_COLUMN]) if ERROR_COLUMN in names else uplinks
-        in_error = _combine(uplinks[ERROR_COLUMN]) if ERROR_COLUMN in names else pa.nulls(n, pa.string())
+        in_error = combine(uplinks[ERROR_COLUMN]) if ERROR_COLUMN in names else pa.nulls(n, pa.string())
 
         def col(name: str) -> pa.Array | None:
-            return _combine(uplinks[name]) if name in names else None
+            return combine(uplinks[name]) if name in names else None
 
         dev_eui, port, payload = col("dev_eui"), col("port"), col("payload")
         if dev_eui is None or payload is None:
@@ -420,8 +409,8 @@ class Engine:
                     )
                     struct = batch.to_struct_array()
                     if isinstance(struct, pa.ChunkedArray):
-                        struct = _combine(struct)
-                    errs = _combine(batch.error_array())
+                        struct = combine(struct)
+                    errs = combine(batch.error_array())
                     if struct.type != self.class_types[pos]:
                         struct = struct.cast(self.class_types[pos])
                     struct = _with_validity(struct, pc.is_valid(errs))
@@ -448,7 +437,7 @@ class Engine:
             error = pc.coalesce(pre_error, pc.take(all_errs, pa.array(idx)))
         else:
             error = pre_error
-        error = _combine(error) if isinstance(error, pa.ChunkedArray) else error
+        error = combine(error) if isinstance(error, pa.ChunkedArray) else error
         return DecodedChunk(self, base, class_index.astype(np.int32), error, parts, decode_stats=stats, **extra)
 
     def decode(self, values: Any, *, first_line: int = 1) -> DecodedChunk:
@@ -458,8 +447,6 @@ class Engine:
         (str/bytes), JSON Lines text, or the path of a JSON Lines file
         (:class:`~pathlib.Path`, or a str that is not JSON text; ``.gz`` ok).
         """
-        from .jsonl import normalize_values
-
         if isinstance(values, str) and "\n" not in values and not values.lstrip().startswith(("{", "[")):
             values = Path(values)  # a file name
         if isinstance(values, (Path, os.PathLike)):
@@ -496,8 +483,6 @@ class Engine:
         ``source``: a path (plain or ``.gz``), ``"-"`` for stdin, or a binary
         file object. Unreadable input raises :class:`~decoder.errors.InputError`.
         """
-        from .jsonl import read_chunks
-
         label = name or (str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None))
         for chunk in read_chunks(source, chunk_bytes=chunk_bytes or self.chunk_bytes):
             yield self.decode_uplinks(
@@ -506,8 +491,6 @@ class Engine:
             )
 
     def _decode_file(self, path: Any) -> DecodedChunk:
-        from .jsonl import read_chunks
-
         tables, bad, skipped, lines, first = [], [], Counter(), 0, 1
         for k, chunk in enumerate(read_chunks(path, chunk_bytes=self.chunk_bytes)):
             tables.append(chunk.uplinks)
@@ -516,7 +499,7 @@ class Engine:
             lines += chunk.lines
             if k == 0:
                 first = chunk.first_line
-        uplinks = pa.concat_tables(tables) if tables else self._empty_uplinks()
+        uplinks = pa.concat_tables(tables) if tables else empty_uplinks()
         return self.decode_uplinks(
             uplinks, bad_lines=bad, skipped=skipped, lines=lines, first_line=first, source=str(path)
         )

@@ -1,4 +1,4 @@
-"""Which device class decodes which device (DESIGN 5).
+"""Which device class decodes which device.
 
 A :class:`Registry` holds the compiled device classes and the bindings of
 devices to them. Bindings come from:

@@ -1,7 +1,7 @@
-"""The decoder command line, run as a user would: a subprocess per command.
+"""The decoder command line, run as a user would: its exit status, stdout and stderr.
 
-Every subprocess shares the session's kernel cache (DECODER_CACHE_DIR, set
-in conftest), so only the first one compiles kernels; the rest load them.
+Commands run in this process (``helpers.run_cli``); a subprocess only where the
+process is the point (``python -m decoder``, what ``--help`` imports).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pyarrow.json as pjson
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT, run_cli
 
 CLASSES = ROOT / "samples" / "classes"
 GROUPS = ["Test Device Class:9:2", "Room Climate Sensor:6:1", "Multi Sensor:10:1"]
@@ -37,11 +37,7 @@ EXTRA = [
 ]
 
 
-def run(*args: str, stdin: bytes | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "decoder", *map(str, args)], input=stdin, capture_output=True,
-        cwd=cwd, timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
+run = run_cli
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +77,13 @@ def summary_numbers(stderr: str) -> dict[str, int]:
 
 
 # -- help and usage ------------------------------------------------------------------------
+
+
+def test_python_m_decoder_is_the_command(data):
+    res = subprocess.run([sys.executable, "-m", "decoder", "decode", data / "packets.jsonl", "--classes",
+                          CLASSES / "test_device_class.json", "-o", "-", "-q"], capture_output=True, timeout=120)
+    assert res.returncode == 0, res.stderr.decode()
+    assert len(res.stdout.splitlines()) == N + 2
 
 
 def test_help_imports_neither_numba_nor_pyarrow():
@@ -287,7 +290,7 @@ def test_check_shows_every_class_and_its_schema():
 
 
 def test_arrow_file_keeps_one_growing_dictionary():
-    from decoder.sinks import _stable_dictionaries
+    from decoder.output.files import _stable_dictionaries
 
     seen: dict = {}
     a = pa.DictionaryArray.from_arrays(pa.array([0, 1], pa.int32()), pa.array(["TRUE", "FALSE"]))
@@ -300,7 +303,7 @@ def test_arrow_file_keeps_one_growing_dictionary():
 
 def test_output_is_not_written_into_a_foreign_directory(tmp_path):
     from decoder.errors import InputError
-    from decoder.sinks import _Target
+    from decoder.output.files import _Target
 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
@@ -310,7 +313,7 @@ def test_output_is_not_written_into_a_foreign_directory(tmp_path):
 
 
 def test_hex_and_iso_conversions():
-    from decoder.sinks import to_hex, to_iso
+    from decoder.output.text import to_hex, to_iso
 
     arr = pa.array([b"\x01\xab", None, b"", b"\xff"]).slice(1)
     assert to_hex(arr).to_pylist() == [None, "", "FF"]

@@ -13,7 +13,7 @@ import decoder
 from decoder.engine import Engine, Summary
 from decoder.registry import NO_CLASS, Registry
 
-from conftest import ROOT
+from helpers import ROOT
 
 CLASSES = ROOT / "samples" / "classes"
 GPS_EUI = "70B3D57ED0000001"
@@ -49,7 +49,7 @@ def engine(registry):
 
 def uplinks(rows: list[dict]) -> pa.Table:
     """A normalized uplinks table (the reader's schema) from a few dicts."""
-    from decoder.jsonl import normalize_values
+    from decoder.ingest import normalize_values
 
     schema = normalize_values([]).uplinks.schema
     cols = {f.name: [r.get(f.name) for r in rows] for f in schema}

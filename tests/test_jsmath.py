@@ -1,4 +1,4 @@
-"""decoder._jsmath against a real JavaScript engine (QuickJS), driven by hypothesis.
+"""decoder.runtime.jsmath against a real JavaScript engine (QuickJS), driven by hypothesis.
 
 Exactness policy
 ----------------
@@ -43,7 +43,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from js_oracle import EDGES, close_number, js_function, same_number, to_js
 
-from decoder import _jsmath as J
+from decoder.runtime import jsmath as J
 
 SETTINGS = settings(max_examples=300, deadline=None)
 BATCH = 20  # values per hypothesis example

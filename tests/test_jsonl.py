@@ -1,4 +1,4 @@
-"""Bad input and streaming for decoder.jsonl: every line is accounted for
+"""Bad input and streaming for the JSON Lines reader (decoder.ingest): every line is accounted for
 (uplink rows + bad lines + skipped == values in), line numbers are exact on
 the fast (Arrow) and the careful (orjson) path alike, and files are read
 chunk by chunk."""
@@ -18,7 +18,8 @@ import pyarrow as pa
 import pytest
 
 from decoder.errors import InputError
-from decoder.jsonl import _Bad, _Reader, normalize_values, read_chunks
+from decoder.ingest import Reader, normalize_values, read_chunks
+from decoder.ingest.parse import _Bad
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATE = ROOT / "samples" / "generate.py"
@@ -50,7 +51,7 @@ def _slow_reference(lines: list[bytes]):
             items.append((k, orjson.loads(text)))
         except orjson.JSONDecodeError as e:
             items.append((k, _Bad(f"malformed JSON: {e}")))
-    return _Reader().values(items)
+    return Reader().values(items)
 
 
 def _values_in(lines: list[bytes]) -> int:

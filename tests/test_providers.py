@@ -1,5 +1,5 @@
-"""Golden tests: the packets and events printed in the API references (seeds/),
-parsed to the normalized columns of DESIGN section 4; plus the vectorized
+"""Golden tests: the packets and events printed in the Firefly and Helium API references,
+parsed to the normalized columns of docs/schema.md; plus the vectorized
 helpers (float32 -> shortest decimal, data rates, best gateway, timestamps).
 
 The Firefly "List Packets" response is used exactly as printed (it is valid
@@ -17,9 +17,11 @@ import re
 import numpy as np
 import pyarrow as pa
 
-from decoder.jsonl import normalize_values, read_chunks
-from decoder.providers import RAW_SCHEMA, RECEPTION_SCHEMA, UPLINK_SCHEMA, raw_schema
-from decoder.providers._common import best_reception, float32_shortest, iso_to_ts, parse_datr
+from decoder.ingest import normalize_values, read_chunks
+from decoder.ingest.raw import RAW_SCHEMA, raw_schema
+from decoder.ingest.schema import RECEPTION_SCHEMA, UPLINK_SCHEMA
+from decoder.ingest.radio import best_reception, float32_shortest, parse_datr
+from decoder.ingest.timestamps import iso_to_ts
 
 UTC = dt.timezone.utc
 

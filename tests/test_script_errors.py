@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import string
 
@@ -10,6 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import decoder
+from decoder.compiler.lower import lower
+from decoder.compiler.script import load_specs
 from decoder.errors import ScriptError
 
 
@@ -143,46 +146,71 @@ element_like = st.fixed_dictionaries({}, optional={
     "endian": st.sampled_from(["little", "big", "middle"]),
     "if": st.sampled_from(["a", "a ==", "port == 1", "b > 0", 1]),
 })
+# Elements and formulas that are valid on their own, so that a fair share of the
+# generated scripts compiles and the "or a decoder" half of the property is exercised.
+valid_element = st.fixed_dictionaries({
+    "type": st.sampled_from(["int", "uint", "bool"]),
+    "target": st.sampled_from(["a", "b", "gps.lat"]),
+    "bits": st.integers(1, 32),
+})
 formula_text = st.text(alphabet=string.ascii_letters[:6] + string.digits + " .+-*/%&|^!~<>=?:()'\",", max_size=24)
+valid_formula = st.sampled_from(["a + 1", "a * 2 - b", "a > 3 ? 1 : null", "(a & 15) << 2", "Math.round(a / 3)",
+                                 "port == 2 && a", "a ? 'on' : 'off'", "length * 8"])
 calc_like = st.fixed_dictionaries({"target": st.sampled_from(["r", "a", "gps.lat", "x.y"]),
-                                   "formula": st.one_of(formula_text, json_values)})
+                                   "formula": st.one_of(valid_formula, formula_text, json_values)})
 scripts = st.one_of(
     json_values,
     st.fixed_dictionaries({"name": st.text(max_size=5), "script": st.fixed_dictionaries(
-        {"parseElements": st.lists(element_like, max_size=5), "calculateElements": st.lists(calc_like, max_size=4)},
+        {"parseElements": st.lists(st.one_of(valid_element, valid_element, element_like), max_size=5),
+         "calculateElements": st.lists(calc_like, max_size=4)},
         optional={"variables": json_values})}),
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(scripts)
-def test_fuzz_scripts_give_script_error_or_a_decoder(doc):
-    try:
-        classes = decoder.load_classes(doc)
-    except ScriptError:
-        return
-    for dc in classes:
-        assert dc.source and dc.output_schema() is not None   # lowered and generated without running
+def test_fuzz_scripts_give_script_error_or_a_decoder():
+    """Random script JSON: a ScriptError or a working decoder, never another exception;
+    both outcomes occur, so neither half of the property is vacuous."""
+    outcomes: collections.Counter = collections.Counter()
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(scripts)
+    def check(doc):
+        try:
+            classes = decoder.load_classes(doc)
+        except ScriptError:
+            outcomes["rejected"] += 1
+            return
+        for dc in classes:
+            assert dc.source and dc.output_schema() is not None   # lowered and generated without running
+        if any(dc.spec.parse_elements for dc in classes):
+            outcomes["compiled"] += 1
+
+    check()
+    assert outcomes["compiled"] >= 15 and outcomes["rejected"] >= 15, outcomes
 
 
-@settings(max_examples=500, deadline=None)
-@given(formula_text)
-def test_fuzz_formula_text(text):
-    from decoder.lower import lower
-    from decoder.script import load_specs
+def test_fuzz_formula_text():
+    """Random formula text: a ScriptError with a sane position, or a lowered formula; both occur."""
+    outcomes: collections.Counter = collections.Counter()
 
-    try:
-        lower(load_specs(_cls([text]))[0])
-    except ScriptError as err:
-        assert err.line is None or err.line >= 1
+    @settings(max_examples=500, deadline=None)
+    @given(st.one_of(formula_text, valid_formula))
+    def check(text):
+        try:
+            lower(load_specs(_cls([text]))[0])
+        except ScriptError as err:
+            assert err.line is None or err.line >= 1
+            outcomes["rejected"] += 1
+        else:
+            outcomes["lowered"] += 1
+
+    check()
+    assert outcomes["lowered"] >= 25 and outcomes["rejected"] >= 25, outcomes
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(formula_text, min_size=8, max_size=8))
+@given(st.lists(st.one_of(formula_text, valid_formula), min_size=8, max_size=8))
 def test_fuzz_formulas_that_compile_also_run(texts):
-    from decoder.lower import lower
-    from decoder.script import load_specs
-
     valid = []
     for text in texts:
         try:

@@ -1,4 +1,4 @@
-"""The ingest-pipeline stage: live messages in, micro-batches of Arrow out (DESIGN 6).
+"""The ingest-pipeline stage: live messages in, micro-batches of Arrow out.
 
 :class:`StreamStage` wraps an :class:`~decoder.engine.Engine`. It takes an
 iterable (or async iterable) of raw messages, each a JSON text (bytes or str)
@@ -44,11 +44,14 @@ from typing import Any, AsyncIterator, Iterable, Iterator
 
 import pyarrow as pa
 
+from .. import threads
+from ..ingest import Reader, empty_uplinks, normalize_values
+from ..options import MAX_DELAY, MAX_ROWS
+from ..output.text import error_records
+from .handoff import POLL, ReaderThread
+
 __all__ = ["StreamStage", "MicroBatch", "StreamStats", "Message"]
 
-DEFAULT_MAX_ROWS = 10_000
-DEFAULT_MAX_DELAY = 1.0
-_POLL = 0.1            # how often a waiting stage looks at stop()
 _MAX_REASONS = 256     # distinct error reasons kept in the running stats
 _OTHER_REASONS = "(other reasons)"
 _RECENT = 8            # batches whose hand-on time predicts the next one's
@@ -56,7 +59,6 @@ _MARGIN = 0.1         # of max_delay, kept for what the stage cannot see (pipes,
 _SLOPE_MIN = 256 << 10   # bytes a batch needs to tell the cost per byte
 _SLOPE_PRIOR = 100e-9    # seconds per byte until such a batch was seen (measured 20-80)
 _VALUE_SIZE = 512        # bytes a parsed (dict or list) message counts as
-_ERROR_COLUMNS = ("provider", "packet_id", "dev_eui", "device_id", "port", "payload", "device_class")
 
 
 @dataclass(frozen=True)
@@ -211,43 +213,13 @@ class MicroBatch:
         "device_class"}``; a bad message: ``{"line", "position", "error"}``.
         """
         if self._errors is None:
-            self._errors = _error_records(self)
+            self._errors = error_records(self.chunk, lambda line: {"position": self.position_of(line)})
         return self._errors
 
     def __repr__(self) -> str:
         return (f"MicroBatch(index={self.index}, messages={self.messages}, rows={self.rows}, "
                 f"errors={len(self.errors)}, reason={self.reason!r})")
 
-
-def _error_records(batch: MicroBatch) -> list[dict]:
-    from .sinks import _json_rows
-
-    chunk = batch.chunk
-    records: list[tuple[int, dict]] = []
-    if chunk.error.null_count < chunk.rows:
-        failed = chunk.failed()
-        cols = ["line", "error"] + [c for c in _ERROR_COLUMNS if c in failed.column_names]
-        for row in _json_rows(failed.select(cols), mixed=False):
-            line = row.pop("line")
-            records.append((line, {"line": line, "position": batch.position_of(line), **row}))
-    for line, reason in chunk.bad_lines:
-        records.append((line, {"line": line, "position": batch.position_of(line), "error": reason}))
-    records.sort(key=lambda r: r[0])
-    return [r for _, r in records]
-
-
-class _End:
-    """The source is exhausted."""
-
-
-class _Failure:
-    """The source raised; the stage re-raises after handing on what it has."""
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-_END = _End()
 
 # One uplink of each provider, for warm_up (their devices have no class: the rows fail, which is fine).
 _WARM_UP = [
@@ -320,138 +292,6 @@ class _Batcher:
         return out
 
 
-class _Handoff:
-    """A bounded one-producer, one-consumer hand-off, cheaper than queue.Queue.
-
-    Items travel through a deque (append and popleft are atomic), and the
-    lock is taken only when a side has to sleep: the consumer on an empty
-    hand-off, the producer on a full one. Each side announces that it sleeps
-    before it looks once more, and the other side looks for that
-    announcement after it acts, so no wake-up is missed.
-    """
-
-    def __init__(self, maxsize: int) -> None:
-        self.items: collections.deque = collections.deque()
-        self.maxsize = maxsize
-        self.cond = threading.Condition(threading.Lock())
-        self.consumer_sleeps = False
-        self.producer_sleeps = False
-
-    def put(self, entry: Any, timeout: float) -> bool:
-        """Add entry; False if there was no room within timeout."""
-        items = self.items
-        if len(items) >= self.maxsize:
-            with self.cond:
-                self.producer_sleeps = True
-                try:
-                    if len(items) >= self.maxsize and not self.cond.wait(timeout):
-                        if len(items) >= self.maxsize:
-                            return False
-                finally:
-                    self.producer_sleeps = False
-        items.append(entry)
-        if self.consumer_sleeps:
-            with self.cond:
-                self.cond.notify_all()
-        return True
-
-    def get(self, timeout: float) -> Any:
-        """The oldest entry; raises queue.Empty after timeout seconds without one."""
-        items = self.items
-        if not items:
-            with self.cond:
-                self.consumer_sleeps = True
-                try:
-                    if not items:
-                        self.cond.wait(timeout)
-                finally:
-                    self.consumer_sleeps = False
-            if not items:
-                raise queue.Empty
-        return self.popleft()
-
-    def popleft(self) -> Any:
-        """The oldest entry (the caller knows there is one); raises IndexError otherwise."""
-        entry = self.items.popleft()
-        if self.producer_sleeps:
-            with self.cond:
-                self.cond.notify_all()
-        return entry
-
-    def drain(self, into: list) -> None:
-        while True:
-            try:
-                into.append(self.popleft())
-            except IndexError:
-                return
-
-    def put_back(self, entry: Any) -> None:
-        """Return an end marker to the front, to be seen by the next get."""
-        self.items.appendleft(entry)
-
-
-class _ReaderThread:
-    """Moves messages from a (possibly blocking) iterator into a bounded hand-off,
-    each with the time it arrived. Stopping loses nothing it took: :meth:`finish`
-    returns whatever it holds."""
-
-    def __init__(self, source: Iterator[Any], maxsize: int) -> None:
-        self.source = source
-        self.handoff = _Handoff(maxsize)
-        self.lock = threading.Lock()
-        self.taken = 0          # messages taken from the source...
-        self.queued = 0         # ...and of those, handed off (only this thread writes either)
-        self.stopping = False   # finish() asked: hand off what you hold, take no more
-        self.closed = False     # finish() is done: take nothing more
-        self.abandoned = False  # nobody takes from the hand-off any more
-        self.thread = threading.Thread(target=self._run, name="decoder-stream-reader", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            for item in self.source:
-                with self.lock:  # against finish(): an item is either counted as held or refused
-                    if self.closed:
-                        return  # taken after the stage stopped: as if it came later
-                    self.taken += 1
-                if not self._put((item, time.monotonic())):
-                    return
-                self.queued += 1
-                if self.stopping:
-                    return
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
-            self._put(_Failure(e))
-        else:
-            self._put(_END)
-
-    def _put(self, entry: Any) -> bool:
-        while not self.abandoned:
-            if self.handoff.put(entry, _POLL):
-                return True
-        return False
-
-    def finish(self, patience: float = 1.0) -> list:
-        """Stop taking messages; return every entry taken and not yet handed on, in order."""
-        self.stopping = True
-        out: list = []
-        deadline = time.monotonic() + patience
-        while True:
-            self.handoff.drain(out)
-            with self.lock:
-                if self.taken == self.queued or time.monotonic() > deadline:
-                    self.closed = True  # the reader holds nothing now (it waits on its source)
-                    break
-            time.sleep(0.002)
-        self.handoff.drain(out)
-        return out
-
-    def abandon(self) -> None:
-        """The consumer left: let the thread end as soon as it can, dropping what it holds."""
-        self.abandoned = True
-        self.closed = True
-        self.handoff.drain([])
-
-
 class StreamStage:
     """Decode a live stream of messages in micro-batches (see the module docstring).
 
@@ -461,7 +301,7 @@ class StreamStage:
     ...     source.ack(batch.positions)        # ...then acknowledge
     """
 
-    def __init__(self, engine: Any, *, max_rows: int = DEFAULT_MAX_ROWS, max_delay: float = DEFAULT_MAX_DELAY,
+    def __init__(self, engine: Any, *, max_rows: int = MAX_ROWS, max_delay: float = MAX_DELAY,
                  idle: float | None = None) -> None:
         """``idle``: when set, also yield an empty batch (reason ``"idle"``) after
         that many seconds without a message, so a caller can do timed work
@@ -497,8 +337,6 @@ class StreamStage:
         a batch outside the stream, for a caller to warm its own conversion
         with (not to write).
         """
-        from .jsonl import normalize_values
-
         for dc in self.engine.classes:
             dc.decode([b""], encoding="raw")  # one (too short) row: loads the kernel
         # Small batches read all shapes together; big ones read each shape on its own (256+ lines).
@@ -513,11 +351,9 @@ class StreamStage:
         return MicroBatch(-1, chunk, list(range(1, len(_WARM_UP) + 1)), 1, StreamStats(), now, now, "warm-up",
                           sum(map(len, _WARM_UP)))
 
-    def _values_reader(self) -> Any:
+    def _values_reader(self) -> Reader:
         if self._reader is None:
-            from .jsonl import values_reader
-
-            self._reader = values_reader()
+            self._reader = Reader("<stream>")
         return self._reader
 
     def _expected_handoff(self, size: int) -> float:
@@ -535,8 +371,6 @@ class StreamStage:
 
     # -- decoding -----------------------------------------------------------
     def _close(self, batcher: _Batcher, reason: str, now: float) -> MicroBatch:
-        from .jsonl import normalize_values
-
         bodies, positions, redelivered, opened, first_line, size = batcher.take()
         norm = normalize_values(bodies, first_line=first_line, reader=self._values_reader())
         chunk = self.engine.decode_uplinks(
@@ -561,7 +395,7 @@ class StreamStage:
 
     def _idle_batch(self, now: float) -> MicroBatch:
         if self._empty is None:
-            self._empty = self.engine.decode_uplinks(self.engine._empty_uplinks(), source="<stream>")
+            self._empty = self.engine.decode_uplinks(empty_uplinks(), source="<stream>")
         self._stamp_time()
         return MicroBatch(self._next_index(), self._empty, [], self.stats.messages + 1, self.stats.copy(),
                           now, now, "idle")
@@ -598,7 +432,12 @@ class StreamStage:
         """
         if hasattr(source, "__aiter__") and not hasattr(source, "__iter__"):
             raise TypeError("an async iterable: use `async for batch in stage.abatches(source)`")
-        reader = _ReaderThread(iter(source), self.max_rows)
+        return self._batches(source)
+
+    def _batches(self, source: Iterable[Any], stamped: bool = False, held: int | None = None) -> Iterator[MicroBatch]:
+        """The driver; ``stamped``: the source gives (message, arrival time) pairs; ``held``:
+        messages the reader may hold ahead (default max_rows)."""
+        reader = ReaderThread(iter(source), held or self.max_rows, stamped=stamped)
         handoff = reader.handoff
         batcher = _Batcher(self)
         last_activity = time.monotonic()
@@ -625,9 +464,9 @@ class StreamStage:
                 except KeyboardInterrupt as e:
                     interrupted, reason = e, "stop"
                     break
-                if entry is _END:
+                if entry is threads.END:
                     break
-                if isinstance(entry, _Failure):
+                if isinstance(entry, threads.Failure):
                     failure = entry.error
                     break
                 batcher.add(*entry)
@@ -636,7 +475,7 @@ class StreamStage:
                         entry = handoff.popleft()
                     except IndexError:
                         break
-                    if entry is _END or isinstance(entry, _Failure):
+                    if entry is threads.END or isinstance(entry, threads.Failure):
                         handoff.put_back(entry)  # seen by the next wait
                         break
                     batcher.add(*entry)
@@ -666,11 +505,11 @@ class StreamStage:
             return "stop", 0.0
         deadline = batcher.deadline()
         if deadline is not None:
-            return ("delay", 0.0) if now >= deadline else ("wait", min(_POLL, deadline - now))
+            return ("delay", 0.0) if now >= deadline else ("wait", min(POLL, deadline - now))
         if self.idle is None:
-            return "wait", _POLL
+            return "wait", POLL
         left = last_activity + self.idle - now
-        return ("idle", 0.0) if left <= 0 else ("wait", min(_POLL, left))
+        return ("idle", 0.0) if left <= 0 else ("wait", min(POLL, left))
 
     def _hand_on(self, batcher: _Batcher, reason: str) -> Iterator[MicroBatch]:
         batch = self._close(batcher, reason, time.monotonic())
@@ -681,98 +520,115 @@ class StreamStage:
     async def abatches(self, source: Any) -> AsyncIterator[MicroBatch]:
         """Yield micro-batches from an async iterable (or a plain iterable) of messages.
 
-        Decoding runs in a worker thread, so the event loop keeps receiving
-        while a batch is decoded. Same guarantees as :meth:`batches`.
+        The same driver as :meth:`batches`, run in a worker thread (so the
+        event loop keeps receiving while a batch is decoded); an async source
+        is read by the reader thread through the event loop. Same guarantees.
         """
-        q: asyncio.Queue = asyncio.Queue(maxsize=self.max_rows)
-        counts = {"taken": 0, "queued": 0}
-        stopping = False
-
-        async def pump() -> None:
-            try:
-                if hasattr(source, "__aiter__"):
-                    async for item in source:
-                        counts["taken"] += 1
-                        await q.put((item, time.monotonic()))
-                        counts["queued"] += 1
-                        if stopping:
-                            return
-                else:
-                    for item in source:
-                        counts["taken"] += 1
-                        await q.put((item, time.monotonic()))
-                        counts["queued"] += 1
-                        if stopping:
-                            return
-            except Exception as e:  # handed to the consumer, raised there
-                await q.put(_Failure(e))
-            else:
-                await q.put(_END)
-
-        async def hand_on(reason: str) -> MicroBatch:
-            return await asyncio.to_thread(self._close, batcher, reason, time.monotonic())
-
-        task = asyncio.ensure_future(pump())
-        batcher = _Batcher(self)
-        last_activity = time.monotonic()
-        failure: BaseException | None = None
-        reason = "end"
+        held = self.max_rows
+        if hasattr(source, "__aiter__"):
+            # The bridge's buffer and the hand-off share the read-ahead the sync driver allows.
+            bridge = max(1, self.max_rows // 2)
+            source = _AsyncSource(source, asyncio.get_running_loop(), bridge)
+            held = max(1, self.max_rows - bridge)
+        batches = self._batches(source, stamped=isinstance(source, _AsyncSource), held=held)
         try:
             while True:
-                step, wait = self._next_step(batcher, last_activity)
-                if step == "stop":
-                    reason = "stop"
+                batch = await asyncio.to_thread(next, batches, None)
+                if batch is None:
                     break
-                if step != "wait":
-                    if step == "delay":
-                        batch = await hand_on("delay")
-                        yield batch
-                        self._handed_back(batch)
-                    else:
-                        yield self._idle_batch(time.monotonic())
-                    last_activity = time.monotonic()
-                    continue
-                try:
-                    entry = await asyncio.wait_for(q.get(), timeout=wait)
-                except asyncio.TimeoutError:
-                    continue
-                if entry is _END:
-                    break
-                if isinstance(entry, _Failure):
-                    failure = entry.error
-                    break
-                batcher.add(*entry)
-                while not batcher.full and not q.empty():
-                    entry = q.get_nowait()
-                    if entry is _END or isinstance(entry, _Failure):
-                        await q.put(entry)  # seen again by the next wait
-                        break
-                    batcher.add(*entry)
-                if batcher.full:
-                    batch = await hand_on("rows")
-                    yield batch
-                    self._handed_back(batch)
-                    last_activity = time.monotonic()
-            if reason == "stop":  # what the pump took is handed on too
-                stopping = True
-                while True:
-                    while not q.empty():
-                        entry = q.get_nowait()
-                        if isinstance(entry, tuple):
-                            batcher.add(*entry)
-                            if batcher.full:
-                                yield await hand_on(reason)
-                    if counts["taken"] == counts["queued"] or task.done():
-                        break
-                    await asyncio.sleep(0)  # the pump puts what it holds
-            if batcher.bodies:
-                yield await hand_on(reason)
+                yield batch
         finally:
-            task.cancel()
-        if failure is not None:
-            raise failure
+            await asyncio.to_thread(batches.close)
+            if isinstance(source, _AsyncSource):
+                source.cancel()
 
     def __repr__(self) -> str:
         return f"StreamStage(max_rows={self.max_rows}, max_delay={self.max_delay}, {self.engine!r})"
 
 
+class _AsyncSource:
+    """An async iterable as a blocking iterator for the reader thread.
+
+    A task on the event loop reads the source into a bounded buffer (pausing
+    while it is full) and stamps each message with its arrival time; the
+    reader thread takes from the buffer, so messages cross threads without a
+    loop round trip each. A message is always either still in the source or
+    in the buffer, so stopping loses none: ``stop_taking`` ends the reader's
+    iteration, ``drain`` stops the task and returns what the buffer holds.
+    """
+
+    def __init__(self, source: Any, loop: asyncio.AbstractEventLoop, maxsize: int) -> None:
+        self.loop = loop
+        self.maxsize = maxsize
+        self.items: collections.deque = collections.deque()
+        self.ready = threading.Condition(threading.Lock())
+        self.closed = False
+        self.room = asyncio.Event()
+        self.task = loop.create_task(self._pump(source))
+
+    async def _pump(self, source: Any) -> None:
+        try:
+            async for item in source:
+                self._add((item, time.monotonic()))
+                while len(self.items) >= self.maxsize:  # wait for room before taking the next one
+                    self.room.clear()
+                    if len(self.items) >= self.maxsize:
+                        await self.room.wait()
+        except Exception as e:  # handed to the reader thread, raised there
+            self._add(threads.Failure(e))
+        else:
+            self._add(threads.END)
+
+    def _add(self, entry: Any) -> None:
+        with self.ready:
+            self.items.append(entry)
+            self.ready.notify()
+
+    def __iter__(self) -> "_AsyncSource":
+        return self
+
+    def __next__(self) -> Any:
+        with self.ready:
+            while not self.items and not self.closed:
+                self.ready.wait()
+            if self.closed:
+                raise StopIteration
+            entry = self.items.popleft()
+        if not self.room.is_set():
+            self.loop.call_soon_threadsafe(self.room.set)
+        if entry is threads.END:
+            raise StopIteration
+        if isinstance(entry, threads.Failure):
+            raise entry.error
+        return entry
+
+    def stop_taking(self) -> None:
+        """End the reader thread's iteration: what is buffered stays for ``drain``."""
+        with self.ready:
+            self.closed = True
+            self.ready.notify_all()
+
+    def drain(self) -> list:
+        """Stop reading the source and return the buffered (message, arrival time) pairs."""
+        self.stop_taking()
+        if not self.task.done():
+            try:
+                asyncio.run_coroutine_threadsafe(self._stop_pump(), self.loop).result(timeout=5)
+            except Exception:  # the loop is gone: nothing more can arrive
+                pass
+        with self.ready:
+            entries = [e for e in self.items if isinstance(e, tuple)]
+            self.items.clear()
+        return entries
+
+    async def _stop_pump(self) -> None:
+        self.task.cancel()
+        try:
+            await self.task
+        except asyncio.CancelledError:
+            pass
+
+    def cancel(self) -> None:
+        """The stage is done with the source."""
+        self.stop_taking()
+        self.loop.call_soon_threadsafe(self.task.cancel)

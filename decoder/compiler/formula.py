@@ -1,6 +1,6 @@
 """Formula text -> frozen AST nodes that carry line and column.
 
-The grammar lives in ``grammars/formula.lark``; this module only turns Lark's
+The grammar is ``formula.lark`` beside this module; this module only turns Lark's
 parse tree into the small node set below and turns Lark's errors into
 :class:`ScriptError` with a caret under the bad token.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from .errors import ScriptError
+from ..errors import ScriptError
 
 __all__ = [
     "Node", "Number", "String", "Boolean", "Null", "Name", "Unary", "Binary",
@@ -186,19 +186,13 @@ class _ToAst(Transformer):
         return Conditional(test=test, then=then, otherwise=otherwise, **_at(qmark))
 
 
-def _grammar_path() -> Path:
-    here = Path(__file__).resolve().parent
-    # Installed wheels carry the grammar as decoder/grammars; a source tree keeps it at the top.
-    for candidate in (here / "grammars" / "formula.lark", here.parent / "grammars" / "formula.lark"):
-        if candidate.exists():
-            return candidate
-    raise FileNotFoundError("formula.lark not found beside the decoder package")
+_GRAMMAR = Path(__file__).with_name("formula.lark")
 
 
 @functools.lru_cache(maxsize=1)
 def _parser() -> Lark:
     # cache=True keeps the built LALR tables in a temp file keyed by the grammar: ~50 ms -> ~3 ms per process
-    return Lark(_grammar_path().read_text(), parser="lalr", maybe_placeholders=True, cache=True)
+    return Lark(_GRAMMAR.read_text(), parser="lalr", maybe_placeholders=True, cache=True)
 
 
 def _describe_unexpected(err: UnexpectedInput, text: str) -> str:

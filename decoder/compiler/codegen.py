@@ -29,14 +29,13 @@ import math
 from dataclasses import dataclass
 from functools import singledispatchmethod
 
+from ..runtime.abi import ERR_INPUT, ERR_OK, ERR_TOO_SHORT
 from .ir import (
     AndOr, Arith, Assign, BitNot, Builtin, Compare, Const, Equals, Expr, Kind, MathCall, Negate, Not,
     Program, Read, Select, Slot, SlotRef, ToNumber, Truthy,
 )
 
-__all__ = ["generate", "KernelLayout", "ERR_OK", "ERR_TOO_SHORT", "ERR_INPUT"]
-
-ERR_OK, ERR_TOO_SHORT, ERR_INPUT = 0, 1, 2
+__all__ = ["generate", "KernelLayout"]
 
 _ARITH_INFIX = {"+": "+", "-": "-", "*": "*", "/": "/"}
 _ARITH_CALL = {"%": "js_mod", "**": "js_pow", "&": "js_bitand", "|": "js_bitor", "^": "js_bitxor",
@@ -406,9 +405,9 @@ def generate(program: Program) -> tuple[str, KernelLayout]:
         "import math",
         "import numpy as np",
         "from numba import njit",
-        "from decoder._bits import (f16_from_bits, f32_from_bits, f64_from_bits, read_bits, read_bits_le,",
+        "from decoder.runtime.bits import (f16_from_bits, f32_from_bits, f64_from_bits, read_bits, read_bits_le,",
         "                           read_bytes_le, sign_extend)",
-        "from decoder._jsmath import *  # noqa: F401,F403 - the js_* runtime",
+        "from decoder.runtime.jsmath import *  # noqa: F401,F403 - the js_* runtime",
         "",
         "INF = math.inf",
         "NAN = math.nan",

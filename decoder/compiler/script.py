@@ -1,6 +1,6 @@
 """Device-class JSON -> a validated, typed model of its script.
 
-Accepts every shape the Firefly API returns (DESIGN 2): the response of
+Accepts every shape the Firefly API returns (docs/script-language.md): the response of
 ``GET /device_classes`` and ``GET /device_classes/{id}``, one device class, a
 list of them, or a bare ``script`` object; from parsed JSON, JSON text or a
 file path. Nothing here evaluates a formula: formulas are only parsed later.
@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from .errors import ScriptError
+from ..errors import ScriptError
 
-__all__ = ["ParseElement", "CalcElement", "ClassSpec", "load_specs"]
+__all__ = ["ParseElement", "CalcElement", "ClassSpec", "class_objects", "load_specs"]
 
 PARSE_TYPES = ("int", "uint", "bool", "float", "skip")
 _RESERVED_ROOTS = {"Math"}
@@ -241,6 +241,11 @@ def _spec(obj: dict, position: int) -> ClassSpec:
         name=name, id=class_id, variable_types=variable_types,
         parse_elements=parse, calculate_elements=calc, ports=ports,
     )
+
+
+def class_objects(source: Any) -> list[dict]:
+    """The device-class objects in ``source`` (parsed JSON, JSON text or a path), not yet checked."""
+    return _class_objects(_read_source(source))
 
 
 def load_specs(source: Any) -> list[ClassSpec]:

@@ -31,103 +31,19 @@ import sys
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pcsv
 
-from .errors import InputError
+from ..arrays import combine
+from ..errors import InputError
+from ..options import FORMATS, STDOUT_FORMATS, detect_format
+from . import parquet
+from .text import error_records, json_rows, textual
 
-__all__ = ["FORMATS", "detect_format", "open_sink", "Sink", "ErrorSink", "to_iso", "to_hex"]
-
-FORMATS = ("parquet", "arrow", "csv", "jsonl")
-STDOUT_FORMATS = ("arrow", "csv", "jsonl")
-_SUFFIXES = {
-    ".parquet": "parquet", ".pq": "parquet",
-    ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow", ".arrows": "arrow",
-    ".csv": "csv",
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-}
-NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
-PARTITION_KEY = "device_class"
-_HEX = np.frombuffer(b"0123456789ABCDEF", np.uint8)
-_HEX_LUT = np.stack([_HEX[np.arange(256) >> 4], _HEX[np.arange(256) & 15]], axis=1).astype(np.uint8)
-
-
-def detect_format(path: str, fmt: str | None = None) -> str:
-    """The output format: ``fmt`` if given, else from the suffix (``ValueError`` if unknown)."""
-    if fmt:
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
-        return fmt
-    if path == "-":
-        return "jsonl"
-    name = path.lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
-    suffix = os.path.splitext(name)[1]
-    if suffix in _SUFFIXES:
-        return _SUFFIXES[suffix]
-    raise ValueError(f"cannot tell the output format of {path!r} from its suffix; use --format {'|'.join(FORMATS)}")
-
-
-# -- column conversions ------------------------------------------------------------
-
-
-def _combine(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
-    if isinstance(arr, pa.ChunkedArray):
-        return arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    return arr
-
-
-def to_hex(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Binary -> upper-case hex strings, vectorized (null stays null)."""
-    arr = _combine(arr)
-    if pa.types.is_large_binary(arr.type):
-        arr = arr.cast(pa.binary()) if arr.nbytes < (1 << 30) else arr
-    n = len(arr)
-    if n == 0:
-        return pa.array([], pa.string())
-    off_type = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
-    offsets = np.frombuffer(arr.buffers()[1], off_type)[arr.offset:arr.offset + n + 1].astype(np.int64)
-    start, end = int(offsets[0]), int(offsets[-1])
-    data_buf = arr.buffers()[2]
-    data = np.frombuffer(data_buf, np.uint8)[start:end] if data_buf is not None and end > start else \
-        np.empty(0, np.uint8)
-    hexed = _HEX_LUT[data].reshape(-1)
-    new_off = (offsets - start) * 2
-    if new_off[-1] < (1 << 31):
-        out = pa.StringArray.from_buffers(n, pa.py_buffer(new_off.astype(np.int32)), pa.py_buffer(hexed))
-    else:
-        out = pa.LargeStringArray.from_buffers(n, pa.py_buffer(new_off), pa.py_buffer(hexed))
-    if arr.null_count:
-        out = pc.if_else(pc.is_valid(arr), out, pa.scalar(None, out.type))
-    return out
-
-
-def to_iso(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Timestamps -> ISO 8601 text in UTC with ``Z``, no trailing zero fractions."""
-    arr = _combine(arr)
-    if arr.type.tz is None:
-        arr = pc.assume_timezone(arr, "UTC")
-    text = pc.strftime(arr, format="%Y-%m-%dT%H:%M:%S")
-    text = pc.replace_substring_regex(text, r"\.0+$", "")
-    text = pc.replace_substring_regex(text, r"(\.\d*?)0+$", r"\1")
-    return pc.binary_join_element_wise(text, pa.scalar("Z"), pa.scalar(""))
-
-
-def _textual(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """A column made writable as CSV/JSON text: timestamps, binary and dictionaries converted."""
-    arr = _combine(arr)
-    t = arr.type
-    if pa.types.is_timestamp(t):
-        return to_iso(arr)
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
-        return to_hex(arr.cast(pa.binary()) if pa.types.is_fixed_size_binary(t) else arr)
-    if pa.types.is_dictionary(t):
-        return arr.dictionary_decode()
-    return arr
-
+__all__ = ["FORMATS", "STDOUT_FORMATS", "detect_format", "open_sink", "Sink", "ParquetSink", "ArrowSink",
+           "CsvSink", "JsonlSink", "ErrorSink"]
 
 def _leaves(t: pa.DataType, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], pa.DataType]]:
     if pa.types.is_struct(t):
@@ -205,7 +121,7 @@ def _is_our_dataset(path: Path) -> bool:
         entries = list(path.iterdir())
     except OSError:
         return False
-    return all(e.is_dir() and e.name.startswith(f"{PARTITION_KEY}=") for e in entries)
+    return all(e.is_dir() and e.name.startswith(f"{parquet.PARTITION_KEY}=") for e in entries)
 
 
 class _Target:
@@ -303,6 +219,14 @@ class _StreamSink(Sink):
     target: Any = None
     stream: Any = None
 
+    def due(self) -> bool:
+        """A stream hands rows on as it writes them: always time to commit (see ``stream.deliver``)."""
+        return True
+
+    def commit(self) -> None:
+        """Hand the written rows on (flush the stream)."""
+        self.stream.flush()
+
     def close(self) -> str:
         if self.writer is not None:
             self.writer.close()
@@ -328,54 +252,29 @@ class _StreamSink(Sink):
 
 
 class ParquetSink(Sink):
+    """One Parquet file, or with several classes a directory partitioned by class (``parquet``)."""
+
     format = "parquet"
 
-    def __init__(self, path: str, engine: Any, *, compression: str = "zstd") -> None:
-        import pyarrow.parquet as pq
-
-        self._pq = pq
+    def __init__(self, path: str, engine: Any) -> None:
         self.path = path
         self.engine = engine
-        self.compression = compression
         self.partitioned = engine.mixed
         self.target = _Target(path, directory=self.partitioned)
         self.writers: dict[str | None, Any] = {}
-        self.rows: dict[str | None, int] = {}
         if not self.partitioned:
-            self.writers[""] = pq.ParquetWriter(str(self.target.tmp), engine.schema, compression=compression)
-
-    @staticmethod
-    def segment(name: str | None) -> str:
-        """Hive partition directory name of a class (URI-escaped where a path needs it)."""
-        if name is None:
-            return f"{PARTITION_KEY}={NULL_PARTITION}"
-        out = []
-        for ch in name:
-            if ch in '%/\\:*?"<>|#' or ord(ch) < 32 or ord(ch) == 127:
-                out.extend(f"%{b:02X}" for b in ch.encode())
-            else:
-                out.append(ch)
-        text = "".join(out)
-        if text.startswith("."):
-            text = "%2E" + text[1:]
-        return f"{PARTITION_KEY}={text}"
+            self.writers[""] = parquet.open_writer(self.target.tmp, engine.schema)
 
     def write(self, chunk: Any) -> None:
         if not self.partitioned:
             self.writers[""].write_table(chunk.table)
             return
-        for name, table in chunk.by_class().items():
-            table = table.drop_columns([PARTITION_KEY])
+        for name, schema, table in parquet.partitions(chunk, self.engine):
             writer = self.writers.get(name)
             if writer is None:
-                folder = self.target.tmp / self.segment(name)
+                folder = self.target.tmp / parquet.segment(name)
                 folder.mkdir()
-                schema = self.engine.class_schema(name).remove(
-                    self.engine.class_schema(name).get_field_index(PARTITION_KEY)
-                )
-                writer = self.writers[name] = self._pq.ParquetWriter(
-                    str(folder / "part-0.parquet"), schema, compression=self.compression
-                )
+                writer = self.writers[name] = parquet.open_writer(folder / "part-0.parquet", schema)
             writer.write_table(table)
 
     def _close_writers(self) -> None:
@@ -387,7 +286,7 @@ class ParquetSink(Sink):
         self._close_writers()
         self.target.commit()
         if self.partitioned:
-            return f"{self.path}/ (Parquet dataset partitioned by {PARTITION_KEY})"
+            return f"{self.path}/ (Parquet dataset partitioned by {parquet.PARTITION_KEY})"
         return self.path
 
     def abort(self) -> None:
@@ -422,7 +321,7 @@ class ArrowSink(_StreamSink):
         table = chunk.table
         if self._fix:
             arrays = [
-                _stable_dictionaries(_combine(col), self._dicts, (name,)) if _has_dictionary(col.type) else col
+                _stable_dictionaries(combine(col), self._dicts, (name,)) if _has_dictionary(col.type) else col
                 for name, col in zip(table.column_names, table.columns)
             ]
             table = pa.Table.from_arrays(arrays, schema=self.schema)
@@ -432,8 +331,6 @@ class CsvSink(_StreamSink):
     format = "csv"
 
     def __init__(self, path: str, engine: Any, *, stdout: BinaryIO | None = None) -> None:
-        import pyarrow.csv as pcsv
-
         self.path = path
         self.engine = engine
         self.stream, self.target = _open_text_target(path, stdout)
@@ -472,39 +369,20 @@ class CsvSink(_StreamSink):
         table = chunk.table
         n = table.num_rows
         arrays = []
-        decoded = _combine(table["decoded"]) if n else None
+        decoded = combine(table["decoded"]) if n else None
         for (name, how), field in zip(self.plan, self.schema):
             if how[0] == "column":
-                arr = _textual(table[how[1]])
+                arr = textual(table[how[1]])
             elif n == 0:
                 arr = pa.array([], field.type)
             else:
                 pieces = []
                 for cls, path, _ in how[1]:
                     base = decoded if cls is None else _get(decoded, (cls,))
-                    pieces.append(_textual(_get(base, path)).cast(field.type))
+                    pieces.append(textual(_get(base, path)).cast(field.type))
                 arr = pieces[0] if len(pieces) == 1 else pc.coalesce(*pieces)
             arrays.append(arr.cast(field.type) if arr.type != field.type else arr)
         self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
-
-def _json_rows(table: pa.Table, *, mixed: bool) -> list[dict]:
-    arrays = []
-    for col in table.columns:
-        t = col.type
-        if pa.types.is_timestamp(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
-            arrays.append(_textual(col))
-        elif pa.types.is_dictionary(t):
-            arrays.append(col.cast(t.value_type))  # to_pylist of a dictionary array is ~50x slower
-        else:
-            arrays.append(col)
-    rows = pa.Table.from_arrays(arrays, names=table.column_names).to_pylist()
-    if mixed:
-        for row in rows:
-            dec = row.get("decoded")
-            if dec is not None:
-                row["decoded"] = dec.get(row.get("device_class"))
-    return rows
-
 
 _JSON_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
 
@@ -520,21 +398,14 @@ class JsonlSink(_StreamSink):
     def rows_of(self, chunk: Any) -> bytes:
         """The JSON Lines of a chunk's rows."""
         dumps = orjson.dumps
-        return b"".join(dumps(r, option=_JSON_OPTS) for r in _json_rows(chunk.table, mixed=self.engine.mixed))
+        return b"".join(dumps(r, option=_JSON_OPTS) for r in json_rows(chunk.table, mixed=self.engine.mixed))
 
     def write(self, chunk: Any) -> None:
         self.stream.write(self.rows_of(chunk))
 
-_ERROR_COLUMNS = ("provider", "packet_id", "dev_eui", "device_id", "port", "payload", "device_class")
-
-
 class ErrorSink(_StreamSink):
-    """``--errors FILE``: every failed row and bad line, JSON Lines, in input order.
-
-    A row: ``{"input", "line", "error", "provider", "packet_id", "dev_eui",
-    "device_id", "port", "payload" (hex), "device_class"}``; a bad line (no
-    uplink in it): ``{"input", "line", "error"}``.
-    """
+    """``--errors FILE``: every failed row and bad line, JSON Lines, in input order
+    (the records of ``text.error_records``, each with its ``input`` file)."""
 
     def __init__(self, path: str, *, stdout: BinaryIO | None = None) -> None:
         self.path = path
@@ -542,20 +413,11 @@ class ErrorSink(_StreamSink):
         self.count = 0
 
     def write(self, chunk: Any) -> None:
-        records: list[tuple[int, dict]] = []
-        if chunk.error.null_count < chunk.rows:
-            failed = chunk.failed()
-            cols = ["line", "error"] + [c for c in _ERROR_COLUMNS if c in failed.column_names]
-            for row in _json_rows(failed.select(cols), mixed=False):
-                rec = {"input": chunk.source, **row}
-                records.append((row.get("line") or 0, rec))
-        for line, reason in chunk.bad_lines:
-            records.append((line, {"input": chunk.source, "line": line, "error": reason}))
-        if not records:
-            return
-        records.sort(key=lambda r: r[0])
-        self.stream.write(b"".join(orjson.dumps(r, option=_JSON_OPTS) for _, r in records))
-        self.count += len(records)
+        records = error_records(chunk, lambda line: {"input": chunk.source})
+        if records:
+            self.stream.write(b"".join(orjson.dumps(r, option=_JSON_OPTS) for r in records))
+            self.count += len(records)
+
 
 def open_sink(path: str, fmt: str | None, engine: Any, *, stdout: BinaryIO | None = None) -> Sink:
     """A writer for ``path`` (``"-"``: stdout) in ``fmt`` (or the format of its suffix)."""

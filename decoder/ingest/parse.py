@@ -1,30 +1,21 @@
-"""JSON Lines -> normalized Arrow tables, streamed in chunks of whole lines.
+"""Chunks of JSON Lines -> normalized Arrow tables (``NormalizedChunk``), and in-memory values the same way.
 
-    from decoder.jsonl import read_chunks
-    for chunk in read_chunks("packets.jsonl.gz"):
-        chunk.uplinks, chunk.receptions, chunk.bad_lines, chunk.skipped
+How a chunk goes (every choice measured: benchmarks/bench_ingest.py):
 
-How it goes (every choice measured: benchmarks/bench_ingest.py):
-
-1. A reader thread fills a buffer with whole lines (about ``chunk_bytes``;
-   a longer line is read whole), gzip inflated by Arrow off the GIL. Whole
-   chunks go to a pool, one per core, while the caller works on an earlier
-   chunk: memory is bounded by the chunk size, never the file size. Each
-   chunk numbers its lines from 1; the consumer renumbers them in order.
-2. A numba SWAR scan (8 bytes per step) finds the lines; blank lines are
-   set aside (only lines starting with whitespace are looked at), so every
-   Arrow row maps to its line number.
-3. Lines are grouped by the first key of their object: one group per shape
+1. A numba SWAR scan (``scan``, 8 bytes per step) finds the lines; blank
+   lines are set aside (only lines starting with whitespace are looked at),
+   so every Arrow row maps to its line number.
+2. Lines are grouped by the first key of their object: one group per shape
    in a mixed file, and no copy for a one-shape chunk.
-4. ``pyarrow.json.read_json`` parses a group with only the field groups it
-   needs (``decoder.providers.raw_schema``: Arrow pays for every schema
-   field on every row, so a Firefly file is not parsed with Helium's
-   fields). What a group needs is learned as it goes: more fields are added
-   when rows need them (``Normalized.needs``), reported_at is read as text
-   when Helium prints it in quotes, and rewritten in place as a number when
-   one group prints it both ways.
-5. ``decoder.providers.normalize`` does the rest, vectorized (Arrow compute,
-   numpy, small numba kernels).
+3. ``pyarrow.json.read_json`` parses a group with only the field groups it
+   needs (``raw.raw_schema``: Arrow pays for every schema field on every
+   row, so a Firefly file is not parsed with Helium's fields). What a group
+   needs is learned as it goes: more fields are added when rows need them
+   (``Normalized.needs``), reported_at is read as text when Helium prints it
+   in quotes, and rewritten in place as a number when one group prints it
+   both ways.
+4. ``normalize`` does the rest, vectorized (Arrow compute, numpy, small
+   numba kernels).
 
 When Arrow rejects a part (a malformed line, a JSON array, a field of the
 wrong type, invalid UTF-8, two values on one line), it is parsed again as
@@ -41,26 +32,25 @@ judged on their text with every field.
 from __future__ import annotations
 
 import collections
-import gzip
-import io
-import os
-import queue
 import re
-import sys
-import threading
-import zlib
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, Iterable
 
 import numpy as np
+import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
 
-from .errors import InputError
-from .providers._common import line_bounds
+from .. import threads
+from . import scan
+from .normalize import Normalized, normalize
+from .raw import ALL_GROUPS, describe_other, json_kind, prepare_object, raw_schema, raw_table
+from .scan import line_bounds
+from .schema import RECEPTION_SCHEMA, UPLINK_SCHEMA, empty_receptions, empty_uplinks
 
-__all__ = ["NormalizedChunk", "read_chunks", "normalize_values", "DEFAULT_CHUNK_BYTES"]
+__all__ = ["NormalizedChunk", "Reader", "normalize_values"]
 
-DEFAULT_CHUNK_BYTES = 8 << 20
 _WS = b" \t\r\n"
 _ROW_RE = re.compile(r" in row (\d+)\s*$")
 _TYPE_RE = re.compile(r"Column\(([^)]*)\) changed from (\w+) to (\w+)")
@@ -84,76 +74,7 @@ class NormalizedChunk:
         return self.uplinks.num_rows + len(self.bad_lines) + sum(self.skipped.values())
 
 
-# --------------------------------------------------------------------------- opening
-
-
-def _open(source) -> tuple[BinaryIO, str, list]:
-    """-> (binary stream, display name, things to close)."""
-    closers: list = []
-    if isinstance(source, (str, os.PathLike)):
-        name = os.fspath(source)
-        if name == "-":
-            raw = sys.stdin.buffer
-            name = "<stdin>"
-        else:
-            try:
-                raw = open(name, "rb")
-            except OSError as e:
-                raise InputError(f"{name}: cannot open: {e.strerror or e}") from e
-            closers.append(raw)
-    elif hasattr(source, "read"):
-        raw = source
-        name = getattr(source, "name", None)
-        name = name if isinstance(name, str) else "<stream>"
-    else:
-        raise TypeError(f"read_chunks: expected a path, '-' or a binary file object, got {type(source).__name__}")
-    if not hasattr(raw, "peek"):  # BytesIO, sockets, anything with read(n): peek for the gzip magic
-        raw = io.BufferedReader(_RawAdapter(raw), buffer_size=1 << 16)
-    try:
-        head = raw.peek(2)[:2]
-    except OSError as e:
-        raise InputError(f"{name}: cannot read: {e}") from e
-    if isinstance(head, str):
-        raise TypeError(f"{name}: read_chunks needs a binary stream, not a text one")
-    if head == b"\x1f\x8b" or name.endswith(".gz"):
-        # Arrow's gzip stream: about 30% faster than the gzip module, and it
-        # inflates without the GIL (the reader runs beside the parsing).
-        if closers:  # a file we opened: let Arrow read it natively
-            for c in closers:
-                c.close()
-            closers = []
-            try:
-                raw = pa.input_stream(name, compression="gzip")
-            except OSError as e:  # pragma: no cover - it was just opened
-                raise InputError(f"{name}: cannot open: {e}") from e
-        else:
-            raw = pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "gzip")
-        closers.insert(0, raw)
-    return raw, name, closers
-
-
-class _RawAdapter(io.RawIOBase):
-    """Any object with read(n) -> bytes, as a raw stream BufferedReader can wrap."""
-
-    def __init__(self, f):
-        self._f = f
-
-    def readable(self):
-        return True
-
-    def readinto(self, b):
-        data = self._f.read(len(b))
-        if isinstance(data, str):
-            raise TypeError("read_chunks needs a binary stream, not a text one")
-        n = len(data)
-        b[:n] = data
-        return n
-
-
-# --------------------------------------------------------------------------- chunk processing
-
-
-class _Reader:
+class Reader:
     """Turns chunks of JSON Lines into NormalizedChunks.
 
     State kept across chunks: whether to rewrite digit-string epoch
@@ -162,29 +83,14 @@ class _Reader:
     fields, which Arrow would otherwise pay for on every row)."""
 
     def __init__(self, name: str = "<input>"):
-        import pyarrow.json as pj
-
-        from .providers import ALL_GROUPS, describe_other, normalize, prepare_object, raw_schema, raw_table
-        from .providers._common import kernels
-        from .providers._kernels import _PATTERN
-
         self.name = name
-        self.pj = pj
-        self.normalize = normalize
-        self.prepare_object = prepare_object
-        self.raw_table = raw_table
-        self.raw_schema = raw_schema
-        self.describe_other = describe_other
-        self.all_groups = ALL_GROUPS
-        self.k = kernels()
-        self.pattern = _PATTERN
         self.learned: dict[int, _Learned] = {}  # by first key (see process)
         self._options: dict = {}
 
     def _learned(self, key: int) -> "_Learned":
         state = self.learned.get(key)
         if state is None:
-            state = self.learned[key] = _Learned(self.all_groups)
+            state = self.learned[key] = _Learned(ALL_GROUPS)
         return state
 
     # -- Arrow ---------------------------------------------------------------
@@ -192,13 +98,13 @@ class _Reader:
         key = (groups, text)
         opts = self._options.get(key)
         if opts is None:
-            opts = self.pj.ParseOptions(explicit_schema=self.raw_schema(groups, text, own_markers=True),
+            opts = pj.ParseOptions(explicit_schema=raw_schema(groups, text, own_markers=True),
                                         unexpected_field_behavior="ignore")
             self._options[key] = opts
         # One block: Arrow's row numbers in errors are then exact, and every
         # column comes out as a single array. Parallelism is ours (see process).
-        ropts = self.pj.ReadOptions(use_threads=False, block_size=max(len(data) + 1, 1 << 16))
-        return self.pj.read_json(pa.BufferReader(pa.py_buffer(data)), read_options=ropts, parse_options=opts)
+        ropts = pj.ReadOptions(use_threads=False, block_size=max(len(data) + 1, 1 << 16))
+        return pj.read_json(pa.BufferReader(pa.py_buffer(data)), read_options=ropts, parse_options=opts)
 
     def _parse(self, data, a: np.ndarray, state: dict, learned: "_Learned"):
         """(Arrow table of data, or the ArrowInvalid; a function parsing again with
@@ -226,7 +132,7 @@ class _Reader:
             if state["patched"]:
                 break
             learned.unquote = True  # both forms: rewrite "123" as 123, read numbers
-            self.k.unquote_reported_at(a, self.pattern)
+            scan.unquote_reported_at(a, scan.REPORTED_AT_KEY)
             state["patched"] = True
         return err, None
 
@@ -263,13 +169,13 @@ class _Reader:
             return _empty_chunk(first_line, lines=0, total=total)
 
         groups = self._group(a, starts, ends)
-        workers = _workers() if parallel and n >= _MIN_PART_BYTES * 2 else 1
+        workers = threads.workers() if parallel and n >= _MIN_PART_BYTES * 2 else 1
         jobs = []
         for key, sel in groups:
             if sel is None:  # the whole chunk
                 g_view, g_a, g_starts, g_ends, g_lines = view, a, starts, ends, line_no
             else:
-                g_a, g_starts, g_ends = _gather(self.k, a, starts, ends, sel)
+                g_a, g_starts, g_ends = _gather(a, starts, ends, sel)
                 g_view, g_lines = memoryview(g_a), line_no[sel]
             size = len(g_a)
             parts = max(1, min(workers, round(workers * size / n)))
@@ -288,7 +194,7 @@ class _Reader:
         if len(jobs) == 1:
             results = [self._part(*jobs[0])]
         else:
-            results = list(_pool().map(lambda j: self._part(*j), jobs))
+            results = list(threads.pool("parts").map(lambda j: self._part(*j), jobs))
         chunk = _merge([p for ps in results for p in ps], first_line, nonblank)
         chunk.total_lines = total
         return chunk
@@ -299,7 +205,7 @@ class _Reader:
         n = len(starts)
         if n < 2 * _MIN_GROUP_LINES:
             return [(0, None)]
-        keys = self.k.first_keys(a, starts, ends)
+        keys = scan.first_keys(a, starts, ends)
         if (keys == keys[0]).all():
             return [(int(keys[0]), None)]
         uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
@@ -322,7 +228,7 @@ class _Reader:
         """Non-blank lines of one part -> Normalized pieces in line order."""
         state = {"patched": False}
         if learned.unquote:
-            self.k.unquote_reported_at(a, self.pattern)
+            scan.unquote_reported_at(a, scan.REPORTED_AT_KEY)
             state["patched"] = True
         if not non_ascii or _first_non_utf8(buf, None) is None:
             table, again = self._parse(buf, a, state, learned)
@@ -341,7 +247,7 @@ class _Reader:
         rejects the text (the caller goes line by line)."""
         groups = frozenset()
         for _ in range(4):
-            norm = self.normalize(table, line_no)
+            norm = normalize(table, line_no)
             if not norm.needs:
                 break
             groups = groups | norm.needs
@@ -356,10 +262,10 @@ class _Reader:
             if other is None or other.uplinks.num_rows:
                 # Cannot happen with a schema of every group; with fewer, parse again.
                 try:
-                    table = again(self.all_groups)
+                    table = again(ALL_GROUPS)
                 except pa.ArrowInvalid:
                     return None
-                norm = self.normalize(table, line_no)
+                norm = normalize(table, line_no)
                 other = self._judge_unknown(norm, buf, bounds, line_no)
                 if other is None or other.uplinks.num_rows:  # pragma: no cover
                     raise AssertionError("rows of no known shape turned out to be uplinks")
@@ -372,8 +278,6 @@ class _Reader:
         """Rows of no known shape: read their text with orjson and judge them with
         every field (the schema may lack the fields that would have made them,
         say, a down packet; or they are an envelope it does not carry)."""
-        import orjson
-
         starts, ends = bounds
         items = []
         extra = []
@@ -381,15 +285,12 @@ class _Reader:
             line = int(line_no[r])
             obj = orjson.loads(bytes(buf[starts[r]:ends[r]]))
             if j >= 0:  # a packet of an envelope, parsed with every Firefly field
-                skipped, reason = self.describe_other(obj["packets"][j])
+                skipped, reason = describe_other(obj["packets"][j])
                 extra.append((line, skipped, reason))
             else:
                 items.append((line, obj))
         other = self.values(items) if items else None
         if other is None:
-            from .providers import Normalized
-            from .providers._common import empty_receptions, empty_uplinks
-
             other = Normalized(empty_uplinks(), empty_receptions())
         for line, skipped, reason in extra:
             other.skipped.update(skipped)
@@ -466,8 +367,6 @@ class _Reader:
         """Lines read by orjson -> Normalized pieces. JSON arrays of objects (the
         Helium events endpoint returns one) and envelopes are written back as one
         object per line and go through Arrow, the rest through ``values``."""
-        import orjson
-
         items = []
         objects, object_lines = [], []
         for s, e, line in zip(starts, ends, line_no):
@@ -510,23 +409,23 @@ class _Reader:
                 continue
             for obj, prefix in _expand(value, skipped):
                 if not isinstance(obj, dict):
-                    bad.append((line, f"{prefix}expected a JSON object, got {_kind(obj)}"))
+                    bad.append((line, f"{prefix}expected a JSON object, got {json_kind(obj)}"))
                     continue
-                row, error, why = self.prepare_object(obj)
+                row, error, why = prepare_object(obj)
                 rows.append(row)
                 lines.append(line)
                 errors.append(error)
                 whys.append(why)
                 objs.append(obj)
-        table = self.raw_table(rows)
-        norm = self.normalize(
+        table = raw_table(rows)
+        norm = normalize(
             table,
             np.array(lines, dtype=np.int64),
             pa.array(errors, pa.string()) if any(errors) else None,
             pa.array(whys, pa.string()) if any(whys) else None,
         )
         for r in norm.unknown:
-            s, reason = self.describe_other(objs[r])
+            s, reason = describe_other(objs[r])
             norm.skipped.update(s)
             if reason:
                 norm.bad.append((lines[r], reason))
@@ -547,13 +446,13 @@ class _Learned:
         self.unquote = False  # rewrite "reported_at": "<digits>" as a number
 
 
-def _gather(k, a, starts, ends, sel):
+def _gather(a, starts, ends, sel):
     """The lines sel of a, copied one after the other (with newlines)."""
     size = int((ends[sel] - starts[sel]).sum()) + len(sel)
     out = np.empty(size, dtype=np.uint8)
     new_starts = np.empty(len(sel), dtype=np.int64)
     new_ends = np.empty(len(sel), dtype=np.int64)
-    k.gather_lines(a, starts, ends, np.ascontiguousarray(sel, dtype=np.int64), out, new_starts, new_ends)
+    scan.gather_lines(a, starts, ends, np.ascontiguousarray(sel, dtype=np.int64), out, new_starts, new_ends)
     return out, new_starts, new_ends
 
 
@@ -562,12 +461,6 @@ class _Bad:
 
     def __init__(self, reason: str):
         self.reason = reason
-
-
-def _kind(v) -> str:
-    from .providers import _kind as k
-
-    return k(v)
 
 
 def _expand(value, skipped):
@@ -644,34 +537,14 @@ def _bad_utf8_lines(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.n
 _MIN_PART_BYTES = 1 << 20
 _MIN_REWRITE = 16  # objects from arrays worth writing back as lines for Arrow
 _MIN_GROUP_LINES = 256  # a shape with fewer lines in a chunk is not parsed on its own
-_POOL = None
-
-
-def _workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
-
-
-def _pool():
-    global _POOL
-    if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="decoder-jsonl")
-    return _POOL
 
 
 def _empty_chunk(first_line: int, lines: int = 0, total: int = 0) -> NormalizedChunk:
-    from .providers._common import empty_receptions, empty_uplinks
-
     return NormalizedChunk(empty_uplinks(), empty_receptions(), [], collections.Counter(), lines, first_line, total)
 
 
 def _merge(pieces: list, first_line: int, lines: int) -> NormalizedChunk:
     """Pieces (each in line order) -> one chunk with the uplinks in line order."""
-    import pyarrow.compute as pc
-
-    from .providers._common import RECEPTION_SCHEMA, UPLINK_SCHEMA
-
     if not pieces:
         return _empty_chunk(first_line, lines)
     if len(pieces) == 1:
@@ -709,175 +582,7 @@ def _merge(pieces: list, first_line: int, lines: int) -> NormalizedChunk:
 # --------------------------------------------------------------------------- public
 
 
-def read_chunks(source, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[NormalizedChunk]:
-    """Stream JSON Lines from a path (``.gz`` by suffix or magic bytes), ``"-"``
-    for stdin, or a binary file object, as NormalizedChunks of about
-    ``chunk_bytes`` of input each, in input order.
-
-    A reader thread reads (and inflates) the input and counts its lines;
-    whole chunks are parsed and normalized in parallel, one per core, while
-    the caller works on an earlier one. At most about three chunks per core
-    exist at a time, so memory is bounded by the chunk size, never by the
-    file size. Errors reading the input raise ``InputError`` naming the file
-    and the last line read."""
-    if chunk_bytes < 1:
-        raise ValueError("chunk_bytes must be positive")
-    stream, name, closers = _open(source)
-    workers = _workers()
-    q: queue.Queue = queue.Queue(maxsize=workers)
-    stop = threading.Event()
-    producer = threading.Thread(target=_produce, args=(stream, name, chunk_bytes, q, stop, workers),
-                                name="decoder-jsonl-reader", daemon=True)
-    producer.start()
-    line = 1  # number of the next chunk's first line
-    try:
-        while True:
-            item = q.get()
-            if item is _END:
-                break
-            if isinstance(item, _Failure):
-                error = item.error
-                if isinstance(error, InputError) and "{line}" in str(error):
-                    error = InputError(str(error).replace("{line}", str(line - 1)))
-                    error.__cause__ = item.error.__cause__
-                raise error.with_traceback(item.error.__traceback__)
-            chunk = item.result()  # raises what the chunk raised
-            # Chunks are numbered from 1 where they are parsed, in parallel: renumber.
-            if line != 1:
-                _renumber(chunk, line - 1)
-            line += chunk.total_lines
-            yield chunk
-    finally:
-        stop.set()
-        while producer.is_alive():  # unblock a producer waiting to put, then let it see `stop`
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                pass
-            producer.join(timeout=0.05)
-        for c in closers:
-            try:
-                c.close()
-            except Exception:  # pragma: no cover
-                pass
-
-
-_END = object()
-
-
-def _renumber(chunk: NormalizedChunk, offset: int) -> None:
-    import pyarrow.compute as pc
-
-    up = chunk.uplinks
-    if up.num_rows:
-        k = up.schema.get_field_index("line")
-        chunk.uplinks = up.set_column(k, "line", pc.add(up.column(k), pa.scalar(offset, pa.int64())))
-    chunk.bad_lines = [(line + offset, reason) for line, reason in chunk.bad_lines]
-    chunk.first_line += offset
-
-
-class _Failure:
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException):
-        self.error = error
-
-
-_CHUNK_POOL = None
-
-
-def _chunk_pool():
-    global _CHUNK_POOL
-    if _CHUNK_POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _CHUNK_POOL = ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="decoder-jsonl-chunk")
-    return _CHUNK_POOL
-
-
-def _produce(stream, name: str, chunk_bytes: int, q: "queue.Queue", stop: threading.Event, workers: int) -> None:
-    """The reader thread: fill buffers with whole lines, count them, hand each
-    to the chunk pool, and queue the futures in input order."""
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    try:
-        reader = _Reader(name)
-        pool = _chunk_pool()
-        free: queue.Queue = queue.Queue()
-        for _ in range(workers + 1):  # one per chunk being parsed, and one being read
-            free.put(bytearray(chunk_bytes))
-        readinto = getattr(stream, "readinto", None)
-        carry = b""
-        eof = False
-        while not eof:
-            buf = None
-            while buf is None:
-                if stop.is_set():
-                    return
-                try:
-                    buf = free.get(timeout=0.05)
-                except queue.Empty:
-                    pass
-            have = len(carry)
-            if have >= len(buf):  # the start of a line longer than this buffer
-                buf = bytearray(have + len(buf))
-            buf[:have] = carry  # never a resize: a view of buf may still be alive
-            while True:
-                while have < len(buf) and not eof:  # pipes and gzip may return less than asked
-                    with memoryview(buf) as view:
-                        got = _fill(stream, readinto, view[have:], name)
-                    if got == 0:
-                        eof = True
-                    have += got
-                cut = buf.rfind(b"\n", 0, have)
-                if eof or cut >= 0:
-                    break
-                bigger = bytearray(2 * len(buf))  # one line longer than the buffer
-                bigger[:have] = buf[:have]
-                buf = bigger
-            end = have if eof else cut + 1
-            carry = bytes(buf[end:have])
-            if end == 0:
-                free.put(buf)
-                break
-            block = memoryview(buf)[:end]
-            # Numbered from 1 here, renumbered by the consumer (line counts are
-            # known only once chunks are parsed). The last chunk: parts in parallel.
-            future = pool.submit(reader.process, block, 1, None, eof)
-            future.add_done_callback(lambda _f, b=buf: free.put(b))
-            del block
-            if not put(future):
-                return
-        put(_END)
-    except BaseException as e:  # handed to the consumer, raised there
-        put(_Failure(e))
-
-
-def _fill(stream, readinto, view: memoryview, name: str) -> int:
-    try:
-        if readinto is not None:
-            return readinto(view) or 0
-        data = stream.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-    except (EOFError, gzip.BadGzipFile, zlib.error, OSError, pa.ArrowException) as e:
-        text = str(e).lower()
-        what = "truncated gzip data" if isinstance(e, EOFError) or "truncated" in text else \
-            "corrupt gzip data" if isinstance(e, (gzip.BadGzipFile, zlib.error)) or \
-            any(w in text for w in ("gzip", "zlib", "inflate", "compress")) else "read error"
-        # "{line}": the consumer puts in the last line it handed out.
-        raise InputError(f"{name}: {what} after line {{line}}: {e}") from e
-
-
-def normalize_values(values: Iterable[Any], first_line: int = 1, *, reader: "_Reader | None" = None) -> NormalizedChunk:
+def normalize_values(values: Iterable[Any], first_line: int = 1, *, reader: "Reader | None" = None) -> NormalizedChunk:
     """Normalize in-memory packets: each item is one JSON value (dict or list)
     or one JSON text (str or bytes). Item k gets the line number first_line + k;
     blank text items are skipped (like blank lines).
@@ -887,15 +592,13 @@ def normalize_values(values: Iterable[Any], first_line: int = 1, *, reader: "_Re
     that cannot be one line (a text with a newline, a value orjson cannot
     write) is read on its own by the slow path.
 
-    reader: the value of :func:`values_reader`, to keep what the reader
+    reader: a :class:`Reader` kept from one call to the next, to keep what it
     learns about the shapes of the values from one call to the next (a
     stream of small batches)."""
-    import orjson
-
     items = values if isinstance(values, (list, tuple)) else list(values)
     if not items:
         return _empty_chunk(first_line)
-    reader = reader or _Reader("<values>")
+    reader = reader or Reader("<values>")
     if all(type(v) is bytes for v in items):  # lines from a socket or a pipe: join them as they are
         text = b"\n".join(items)
         if text.count(b"\n") == len(items) - 1:  # no item holds a newline of its own
@@ -935,14 +638,7 @@ def normalize_values(values: Iterable[Any], first_line: int = 1, *, reader: "_Re
     return _merge(pieces, first_line, chunk.lines + side_lines)
 
 
-def values_reader() -> _Reader:
-    """A reader for repeated :func:`normalize_values` calls on values of like shapes."""
-    return _Reader("<values>")
-
-
 def _as_piece(chunk: NormalizedChunk):
-    from .providers import Normalized
-
     if not (chunk.uplinks.num_rows or chunk.bad_lines or chunk.skipped):
         return None
     return Normalized(chunk.uplinks, chunk.receptions, list(chunk.bad_lines), collections.Counter(chunk.skipped))

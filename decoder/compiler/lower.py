@@ -1,4 +1,4 @@
-"""AST + parse elements -> typed IR (see ``ir.py``), with every type rule of DESIGN 2.2.
+"""AST + parse elements -> typed IR (see ``ir.py``), with every type rule of docs/script-language.md.
 
 Errors are ScriptErrors that point at the offending token; the compiler adds
 the class name and the element label.
@@ -11,8 +11,8 @@ import math
 import numpy as np
 
 from . import formula as ast
-from ._fold import fold_arith
-from .errors import ScriptError
+from .fold import fold_arith
+from ..errors import ScriptError
 from .ir import (
     AndOr, Arith, Assign, BitNot, Builtin, Compare, Const, Equals, Expr, JsType, Kind, MathCall,
     Negate, Not, Program, Read, Select, Slot, SlotRef, ToNumber, Truthy,

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .codegen import ERR_INPUT, KernelLayout, generate
-from .errors import ScriptError
+from ..runtime.abi import ERR_INPUT
+from .codegen import KernelLayout, generate
+from ..errors import ScriptError
 from .ir import Program
 from .lower import lower
 from .script import ClassSpec, load_specs
@@ -58,7 +59,7 @@ class DeviceClass:
     def kernel(self):
         """The compiled kernel (built on first use; numba is imported only then)."""
         if self._kernel is None:
-            from .kernels import load_kernel
+            from .cache import load_kernel
 
             self._kernel = load_kernel(self.source)
         return self._kernel
@@ -72,7 +73,7 @@ class DeviceClass:
     def decode(self, payloads: Any, encoding: str = "hex", ports: Any = None,
                include_hidden: bool = False):
         """Decode a batch of payloads (hex or base64 text, or raw bytes) into a DecodedBatch."""
-        from .payload import to_buffer
+        from ..payload import to_buffer
 
         if isinstance(payloads, (list, tuple)) and len(payloads) >= _OVERLAP_ROWS:
             # Decode each converted chunk while the next one's text is gathered (two cores).
@@ -182,7 +183,7 @@ class _Outputs:
 
     def run(self, data: np.ndarray, offsets: np.ndarray, in_err: np.ndarray, first: int, count: int) -> None:
         """Decode rows first .. first + count (offsets are absolute positions in data)."""
-        from ._bits import uniform_stride
+        from ..runtime.bits import uniform_stride
 
         if count <= 0:
             return

@@ -1,4 +1,4 @@
-"""Compile, memoize and cache kernels on disk (DESIGN 8).
+"""Compile, memoize and cache kernels on disk.
 
 Kernel source goes to ``<cache dir>/k_<sha256>.py`` and is imported from
 there, so ``numba.njit(cache=True)`` keeps its machine code in the
@@ -26,7 +26,7 @@ from typing import Callable
 __all__ = ["Kernel", "load_kernel", "cache_dir"]
 
 CACHE_ENV = "DECODER_CACHE_DIR"
-_RUNTIME_MODULES = ("_bits.py", "_jsmath.py", "codegen.py")
+_RUNTIME_MODULES = ("runtime/abi.py", "runtime/bits.py", "runtime/jsmath.py", "compiler/codegen.py")
 _memo: dict[str, "Kernel"] = {}
 _lock = threading.Lock()
 
@@ -59,10 +59,10 @@ def cache_dir() -> Path:
 def _runtime_fingerprint() -> bytes:
     import numba
 
-    here = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent
     h = hashlib.sha256(numba.__version__.encode())
     for name in _RUNTIME_MODULES:
-        h.update((here / name).read_bytes())
+        h.update((package / name).read_bytes())
     return h.digest()
 
 

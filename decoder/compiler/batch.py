@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from .codegen import ERR_INPUT, ERR_OK, ERR_TOO_SHORT
+from ..runtime.abi import ERR_INPUT, ERR_OK, ERR_TOO_SHORT
 from .ir import Slot
 
 __all__ = ["Column", "DecodedBatch"]

@@ -25,13 +25,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
-from .sinks import PARTITION_KEY, ParquetSink
+from ..errors import InputError
+from ..options import ROLL_ROWS, ROLL_SECONDS
+from . import parquet
 
-__all__ = ["RollingParquetSink", "DEFAULT_ROLL_ROWS", "DEFAULT_ROLL_SECONDS"]
+__all__ = ["RollingParquetSink"]
 
-DEFAULT_ROLL_ROWS = 50_000
-DEFAULT_ROLL_SECONDS = 60.0
 _TMP_PREFIX = ".part-"
 _TMP_SUFFIX = ".parquet.tmp"
 
@@ -39,18 +38,14 @@ _TMP_SUFFIX = ".parquet.tmp"
 class RollingParquetSink:
     """Write chunks into ``directory`` as Parquet files rolled by rows or age (see the module docstring)."""
 
-    def __init__(self, directory: str | os.PathLike, engine: Any, *, roll_rows: int = DEFAULT_ROLL_ROWS,
-                 roll_seconds: float = DEFAULT_ROLL_SECONDS, compression: str = "zstd") -> None:
-        import pyarrow.parquet as pq
-
+    def __init__(self, directory: str | os.PathLike, engine: Any, *, roll_rows: int = ROLL_ROWS,
+                 roll_seconds: float = ROLL_SECONDS) -> None:
         if roll_rows < 1 or not roll_seconds > 0:
             raise ValueError("roll_rows and roll_seconds must be positive")
-        self._pq = pq
         self.directory = Path(directory)
         self.engine = engine
         self.roll_rows = int(roll_rows)
         self.roll_seconds = float(roll_seconds)
-        self.compression = compression
         self.partitioned = engine.mixed
         self.files_written: list[Path] = []
         self.rows_written = 0     # rows in renamed (complete) files
@@ -88,22 +83,20 @@ class RollingParquetSink:
         if not self.partitioned:
             self._writer(None, self.engine.schema).write_table(chunk.table)
         else:
-            for name, table in chunk.by_class().items():
-                schema = self.engine.class_schema(name)
-                table = table.drop_columns([PARTITION_KEY])
-                self._writer(name, schema.remove(schema.get_field_index(PARTITION_KEY))).write_table(table)
+            for name, schema, table in parquet.partitions(chunk, self.engine):
+                self._writer(name, schema).write_table(table)
         self.rows += chunk.rows
 
     def _writer(self, name: str | None, schema: Any) -> Any:
         entry = self._writers.get(name)
         if entry is None:
-            folder = self.directory if not self.partitioned else self.directory / ParquetSink.segment(name)
+            folder = self.directory if not self.partitioned else self.directory / parquet.segment(name)
             folder.mkdir(exist_ok=True)
             base = f"part-{self._stamp}-{self._seq:06d}"
             final = folder / f"{base}.parquet"
             tmp = folder / f"{_TMP_PREFIX}{base[5:]}{_TMP_SUFFIX}"
             try:
-                writer = self._pq.ParquetWriter(str(tmp), schema, compression=self.compression)
+                writer = parquet.open_writer(tmp, schema)
             except OSError as err:
                 raise InputError(f"cannot write {tmp}: {err}") from None
             entry = self._writers[name] = (writer, tmp, final)
@@ -132,6 +125,10 @@ class RollingParquetSink:
         self.rows = 0
         self.opened = None
         return done
+
+    def commit(self) -> list[Path]:
+        """Make the written rows durable: roll the open file(s)."""
+        return self.roll()
 
     def close(self) -> list[Path]:
         """Roll what is open (nothing is lost on a clean stop)."""

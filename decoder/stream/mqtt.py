@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import unquote
 
-from .errors import InputError
-from .stream import Message
+from ..errors import InputError
+from .stage import Message
 
 __all__ = ["MqttSource", "MqttPosition", "parse_url", "MQTT_MAX_ROWS"]
 

@@ -1,0 +1,243 @@
+"""JSON Lines input: open (plain, gzip, stdin, any binary stream), cut into chunks of whole lines, parse them in parallel.
+
+    from decoder.ingest import read_chunks
+    for chunk in read_chunks("packets.jsonl.gz"):
+        chunk.uplinks, chunk.receptions, chunk.bad_lines, chunk.skipped
+
+A reader thread fills buffers with whole lines (about ``chunk_bytes``; a
+longer line is read whole), gzip inflated by Arrow off the GIL. Whole chunks
+go to a pool, one per core, where ``parse`` turns each into a
+``NormalizedChunk`` while the caller works on an earlier one: memory is
+bounded by the chunk size, never the file size. Each chunk numbers its lines
+from 1; the consumer renumbers them in order.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import queue
+import sys
+import threading
+import zlib
+from typing import BinaryIO, Iterator
+
+import pyarrow as pa
+
+from .. import threads
+from ..errors import InputError
+from ..options import CHUNK_BYTES
+from .parse import NormalizedChunk, Reader
+
+__all__ = ["read_chunks"]
+
+
+
+def _open(source) -> tuple[BinaryIO, str, list]:
+    """-> (binary stream, display name, things to close)."""
+    closers: list = []
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        if name == "-":
+            raw = sys.stdin.buffer
+            name = "<stdin>"
+        else:
+            try:
+                raw = open(name, "rb")
+            except OSError as e:
+                raise InputError(f"{name}: cannot open: {e.strerror or e}") from e
+            closers.append(raw)
+    elif hasattr(source, "read"):
+        raw = source
+        name = getattr(source, "name", None)
+        name = name if isinstance(name, str) else "<stream>"
+    else:
+        raise TypeError(f"read_chunks: expected a path, '-' or a binary file object, got {type(source).__name__}")
+    if not hasattr(raw, "peek"):  # BytesIO, sockets, anything with read(n): peek for the gzip magic
+        raw = io.BufferedReader(_RawAdapter(raw), buffer_size=1 << 16)
+    try:
+        head = raw.peek(2)[:2]
+    except OSError as e:
+        raise InputError(f"{name}: cannot read: {e}") from e
+    if isinstance(head, str):
+        raise TypeError(f"{name}: read_chunks needs a binary stream, not a text one")
+    if head == b"\x1f\x8b" or name.endswith(".gz"):
+        # Arrow's gzip stream: about 30% faster than the gzip module, and it
+        # inflates without the GIL (the reader runs beside the parsing).
+        if closers:  # a file we opened: let Arrow read it natively
+            for c in closers:
+                c.close()
+            closers = []
+            try:
+                raw = pa.input_stream(name, compression="gzip")
+            except OSError as e:  # pragma: no cover - it was just opened
+                raise InputError(f"{name}: cannot open: {e}") from e
+        else:
+            raw = pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "gzip")
+        closers.insert(0, raw)
+    return raw, name, closers
+
+
+class _RawAdapter(io.RawIOBase):
+    """Any object with read(n) -> bytes, as a raw stream BufferedReader can wrap."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        data = self._f.read(len(b))
+        if isinstance(data, str):
+            raise TypeError("read_chunks needs a binary stream, not a text one")
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+def read_chunks(source, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[NormalizedChunk]:
+    """Stream JSON Lines from a path (``.gz`` by suffix or magic bytes), ``"-"``
+    for stdin, or a binary file object, as NormalizedChunks of about
+    ``chunk_bytes`` of input each, in input order.
+
+    A reader thread reads (and inflates) the input and counts its lines;
+    whole chunks are parsed and normalized in parallel, one per core, while
+    the caller works on an earlier one. At most about three chunks per core
+    exist at a time, so memory is bounded by the chunk size, never by the
+    file size. Errors reading the input raise ``InputError`` naming the file
+    and the last line read."""
+    if chunk_bytes < 1:
+        raise ValueError("chunk_bytes must be positive")
+    stream, name, closers = _open(source)
+    workers = threads.workers()
+    q: queue.Queue = queue.Queue(maxsize=workers)
+    stop = threading.Event()
+    producer = threading.Thread(target=_produce, args=(stream, name, chunk_bytes, q, stop, workers),
+                                name="decoder-jsonl-reader", daemon=True)
+    producer.start()
+    line = 1  # number of the next chunk's first line
+    try:
+        while True:
+            item = q.get()
+            if item is threads.END:
+                break
+            if isinstance(item, threads.Failure):
+                error = item.error
+                if isinstance(error, InputError) and "{line}" in str(error):
+                    error = InputError(str(error).replace("{line}", str(line - 1)))
+                    error.__cause__ = item.error.__cause__
+                raise error.with_traceback(item.error.__traceback__)
+            chunk = item.result()  # raises what the chunk raised
+            # Chunks are numbered from 1 where they are parsed, in parallel: renumber.
+            if line != 1:
+                _renumber(chunk, line - 1)
+            line += chunk.total_lines
+            yield chunk
+    finally:
+        stop.set()
+        while producer.is_alive():  # unblock a producer waiting to put, then let it see `stop`
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                pass
+            producer.join(timeout=0.05)
+        for c in closers:
+            try:
+                c.close()
+            except Exception:  # pragma: no cover
+                pass
+
+
+def _renumber(chunk: NormalizedChunk, offset: int) -> None:
+    import pyarrow.compute as pc
+
+    up = chunk.uplinks
+    if up.num_rows:
+        k = up.schema.get_field_index("line")
+        chunk.uplinks = up.set_column(k, "line", pc.add(up.column(k), pa.scalar(offset, pa.int64())))
+    chunk.bad_lines = [(line + offset, reason) for line, reason in chunk.bad_lines]
+    chunk.first_line += offset
+
+
+def _produce(stream, name: str, chunk_bytes: int, q: "queue.Queue", stop: threading.Event, workers: int) -> None:
+    """The reader thread: fill buffers with whole lines, count them, hand each
+    to the chunk pool, and queue the futures in input order."""
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        reader = Reader(name)
+        pool = threads.pool("chunks")
+        free: queue.Queue = queue.Queue()
+        for _ in range(workers + 1):  # one per chunk being parsed, and one being read
+            free.put(bytearray(chunk_bytes))
+        readinto = getattr(stream, "readinto", None)
+        carry = b""
+        eof = False
+        while not eof:
+            buf = None
+            while buf is None:
+                if stop.is_set():
+                    return
+                try:
+                    buf = free.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            have = len(carry)
+            if have >= len(buf):  # the start of a line longer than this buffer
+                buf = bytearray(have + len(buf))
+            buf[:have] = carry  # never a resize: a view of buf may still be alive
+            while True:
+                while have < len(buf) and not eof:  # pipes and gzip may return less than asked
+                    with memoryview(buf) as view:
+                        got = _fill(stream, readinto, view[have:], name)
+                    if got == 0:
+                        eof = True
+                    have += got
+                cut = buf.rfind(b"\n", 0, have)
+                if eof or cut >= 0:
+                    break
+                bigger = bytearray(2 * len(buf))  # one line longer than the buffer
+                bigger[:have] = buf[:have]
+                buf = bigger
+            end = have if eof else cut + 1
+            carry = bytes(buf[end:have])
+            if end == 0:
+                free.put(buf)
+                break
+            block = memoryview(buf)[:end]
+            # Numbered from 1 here, renumbered by the consumer (line counts are
+            # known only once chunks are parsed). The last chunk: parts in parallel.
+            future = pool.submit(reader.process, block, 1, None, eof)
+            future.add_done_callback(lambda _f, b=buf: free.put(b))
+            del block
+            if not put(future):
+                return
+        put(threads.END)
+    except BaseException as e:  # handed to the consumer, raised there
+        put(threads.Failure(e))
+
+
+def _fill(stream, readinto, view: memoryview, name: str) -> int:
+    try:
+        if readinto is not None:
+            return readinto(view) or 0
+        data = stream.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError, pa.ArrowException) as e:
+        text = str(e).lower()
+        what = "truncated gzip data" if isinstance(e, EOFError) or "truncated" in text else \
+            "corrupt gzip data" if isinstance(e, (gzip.BadGzipFile, zlib.error)) or \
+            any(w in text for w in ("gzip", "zlib", "inflate", "compress")) else "read error"
+        # "{line}": the consumer puts in the last line it handed out.
+        raise InputError(f"{name}: {what} after line {{line}}: {e}") from e

@@ -1,0 +1,9 @@
+"""Live messages -> micro-batches of Arrow: the stage (``stage``), its reader thread (``handoff``),
+the write-then-acknowledge loop (``deliver``) and sources (``mqtt``)."""
+
+from __future__ import annotations
+
+from .deliver import deliver
+from .stage import Message, MicroBatch, StreamStage, StreamStats
+
+__all__ = ["StreamStage", "MicroBatch", "StreamStats", "Message", "deliver"]
