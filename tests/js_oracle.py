@@ -1,4 +1,4 @@
-"""QuickJS as the reference for JavaScript number semantics (DESIGN 9).
+"""QuickJS as the reference for JavaScript number semantics.
 
 Shared by test_jsmath.py (scalar functions) and test_differential.py (whole
 formulas). Conversions of the ``quickjs`` package (1.19) to keep in mind:

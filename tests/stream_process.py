@@ -20,7 +20,7 @@ TEST_CLASS = str(ROOT / "samples" / "classes" / "test_device_class.json")
 def generated_lines(n: int, seed: int, mix: str = "firefly=0.5,helium_body=0.25,helium_event=0.25",
                     group: str = "Test Device Class:9:1", devices: int = 200) -> list[bytes]:
     """n realistic uplinks from samples/generate.py (packet ids unique), as JSON lines."""
-    from conftest import sample_generator
+    from helpers import sample_generator
 
     module = sample_generator()
     gen = module.Generator([module.parse_group(group)], devices, module.parse_mix(mix), seed)

@@ -1,4 +1,4 @@
-"""Whole formulas against a real JavaScript engine (DESIGN 2.2 and 9).
+"""Whole formulas against a real JavaScript engine (docs/script-language.md).
 
 Hypothesis builds device classes of many calculateElements each (targets r0,
 r1, ...; later formulas may read earlier results, and some overwrite an input
@@ -16,7 +16,7 @@ whether it is read, and the payload always carries that last byte.
 the same values are ``var`` declarations (doubles as exact literals, a NaN of
 any bit pattern as ``NaN``: JS has one NaN).
 
-Formulas. A typed generator covers the operator set of DESIGN 2.2 (``?: ||
+Formulas. A typed generator covers the operator set of docs/script-language.md (``?: ||
 && | ^ & == != === !== < <= > >= << >> >>> + - * / % **``, unary ``! - +
 ~``), literals (decimal, ``.5``, ``5.``, exponents, hex, binary, octal,
 true/false/null, strings in both quotes with escapes), variables, dotted
@@ -44,10 +44,8 @@ Three kinds of formula share a script:
 The script is compiled, and the element each ScriptError names is dropped
 (valid formulas never depend on gray or reject ones) until it compiles.
 
-Compiler bugs found and still open are listed in KNOWN_BUGS: the generator
-leaves their constructs out, so the property test stays useful for finding
-new ones, and each has a strict-xfail test_known_bug_* with the minimal
-formula.
+A bug this test finds is fixed in the compiler and pinned by a regression
+test with its minimal formula (the test_regression_* tests below).
 
 Knobs for longer hunts: DIFF_EXAMPLES (10), DIFF_FORMULAS (30 per script),
 DIFF_ROWS (6), DIFF_DEPTH (4).
@@ -199,20 +197,12 @@ def _weighted(draw, options):
 
 
 _STR_CHARS = "abcXYZ019 _-.é"
-# Compiler bugs this test found that are still open. While a name is listed,
-# the generator leaves its construct out (so the property test keeps hunting
-# for new bugs) and test_known_bug_<name> below is a strict xfail; once the
-# compiler is fixed that test XPASSes, which fails: then delete the name.
-KNOWN_BUGS: set[str] = set()
-UNARY_NUM_OPS = ["-", "~"] + ([] if "unary_plus_null" in KNOWN_BUGS else ["+"])
+UNARY_NUM_OPS = ["-", "~", "+"]
 
-_ESCAPES = ["\\n", "\\t", "\\\\", "\\x41", "\\u00e9", "\\u{1F600}", "\\'", '\\"', "\\x00"]
-if "octal_escapes" not in KNOWN_BUGS:
-    # "\\1".."\\7" and "\\0" before a digit are legacy octal escapes: rejected by design, like 017
-    # (test_regression_octal_escapes accepts rejection), so only the plain NUL escape is generated.
-    _ESCAPES += ["\\0"]
-if "surrogate_escapes" not in KNOWN_BUGS:
-    _ESCAPES += ["\\uD83D\\uDE00"]
+# "\\1".."\\7" and "\\0" before a digit are legacy octal escapes: rejected by design, like 017
+# (test_regression_octal_escapes accepts rejection), so only the plain NUL escape is generated.
+_ESCAPES = ["\\n", "\\t", "\\\\", "\\x41", "\\u00e9", "\\u{1F600}", "\\'", '\\"', "\\x00", "\\0",
+            "\\uD83D\\uDE00"]
 
 
 class Gen:
@@ -247,7 +237,7 @@ class Gen:
     def string_literal(self) -> E:
         d = self.draw
         parts = d(st.lists(st.sampled_from(list(_STR_CHARS)) | st.sampled_from(_ESCAPES), max_size=4))
-        gray = self.gray and "surrogate_escapes" not in KNOWN_BUGS and _weighted(d, [(4, False), (1, True)])
+        gray = self.gray and _weighted(d, [(4, False), (1, True)])
         if gray:  # a lone surrogate: a JS string, but not one Arrow's UTF-8 can hold
             parts.append(d(st.sampled_from(["\\uD800", "\\uDFFF"])))
         q = d(st.sampled_from(["'", '"']))
@@ -280,7 +270,7 @@ class Gen:
         if choice == "gray":
             return mk("leaf", NUM, d(st.sampled_from(
                 ["NaN", "Infinity", "Math.LN2", "Math.LN10", "Math.LOG2E", "Math.SQRT2", "Math.SQRT1_2"]
-                + ([] if "math_log10e" in KNOWN_BUGS else ["Math.LOG10E"]))), gray=True)
+                + ["Math.LOG10E"])), gray=True)
         return self.number_literal()
 
     # ---- operand kinds ------------------------------------------------
@@ -410,9 +400,8 @@ class Gen:
 
 
 REJECT_SYNTAX = ["a +", "(a", "a ? b", "1 2", "a..b", "Math.", "a = 1", "", "   ", "a b", "[1]",
-                 "a ? b : c : d", "'open", "a => 1", "typeof a", "a, b", "a++"]
-if "increment_tokens" not in KNOWN_BUGS:
-    REJECT_SYNTAX += ["a ++ b", "a--b", "a+++b", "a <!--b", "--a", "++a"]
+                 "a ? b : c : d", "'open", "a => 1", "typeof a", "a, b", "a++",
+                 "a ++ b", "a--b", "a+++b", "a <!--b", "--a", "++a"]
 
 
 def reject_formula(g: Gen, depth: int) -> str:
@@ -737,7 +726,7 @@ def test_fixed_formulas():
     _check_script(script)
 
 
-# ------------------------------------------- compiler bugs still open ----
+# ------------------------------------------- regressions: bugs this test found, fixed ----
 
 def _one_formula(text: str, kind: str = "valid") -> Script:
     script = Script([Formula("r0", text, kind, NUM, False)], "fh")
@@ -747,17 +736,13 @@ def _one_formula(text: str, kind: str = "valid") -> Script:
     return script
 
 
-@pytest.mark.xfail("increment_tokens" in KNOWN_BUGS, strict=True,
-                   reason="JS lexes ++ and -- as one token (and <!-- as a comment): `a ++ b` and `a--b` are "
-                          "SyntaxErrors in JS, `a <!--b` is `a`; ours reads a + +b, a - -b, a < !(-(-b))")
+# Was: JS lexes ++ and -- as one token (and <!-- as a comment): `a ++ b` and `a--b` are SyntaxErrors in JS, `a <!--b` is `a`; ours reads a + +b, a - -b, a < !(-(-b))
 @pytest.mark.parametrize("text", ["a ++ b", "a--b", "--a", "a <!--b"])
 def test_regression_increment_tokens(text):
     _check_script(_one_formula(text, "reject"))
 
 
-@pytest.mark.xfail("octal_escapes" in KNOWN_BUGS, strict=True,
-                   reason="sloppy-mode JS reads legacy octal escapes: '\\101' is 'A', '\\00' is one NUL; "
-                          "ours gives '101' and NUL + '0' (reject them like 017, or decode them)")
+# Was: sloppy-mode JS reads legacy octal escapes: '\101' is 'A', '\00' is one NUL; ours gives '101' and NUL + '0' (reject them like 017, or decode them)
 @pytest.mark.parametrize("text", ["'\\101'", "'\\00'", "'\\7' == '\\x07'"])
 def test_regression_octal_escapes(text):
     script = _one_formula(text)
@@ -768,25 +753,18 @@ def test_regression_octal_escapes(text):
             raise
 
 
-@pytest.mark.xfail("surrogate_escapes" in KNOWN_BUGS, strict=True,
-                   reason="'\\uD83D\\uDE00' (a UTF-16 pair, as JS writes non-BMP characters) is kept as two "
-                          "lone surrogates: decode raises UnicodeEncodeError in pyarrow, and it is not == "
-                          "'\\u{1F600}'")
+# Was: '\uD83D\uDE00' (a UTF-16 pair, as JS writes non-BMP characters) is kept as two lone surrogates: decode raises UnicodeEncodeError in pyarrow, and it is not == '\u{1F600}'
 @pytest.mark.parametrize("text", ["'\\uD83D\\uDE00'", "'\\uD83D\\uDE00' == '\\u{1F600}'"])
 def test_regression_surrogate_escapes(text):
     _check_script(_one_formula(text))
 
 
-@pytest.mark.xfail("math_log10e" in KNOWN_BUGS, strict=True,
-                   reason="Math.LOG10E is 1 / math.log(10) = 0.43429448190325176, 1 ulp below JS's "
-                          "0.4342944819032518 (math.log10(math.e))")
+# Was: Math.LOG10E is 1 / math.log(10) = 0.43429448190325176, 1 ulp below JS's 0.4342944819032518 (math.log10(math.e))
 def test_regression_math_log10e():
     _check_script(_one_formula("Math.LOG10E"))
 
 
-@pytest.mark.xfail("unary_plus_null" in KNOWN_BUGS, strict=True,
-                   reason="unary + of a nullable number (port, `c ? null : 1`, `a && null`) keeps the null: "
-                          "lower._v_Unary returns the operand as is; JS +null is 0")
+# Was: unary + of a nullable number (port, `c ? null : 1`, `a && null`) keeps the null: lower._v_Unary returns the operand as is; JS +null is 0
 @pytest.mark.parametrize("text", ["+port", "+(f ? null : 1)", "+(a && null)"])
 def test_regression_unary_plus_null(text):
     script = _one_formula(text)

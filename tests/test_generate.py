@@ -9,7 +9,7 @@ import pytest
 from decoder.engine import Engine
 from decoder.registry import Registry
 
-from conftest import ROOT, sample_generator
+from helpers import ROOT, sample_generator
 
 CLASSES = sorted((ROOT / "samples" / "classes").glob("*.json"))
 # Multi Sensor first (and with a SIZE that fits none of its layouts): its port and size

@@ -98,7 +98,7 @@ def test_every_script_shape_loads(seed_classes, shape):
 
 def test_single_class_response_without_declared_formula_target():
     # "Show Single Device Class" declares no batteryLevel variable but computes it: still an output.
-    from tests.conftest import SEED_DEVICE_CLASSES
+    from helpers import SEED_DEVICE_CLASSES
 
     cls = copy.deepcopy(SEED_DEVICE_CLASSES["device_classes"][0])
     del cls["script"]["variables"]["batteryLevel"]

@@ -1,4 +1,4 @@
-"""Registry (DESIGN 5): which device class decodes which device.
+"""Registry: which device class decodes which device.
 
 Binding logic is tested with stand-in classes (name, id, ports: all the
 registry looks at), so these tests need no kernel.
@@ -16,7 +16,7 @@ import pytest
 from decoder.errors import InputError
 from decoder.registry import NO_CLASS, Registry
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def fake(name: str, id: int | None, ports=None) -> SimpleNamespace:
@@ -28,7 +28,7 @@ CLIMATE = fake("Room Climate Sensor", 7)
 MULTI = fake("Multi Sensor", 12, [3, 4])
 CONFIG = fake("Config Reports", 13, [5])
 
-# Firefly GET /devices (seeds/001 "Show all Devices") with the device_class_id the
+# Firefly GET /devices (the Firefly API v1 reference, "Show all Devices") with the device_class_id the
 # field table documents; the printed sample omits it.
 FIREFLY_DEVICES = {
     "devices": [
@@ -38,7 +38,7 @@ FIREFLY_DEVICES = {
          "name": "Device #2", "address": "23DDB76A", "tags": [], "device_class_id": 7},
     ]
 }
-# GET /device_classes/1/euis, as printed in seeds/001.
+# GET /device_classes/1/euis, as printed in the Firefly API v1 reference.
 EUIS = {
     "devices": [
         {"id": 63, "eui": "000000004136AF4A", "address": "4136AF4A"},
