@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo bench clean
+.PHONY: test demo bench clean lint format
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || test -n "$$MOSQUITTO_BIN" || \
 		echo "note: mosquitto not installed, the MQTT tests will skip (fail if CI is set; apt-get install mosquitto)"
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
@@ -26,6 +28,14 @@ bench: $(STAMP)
 .PHONY: bench-stream
 bench-stream: $(STAMP)
 	$(PY) benchmarks/bench_stream.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
