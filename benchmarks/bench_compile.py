@@ -137,9 +137,11 @@ def main(argv=None):
 
     for mod in ("numba", "numpy", "pyarrow", "decoder"):
         runs = [run(IMPORT_ONLY.format(mod=mod)) for _ in range(a.repeat)]
-        res[f"import_{mod}"] = {"median_s": med(runs, "import_s"),
-                                "numba_loaded": runs[0]["numba_loaded"],
-                                "runs_s": [r["import_s"] for r in runs]}
+        res[f"import_{mod}"] = {
+            "median_s": med(runs, "import_s"),
+            "numba_loaded": runs[0]["numba_loaded"],
+            "runs_s": [r["import_s"] for r in runs],
+        }
 
     code = CHILD.format(here=HERE)
     scen = {"cold": [], "warm": [], "new_class": []}
@@ -173,8 +175,15 @@ def main(argv=None):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    keys = ("import_decoder_s", "compile_s", "numba_import_s", "first_decode_s", "first_to_arrow_s",
-            "second_decode_s", "compile_plus_first_decode_s")
+    keys = (
+        "import_decoder_s",
+        "compile_s",
+        "numba_import_s",
+        "first_decode_s",
+        "first_to_arrow_s",
+        "second_decode_s",
+        "compile_plus_first_decode_s",
+    )
     for name, runs in scen.items():
         res[name] = {k: med(runs, k) for k in keys}
         res[name]["runs"] = runs
@@ -199,28 +208,38 @@ def report(res):
         return
     print()
     print(f"compile + first decode of 1,000 hex payloads, fresh process, median of {res['repeat']}:")
-    print(f"  {'scenario':<10} {'import':>9} {'compile':>9} {'numba imp':>10} {'1st decode':>11} "
-          f"{'to_arrow':>9} {'compile+1st':>12} {'2nd decode':>11}")
+    print(
+        f"  {'scenario':<10} {'import':>9} {'compile':>9} {'numba imp':>10} {'1st decode':>11} "
+        f"{'to_arrow':>9} {'compile+1st':>12} {'2nd decode':>11}"
+    )
     for name in ("cold", "warm", "new_class"):
         r = res[name]
-        print(f"  {name:<10} {r['import_decoder_s'] * 1e3:7.1f}ms {r['compile_s'] * 1e3:7.1f}ms "
-              f"{r['numba_import_s'] * 1e3:8.1f}ms {r['first_decode_s'] * 1e3:9.1f}ms {r['first_to_arrow_s'] * 1e3:7.1f}ms "
-              f"{r['compile_plus_first_decode_s'] * 1e3:10.1f}ms {r['second_decode_s'] * 1e3:9.2f}ms")
+        print(
+            f"  {name:<10} {r['import_decoder_s'] * 1e3:7.1f}ms {r['compile_s'] * 1e3:7.1f}ms "
+            f"{r['numba_import_s'] * 1e3:8.1f}ms {r['first_decode_s'] * 1e3:9.1f}ms "
+            f"{r['first_to_arrow_s'] * 1e3:7.1f}ms "
+            f"{r['compile_plus_first_decode_s'] * 1e3:10.1f}ms {r['second_decode_s'] * 1e3:9.2f}ms"
+        )
     for name in ("cold", "warm", "new_class"):
         r0 = res[name]["runs"][0]
         ki = r0["kernel_info"]
         if isinstance(ki, dict):
             ki = {k: v for k, v in ki.items() if k not in ("path", "digest")}
-        print(f"  {name}: dc.kernel_info() -> {ki!r}" if r0["has_kernel_info"]
-              else f"  {name}: dc has no kernel_info attribute")
+        print(
+            f"  {name}: dc.kernel_info() -> {ki!r}"
+            if r0["has_kernel_info"]
+            else f"  {name}: dc has no kernel_info attribute"
+        )
         if r0["dispatchers"]:
             for k, v in r0["dispatchers"].items():
                 print(f"      {k}: cache hits {v['hits']}, misses {v['misses']}")
     w, c = res["warm"], res["cold"]
     print()
-    print(f"warm vs cold compile+first decode: {w['compile_plus_first_decode_s'] * 1e3:.0f} ms vs "
-          f"{c['compile_plus_first_decode_s'] * 1e3:.0f} ms "
-          f"({c['compile_plus_first_decode_s'] / w['compile_plus_first_decode_s']:.1f}x)")
+    print(
+        f"warm vs cold compile+first decode: {w['compile_plus_first_decode_s'] * 1e3:.0f} ms vs "
+        f"{c['compile_plus_first_decode_s'] * 1e3:.0f} ms "
+        f"({c['compile_plus_first_decode_s'] / w['compile_plus_first_decode_s']:.1f}x)"
+    )
     for k, v in res.get("cache_listing", {}).items():
         names = [os.path.basename(x)[:40] for x in v]
         print(f"  {k}: {len(v)} files: {', '.join(names[:4])}{' ...' if len(v) > 4 else ''}")

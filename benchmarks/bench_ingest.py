@@ -138,7 +138,12 @@ def _run_reader(reader: str, path: str, kind: str) -> dict:
         raise SystemExit(f"unknown reader {reader}")
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
-    return {"rows": rows, "wall": wall, "cpu": cpu, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "rows": rows,
+        "wall": wall,
+        "cpu": cpu,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def _py_normalize(v: dict):
@@ -150,11 +155,17 @@ def _py_normalize(v: dict):
         gws = v.get("gwrx") or []
         best = max(gws, key=lambda g: (g.get("rssi", -1e9), g.get("lsnr", -1e9)), default={})
         return {
-            "provider": "firefly", "dev_eui": (v.get("device_eui") or "").upper(), "fcnt": v.get("fcnt"),
-            "port": v.get("port"), "payload": bytes.fromhex(v.get("payload") or ""),
-            "received_at": dt.datetime.fromisoformat(v["received_at"]).replace(tzinfo=dt.timezone.utc),
-            "rssi": best.get("rssi"), "snr": best.get("lsnr"), "gateway_id": best.get("gweui"),
-            "frequency_mhz": v.get("freq"), "spreading_factor": v.get("spreading_factor"),
+            "provider": "firefly",
+            "dev_eui": (v.get("device_eui") or "").upper(),
+            "fcnt": v.get("fcnt"),
+            "port": v.get("port"),
+            "payload": bytes.fromhex(v.get("payload") or ""),
+            "received_at": dt.datetime.fromisoformat(v["received_at"]).replace(tzinfo=dt.UTC),
+            "rssi": best.get("rssi"),
+            "snr": best.get("lsnr"),
+            "gateway_id": best.get("gweui"),
+            "frequency_mhz": v.get("freq"),
+            "spreading_factor": v.get("spreading_factor"),
         }
     body = v
     if "category" in v:
@@ -164,10 +175,15 @@ def _py_normalize(v: dict):
     best = max(hs, key=lambda h: (h.get("rssi", -1e9), h.get("snr", -1e9)), default={})
     f32 = lambda x: None if x is None else float(repr(__import__("numpy").float32(x)).split("(")[-1].rstrip(")"))
     return {
-        "provider": "helium", "dev_eui": body.get("dev_eui"), "fcnt": body.get("fcnt"), "port": body.get("port"),
+        "provider": "helium",
+        "dev_eui": body.get("dev_eui"),
+        "fcnt": body.get("fcnt"),
+        "port": body.get("port"),
         "payload": base64.b64decode(body.get("payload") or ""),
         "received_at": int(v.get("reported_at") or body.get("reported_at") or 0),
-        "rssi": f32(best.get("rssi")), "snr": f32(best.get("snr")), "gateway_id": best.get("id"),
+        "rssi": f32(best.get("rssi")),
+        "snr": f32(best.get("snr")),
+        "gateway_id": best.get("id"),
         "frequency_mhz": f32(best.get("frequency")),
     }
 
@@ -181,15 +197,18 @@ def _ensure_file(directory: Path, kind: str, n: int) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         print(f"writing {path} ...", file=sys.stderr, flush=True)
-        subprocess.run([sys.executable, str(GENERATE), "-n", str(n), "--seed", "1", "--mix", FILES[kind],
-                        "-o", str(tmp)], check=True)
+        subprocess.run(
+            [sys.executable, str(GENERATE), "-n", str(n), "--seed", "1", "--mix", FILES[kind], "-o", str(tmp)],
+            check=True,
+        )
         tmp.rename(path)
     return path
 
 
 def _child(reader: str, path: Path, kind: str) -> dict | None:
-    proc = subprocess.run([sys.executable, __file__, "--child", reader, str(path), kind],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", reader, str(path), kind], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         msg = proc.stderr.strip().splitlines()[-1:] or ["failed"]
         return {"error": msg[0]}
@@ -202,8 +221,12 @@ def main(argv=None) -> int:
     ap.add_argument("--files", default=",".join(FILES), help=f"comma list of {', '.join(FILES)}")
     ap.add_argument("--readers", default=",".join(READERS), help=f"comma list of {', '.join(READERS)}")
     ap.add_argument("--repeat", type=int, default=2, help="fresh processes per reader; the fastest is kept")
-    ap.add_argument("--slow-n", type=int, default=200_000,
-                    help="per-line readers (orjson, json, ...) read only the first N lines (default 200,000)")
+    ap.add_argument(
+        "--slow-n",
+        type=int,
+        default=200_000,
+        help="per-line readers (orjson, json, ...) read only the first N lines (default 200,000)",
+    )
     ap.add_argument("--dir", default="/tmp/decoder-bench")
     ap.add_argument("--json", help="write every run here")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)

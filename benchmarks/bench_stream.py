@@ -47,8 +47,6 @@ import gc
 import itertools
 import json
 import os
-import platform
-import queue
 import re
 import statistics
 import subprocess
@@ -97,10 +95,12 @@ def code_identity() -> str:
         h.update(f.relative_to(pkg).as_posix().encode() + b"\0" + f.read_bytes())
     text = f"decoder from {pkg}, sources sha256 {h.hexdigest()[:12]}"
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=pkg, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=pkg, capture_output=True,
-                               text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=pkg, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."], cwd=pkg, capture_output=True, text=True, check=True
+        ).stdout.strip()
         text += f", git {head}" + (" + uncommitted changes in decoder/" if dirty else " (clean)")
     except (OSError, subprocess.CalledProcessError):
         text += ", not a git checkout"
@@ -129,9 +129,25 @@ def make_pool(n: int, seed: int, mix: str, work: Path) -> list[bytes]:
     if not path.exists():
         print(f"generating {n:,} messages -> {path} ...", flush=True)
         tmp = path.with_suffix(".tmp")
-        subprocess.run([sys.executable, str(ROOT / "samples" / "generate.py"), "-n", str(n), "-o", str(tmp),
-                        "--seed", str(seed), "--mix", mix, "--group", f"{CLASS_NAME}:9:1", "--devices", "1000"],
-                       check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "samples" / "generate.py"),
+                "-n",
+                str(n),
+                "-o",
+                str(tmp),
+                "--seed",
+                str(seed),
+                "--mix",
+                mix,
+                "--group",
+                f"{CLASS_NAME}:9:1",
+                "--devices",
+                "1000",
+            ],
+            check=True,
+        )
         tmp.rename(path)
     data = path.read_bytes()
     return data.rstrip(b"\n").split(b"\n")
@@ -193,8 +209,15 @@ def run_stage(engine, source, consumer: str, max_rows: int = 10_000, max_delay: 
     if sink is not None:
         sink.close()
     s = stage.stats
-    return {"seconds": seconds, "cpu_s": cpu, "messages": s.messages, "rows": rows, "decoded": s.decoded,
-            "batches": s.batches, "stage_max_latency_s": s.max_latency}
+    return {
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "messages": s.messages,
+        "rows": rows,
+        "decoded": s.decoded,
+        "batches": s.batches,
+        "stage_max_latency_s": s.max_latency,
+    }
 
 
 def run_direct(engine, pool: list[bytes], n: int, size: int = 10_000, parts: dict | None = None) -> dict:
@@ -214,9 +237,14 @@ def run_direct(engine, pool: list[bytes], n: int, size: int = 10_000, parts: dic
         t1 = time.perf_counter()
         norm = normalize_values(bodies, first_line=first, reader=reader)
         t2 = time.perf_counter()
-        chunk = engine.decode_uplinks(norm.uplinks, bad_lines=list(norm.bad_lines),
-                                      skipped=collections.Counter(norm.skipped), lines=norm.lines,
-                                      first_line=first, source="<stream>")
+        chunk = engine.decode_uplinks(
+            norm.uplinks,
+            bad_lines=list(norm.bad_lines),
+            skipped=collections.Counter(norm.skipped),
+            lines=norm.lines,
+            first_line=first,
+            source="<stream>",
+        )
         t3 = time.perf_counter()
         table = chunk.table
         t4 = time.perf_counter()
@@ -225,9 +253,13 @@ def run_direct(engine, pool: list[bytes], n: int, size: int = 10_000, parts: dic
         t5 = time.perf_counter()
         first += len(bodies)
         if parts is not None and len(bodies) == size:
-            for k, dt in (("take messages (list)", t1 - t0), ("normalize_values (JSON -> uplinks)", t2 - t1),
-                          ("engine.decode_uplinks", t3 - t2), ("chunk.table", t4 - t3),
-                          ("records (combine_chunks)", t5 - t4)):
+            for k, dt in (
+                ("take messages (list)", t1 - t0),
+                ("normalize_values (JSON -> uplinks)", t2 - t1),
+                ("engine.decode_uplinks", t3 - t2),
+                ("chunk.table", t4 - t3),
+                ("records (combine_chunks)", t5 - t4),
+            ):
                 parts.setdefault(k, []).append(dt / size)
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "cpu_s": time.process_time() - cpu, "messages": n, "rows": rows, "decoded": rows}
@@ -274,8 +306,13 @@ def run_engine_per_message(engine, pool: list[bytes], n: int) -> dict:
     start = time.perf_counter()
     for line in cycled(pool, n):
         rows += engine.decode([line]).table.num_rows
-    return {"seconds": time.perf_counter() - start, "cpu_s": time.process_time() - cpu, "messages": n, "rows": rows,
-            "decoded": rows}
+    return {
+        "seconds": time.perf_counter() - start,
+        "cpu_s": time.process_time() - cpu,
+        "messages": n,
+        "rows": rows,
+        "decoded": rows,
+    }
 
 
 # --------------------------------------------------------------------------
@@ -287,16 +324,35 @@ def pick(p: dict):
     if "gwrx" in p:
         raw = bytes.fromhex(p["payload"])
         best = max(p["gwrx"], key=lambda g: (g["rssi"], g["lsnr"]))
-        return raw, p["port"], {"provider": "firefly", "dev_eui": p["device_eui"], "received_at": str(p["received_at"]),
-                                "port": p["port"], "rssi": best["rssi"], "snr": best["lsnr"]}
+        return (
+            raw,
+            p["port"],
+            {
+                "provider": "firefly",
+                "dev_eui": p["device_eui"],
+                "received_at": str(p["received_at"]),
+                "port": p["port"],
+                "rssi": best["rssi"],
+                "snr": best["lsnr"],
+            },
+        )
     data = p.get("data")
     body = data["req"]["body"] if isinstance(data, dict) and "req" in data else (data or p)
     hs = body.get("hotspots") or [body.get("hotspot")]
     best = max(hs, key=lambda h: (h["rssi"], h["snr"]))
     raw = base64.b64decode(body["payload"])
-    return raw, body["port"], {"provider": "helium", "dev_eui": body.get("dev_eui") or p.get("device_id"),
-                               "received_at": str(p.get("reported_at")), "port": body["port"],
-                               "rssi": best["rssi"], "snr": best["snr"]}
+    return (
+        raw,
+        body["port"],
+        {
+            "provider": "helium",
+            "dev_eui": body.get("dev_eui") or p.get("device_id"),
+            "received_at": str(p.get("reported_at")),
+            "port": body["port"],
+            "rssi": best["rssi"],
+            "snr": best["snr"],
+        },
+    )
 
 
 def make_bitstring_peer():
@@ -347,8 +403,13 @@ def run_peer(fn, pool: list[bytes], n: int, arrow_every: int = 0) -> dict:
             rows += 1
     if held:
         rows += pa.RecordBatch.from_pylist(held).num_rows
-    return {"seconds": time.perf_counter() - start, "cpu_s": time.process_time() - cpu, "messages": n, "rows": rows,
-            "decoded": rows}
+    return {
+        "seconds": time.perf_counter() - start,
+        "cpu_s": time.process_time() - cpu,
+        "messages": n,
+        "rows": rows,
+        "decoded": rows,
+    }
 
 
 def check_peers(engine, pool: list[bytes], fns: dict, k: int = 1000) -> str:
@@ -359,8 +420,10 @@ def check_peers(engine, pool: list[bytes], fns: dict, k: int = 1000) -> str:
         bad = 0
         for line, mine in zip(pool[:k], ours):
             d = fn(line)["decoded"]
-            if (mine["gps"] != {kk: d["gps"][kk] for kk in ("latitude", "longitude", "altitude")}
-                    or mine["batteryLevel"] != d["batteryLevel"]):
+            if (
+                mine["gps"] != {kk: d["gps"][kk] for kk in ("latitude", "longitude", "altitude")}
+                or mine["batteryLevel"] != d["batteryLevel"]
+            ):
                 bad += 1
         out.append(f"{name}: {'equal' if bad == 0 else f'{bad} DIFFERENT'} on {k:,}")
     return "; ".join(out)
@@ -376,7 +439,7 @@ def consumer_costs(engine, pool: list[bytes], slices: int = 5, size: int = 10_00
     writer = pa.ipc.new_stream(devnull, engine.schema)
     jsonl = JsonlSink("-", engine, stdout=devnull)
     for k in range(slices):
-        bodies = pool[(k * size) % len(pool):][:size]
+        bodies = pool[(k * size) % len(pool) :][:size]
         norm = normalize_values(bodies, reader=reader)
         chunk = engine.decode_uplinks(norm.uplinks, lines=norm.lines)
         table = chunk.table
@@ -391,10 +454,13 @@ def consumer_costs(engine, pool: list[bytes], slices: int = 5, size: int = 10_00
         t4 = time.perf_counter()
         b"".join(orjson.dumps(r, default=str, option=orjson.OPT_APPEND_NEWLINE) for r in rows)
         t5 = time.perf_counter()
-        for key, dt in (("batch.records (combine_chunks)", t1 - t0), ("Arrow IPC write_batch -> /dev/null", t2 - t1),
-                        ("JsonlSink.write -> /dev/null (the CLI's)", t3 - t2),
-                        ("  of which about: table.to_pylist()", t4 - t3),
-                        ("  and orjson.dumps per row", t5 - t4)):
+        for key, dt in (
+            ("batch.records (combine_chunks)", t1 - t0),
+            ("Arrow IPC write_batch -> /dev/null", t2 - t1),
+            ("JsonlSink.write -> /dev/null (the CLI's)", t3 - t2),
+            ("  of which about: table.to_pylist()", t4 - t3),
+            ("  and orjson.dumps per row", t5 - t4),
+        ):
             out.setdefault(key, []).append(dt / len(bodies) * 1e6)
     writer.close()
     devnull.close()
@@ -434,10 +500,16 @@ def run_cli(path: Path, n: int) -> dict:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{text}")
     m = re.search(r"time\s+([\d.]+) s\s+\(([\d,]+) messages/s\)", text)
     dec = re.search(r"decoded\s+([\d,]+)", text)
-    return {"seconds": end - ready, "startup_s": ready - spawn, "wall_s": end - spawn, "messages": n,
-            "decoded": int(dec.group(1).replace(",", "")) if dec else None,
-            "cli_reported_s": float(m.group(1)) if m else None, "maxrss_mb": usage.ru_maxrss / 1024,
-            "child_cpu_s": usage.ru_utime + usage.ru_stime}
+    return {
+        "seconds": end - ready,
+        "startup_s": ready - spawn,
+        "wall_s": end - spawn,
+        "messages": n,
+        "decoded": int(dec.group(1).replace(",", "")) if dec else None,
+        "cli_reported_s": float(m.group(1)) if m else None,
+        "maxrss_mb": usage.ru_maxrss / 1024,
+        "child_cpu_s": usage.ru_utime + usage.ru_stime,
+    }
 
 
 # --------------------------------------------------------------------------
@@ -445,7 +517,7 @@ def run_cli(path: Path, n: int) -> dict:
 
 
 def parse_schedule(text: str, seconds: float) -> tuple[str, list[tuple[float, float]]]:
-    """"20000" -> 20,000/s for --latency-seconds; "1x6+1000x6" -> 1/s for 6 s, then 1,000/s for 6 s."""
+    """ "20000" -> 20,000/s for --latency-seconds; "1x6+1000x6" -> 1/s for 6 s, then 1,000/s for 6 s."""
     phases = []
     for part in text.split("+"):
         rate, _, secs = part.partition("x")
@@ -489,7 +561,7 @@ def run_latency(engine, pool: list[bytes], label: str, phases: list[tuple[float,
     gc.collect()
     for batch in stage.batches(paced()):
         now = time.monotonic()
-        recv[batch.first_line - 1: batch.last_line] = now
+        recv[batch.first_line - 1 : batch.last_line] = now
         batch.records.num_rows  # noqa: B018 - the consumer takes its rows
         reasons[batch.reason] += 1
         sizes.append(batch.messages)
@@ -497,13 +569,23 @@ def run_latency(engine, pool: list[bytes], label: str, phases: list[tuple[float,
     lat = recv - stamps
     lag = stamps - sched
     span = stamps[-1] - stamps[0]
-    return {"label": label, "phases": phases, "messages": n,
-            "achieved_rate": (n - 1) / span if span > 0 and len(phases) == 1 else None,
-            "latency_s": lat, "source_lag_p99_s": float(np.percentile(lag, 99)),
-            "source_lag_max_s": float(lag.max()), "from_schedule_max_s": float((recv - sched).max()),
-            "batches": len(sizes), "reasons": dict(reasons), "median_batch": statistics.median(sizes),
-            "handon_median_s": statistics.median(handon), "handon_max_s": max(handon),
-            "stage_max_latency_s": stage.stats.max_latency, "decoded": stage.stats.decoded}
+    return {
+        "label": label,
+        "phases": phases,
+        "messages": n,
+        "achieved_rate": (n - 1) / span if span > 0 and len(phases) == 1 else None,
+        "latency_s": lat,
+        "source_lag_p99_s": float(np.percentile(lag, 99)),
+        "source_lag_max_s": float(lag.max()),
+        "from_schedule_max_s": float((recv - sched).max()),
+        "batches": len(sizes),
+        "reasons": dict(reasons),
+        "median_batch": statistics.median(sizes),
+        "handon_median_s": statistics.median(handon),
+        "handon_max_s": max(handon),
+        "stage_max_latency_s": stage.stats.max_latency,
+        "decoded": stage.stats.decoded,
+    }
 
 
 # --------------------------------------------------------------------------
@@ -539,9 +621,16 @@ def run_memory(engine, pool: list[bytes], n: int, every: int, minutes: float) ->
     if samples[-1][0] != m:
         samples.append((m, rss_mb(), seconds))
     at20 = next(s for s in samples if s[0] >= 0.2 * m)
-    return {"messages": m, "rows": rows, "seconds": seconds, "samples": samples,
-            "at20": at20, "end": samples[-1], "growth": samples[-1][1] / at20[1] - 1,
-            "stage_max_latency_s": stage.stats.max_latency}
+    return {
+        "messages": m,
+        "rows": rows,
+        "seconds": seconds,
+        "samples": samples,
+        "at20": at20,
+        "end": samples[-1],
+        "growth": samples[-1][1] / at20[1] - 1,
+        "stage_max_latency_s": stage.stats.max_latency,
+    }
 
 
 # --------------------------------------------------------------------------
@@ -618,8 +707,15 @@ def main() -> int:
             us = [r["seconds"] / r["messages"] * 1e6 for r in rs]
             ratios = [u / (ref["seconds"] / ref["messages"] * 1e6) for u, ref in zip(us, runs["stage_count"])]
             cpu = [r["cpu_s"] / r["messages"] * 1e6 for r in rs if "cpu_s" in r]
-            rates[key] = {"us": statistics.median(us), "cpu_us": statistics.median(cpu) if cpu else None, "rate": statistics.median(r["messages"] / r["seconds"] for r in rs),
-                          "ratio": statistics.median(ratios), "ratios": ratios, "n": rs[0]["messages"], "runs": rs}
+            rates[key] = {
+                "us": statistics.median(us),
+                "cpu_us": statistics.median(cpu) if cpu else None,
+                "rate": statistics.median(r["messages"] / r["seconds"] for r in rs),
+                "ratio": statistics.median(ratios),
+                "ratios": ratios,
+                "n": rs[0]["messages"],
+                "runs": rs,
+            }
         result["rates"] = rates
         result["output_check"] = check
         costs = consumer_costs(engine, pool)
@@ -633,8 +729,11 @@ def main() -> int:
                 r = run_latency(engine, pool, label, phases)
                 r["round"] = rnd
                 latency.append(r)
-                print(f"  max {r['latency_s'].max() * 1e3:.1f} ms, p50 {np.percentile(r['latency_s'], 50) * 1e3:.1f} ms, "
-                      f"{r['batches']} batches {r['reasons']}", flush=True)
+                print(
+                    f"  max {r['latency_s'].max() * 1e3:.1f} ms, p50 {np.percentile(r['latency_s'], 50) * 1e3:.1f} ms, "
+                    f"{r['batches']} batches {r['reasons']}",
+                    flush=True,
+                )
         loads.append(("latency", load()))
 
     if "memory" in sections:
@@ -647,14 +746,26 @@ def main() -> int:
     report(info, loads, rates, parts, costs, check, latency, mem)
 
     if a.json:
+
         def plain(o):
             if isinstance(o, np.ndarray):
-                return {"p50": float(np.percentile(o, 50)), "p99": float(np.percentile(o, 99)),
-                        "p999": float(np.percentile(o, 99.9)), "max": float(o.max()), "n": int(o.size)}
+                return {
+                    "p50": float(np.percentile(o, 50)),
+                    "p99": float(np.percentile(o, 99)),
+                    "p999": float(np.percentile(o, 99.9)),
+                    "max": float(o.max()),
+                    "n": int(o.size),
+                }
             return str(o)
 
-        result.update({"loads": loads, "latency": latency, "memory": mem, "parts_us": {
-            k: statistics.median(v) * 1e6 for k, v in parts.items()}})
+        result.update(
+            {
+                "loads": loads,
+                "latency": latency,
+                "memory": mem,
+                "parts_us": {k: statistics.median(v) * 1e6 for k, v in parts.items()},
+            }
+        )
         Path(a.json).write_text(json.dumps(result, indent=1, default=plain))
         print(f"\nwrote {a.json}")
     return 0
@@ -664,42 +775,55 @@ def report(info, loads, rates, parts, costs, check, latency, mem) -> None:
     a = ARGS
     v = info["versions"]
     print()
-    print(f"decoder stream stage, '{CLASS_NAME}' uplinks from samples/generate.py ({a.mix}), "
-          f"a pool of {a.pool:,} distinct JSON lines cycled")
-    print(f"machine: {info['cpu_model']}, nproc {info['nproc']} (usable {info['cpus_usable']}), "
-          f"load avg {info['loadavg_start'][0]:.2f} -> {info['loadavg_end'][0]:.2f} "
-          f"({', '.join(f'{k} {x:.2f}' for k, x in loads)})")
-    print("python {python}, numba {numba}, numpy {numpy}, pyarrow {pyarrow}, orjson {orjson}, "
-          "bitstring {bitstring}, quickjs {quickjs}".format(**v))
+    print(
+        f"decoder stream stage, '{CLASS_NAME}' uplinks from samples/generate.py ({a.mix}), "
+        f"a pool of {a.pool:,} distinct JSON lines cycled"
+    )
+    print(
+        f"machine: {info['cpu_model']}, nproc {info['nproc']} (usable {info['cpus_usable']}), "
+        f"load avg {info['loadavg_start'][0]:.2f} -> {info['loadavg_end'][0]:.2f} "
+        f"({', '.join(f'{k} {x:.2f}' for k, x in loads)})"
+    )
+    print(
+        "python {python}, numba {numba}, numpy {numpy}, pyarrow {pyarrow}, orjson {orjson}, "
+        "bitstring {bitstring}, quickjs {quickjs}".format(**v)
+    )
     print(f"{info['code']}")
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, wall {info['wall_s']:.0f} s")
 
     if rates:
-        print(f"\nsustained rate: median of {a.rounds} interleaved rounds; ratio = row's us/message / "
-              f"the [ref] row's, median of per-round ratios (> 1: slower than the stage); CPU = process "
-              f"CPU time (all threads) per message")
-        print(f"| {'row':60} | {'messages/s':>12} | {'us/message':>10} | {'vs stage':>8} | {'CPU us/msg':>10} "
-              f"| {'n per run':>10} |")
+        print(
+            f"\nsustained rate: median of {a.rounds} interleaved rounds; ratio = row's us/message / "
+            f"the [ref] row's, median of per-round ratios (> 1: slower than the stage); CPU = process "
+            f"CPU time (all threads) per message"
+        )
+        print(
+            f"| {'row':60} | {'messages/s':>12} | {'us/message':>10} | {'vs stage':>8} | {'CPU us/msg':>10} "
+            f"| {'n per run':>10} |"
+        )
         print(f"|{'-' * 62}|{'-' * 13}:|{'-' * 11}:|{'-' * 9}:|{'-' * 11}:|{'-' * 11}:|")
         for key, label in ROWS:
             if key not in rates:
                 continue
             r = rates[key]
             cpu = f"{r['cpu_us']:10.2f}" if r["cpu_us"] is not None else f"{'-':>10}"
-            print(f"| {label:60} | {r['rate']:12,.0f} | {r['us']:10.2f} | {r['ratio']:8.2f} | {cpu} "
-                  f"| {r['n']:10,} |")
+            print(f"| {label:60} | {r['rate']:12,.0f} | {r['us']:10.2f} | {r['ratio']:8.2f} | {cpu} | {r['n']:10,} |")
         cli = rates.get("cli")
         if cli:
             rs = cli["runs"]
             med = lambda k: statistics.median(r[k] for r in rs)  # noqa: E731
-            print(f"* CLI: rate from 'reading stdin' on stderr (start-up + warm_up done) to exit; start-up "
-                  f"{med('startup_s'):.2f} s, whole process {med('wall_s'):.2f} s for {cli['n']:,} "
-                  f"({cli['n'] / med('wall_s'):,.0f} messages/s with start-up), peak RSS "
-                  f"{med('maxrss_mb'):,.0f} MB, CPU {med('child_cpu_s'):.2f} s with start-up; the CLI's own "
-                  f"summary says {med('cli_reported_s'):.2f} s (its clock starts before warm_up)")
+            print(
+                f"* CLI: rate from 'reading stdin' on stderr (start-up + warm_up done) to exit; start-up "
+                f"{med('startup_s'):.2f} s, whole process {med('wall_s'):.2f} s for {cli['n']:,} "
+                f"({cli['n'] / med('wall_s'):,.0f} messages/s with start-up), peak RSS "
+                f"{med('maxrss_mb'):,.0f} MB, CPU {med('child_cpu_s'):.2f} s with start-up; the CLI's own "
+                f"summary says {med('cli_reported_s'):.2f} s (its clock starts before warm_up)"
+            )
         sc = rates["stage_count"]["runs"]
-        print(f"stage: {statistics.median(r['batches'] for r in sc):,.0f} batches per run, its own max latency "
-              f"(first message -> hand-on) {max(r['stage_max_latency_s'] for r in sc) * 1e3:.0f} ms")
+        print(
+            f"stage: {statistics.median(r['batches'] for r in sc):,.0f} batches per run, its own max latency "
+            f"(first message -> hand-on) {max(r['stage_max_latency_s'] for r in sc) * 1e3:.0f} ms"
+        )
         print(f"output check (decoded values, ours vs peer): {check}")
         if parts:
             total = sum(statistics.median(x) for x in parts.values()) * 1e6
@@ -708,60 +832,78 @@ def report(info, loads, rates, parts, costs, check, latency, mem) -> None:
                 us = statistics.median(x) * 1e6
                 print(f"  {k:38} {us:6.2f}  ({us / total * 100:4.1f} %)")
             st = rates["stage_count"]["us"]
-            print(f"  {'sum':38} {total:6.2f}; the stage (count consumer) takes {st:.2f}: "
-                  f"{st - total:+.2f} us/message for its reader thread, queue and batching "
-                  f"(hand-off alone {rates['handoff']['us']:.2f})")
+            print(
+                f"  {'sum':38} {total:6.2f}; the stage (count consumer) takes {st:.2f}: "
+                f"{st - total:+.2f} us/message for its reader thread, queue and batching "
+                f"(hand-off alone {rates['handoff']['us']:.2f})"
+            )
         if costs:
             print("what a consumer pays per message on a decoded 10,000-message batch (median of 5, us/message):")
             for k, us in costs.items():
                 print(f"  {k:42} {us:6.2f}")
 
     if latency:
-        print(f"\nadded latency at the defaults (max_rows=10,000, max_delay=1.0): for every message, generator "
-              f"yield -> consumer receives its batch; all rounds pooled ({a.latency_rounds} rounds)")
-        print(f"| {'schedule (msg/s)':>28} | {'achieved':>8} | {'messages':>9} | {'batches':>7} | {'p50 ms':>7} | "
-              f"{'p99 ms':>7} | {'p99.9 ms':>8} | {'max ms':>7} | {'< 1.0 s':>7} | {'stage says max':>14} | "
-              f"{'hand-on max ms':>14} | {'source lag max ms':>17} |")
-        print(f"|{'-' * 29}:|{'-' * 9}:|{'-' * 10}:|{'-' * 8}:|{'-' * 8}:|{'-' * 8}:|{'-' * 9}:|{'-' * 8}:|"
-              f"{'-' * 8}:|{'-' * 15}:|{'-' * 15}:|{'-' * 18}:|")
+        print(
+            f"\nadded latency at the defaults (max_rows=10,000, max_delay=1.0): for every message, generator "
+            f"yield -> consumer receives its batch; all rounds pooled ({a.latency_rounds} rounds)"
+        )
+        print(
+            f"| {'schedule (msg/s)':>28} | {'achieved':>8} | {'messages':>9} | {'batches':>7} | {'p50 ms':>7} | "
+            f"{'p99 ms':>7} | {'p99.9 ms':>8} | {'max ms':>7} | {'< 1.0 s':>7} | {'stage says max':>14} | "
+            f"{'hand-on max ms':>14} | {'source lag max ms':>17} |"
+        )
+        print(
+            f"|{'-' * 29}:|{'-' * 9}:|{'-' * 10}:|{'-' * 8}:|{'-' * 8}:|{'-' * 8}:|{'-' * 9}:|{'-' * 8}:|"
+            f"{'-' * 8}:|{'-' * 15}:|{'-' * 15}:|{'-' * 18}:|"
+        )
         for label in dict.fromkeys(r["label"] for r in latency):
             rs = [r for r in latency if r["label"] == label]
             lat = np.concatenate([r["latency_s"] for r in rs]) * 1e3
             mx = lat.max()
             ach = [r["achieved_rate"] for r in rs if r["achieved_rate"]]
             ach_text = f"{statistics.median(ach):8,.0f}" if ach else f"{'-':>8}"
-            print(f"| {label:>28} | {ach_text} | "
-                  f"{lat.size:9,} | {sum(r['batches'] for r in rs):7,} | {np.percentile(lat, 50):7.1f} | "
-                  f"{np.percentile(lat, 99):7.1f} | {np.percentile(lat, 99.9):8.1f} | {mx:7.1f} | "
-                  f"{'yes' if mx < 1000 else 'NO':>7} | {max(r['stage_max_latency_s'] for r in rs) * 1e3:14.1f} | "
-                  f"{max(r['handon_max_s'] for r in rs) * 1e3:14.1f} | "
-                  f"{max(r['source_lag_max_s'] for r in rs) * 1e3:17.1f} |")
+            print(
+                f"| {label:>28} | {ach_text} | "
+                f"{lat.size:9,} | {sum(r['batches'] for r in rs):7,} | {np.percentile(lat, 50):7.1f} | "
+                f"{np.percentile(lat, 99):7.1f} | {np.percentile(lat, 99.9):8.1f} | {mx:7.1f} | "
+                f"{'yes' if mx < 1000 else 'NO':>7} | {max(r['stage_max_latency_s'] for r in rs) * 1e3:14.1f} | "
+                f"{max(r['handon_max_s'] for r in rs) * 1e3:14.1f} | "
+                f"{max(r['source_lag_max_s'] for r in rs) * 1e3:17.1f} |"
+            )
         for r in latency:
-            print(f"  {r['label']:>28} round {r['round'] + 1}: batches {r['reasons']}, median batch "
-                  f"{r['median_batch']:,.0f} messages, max {r['latency_s'].max() * 1e3:.1f} ms (stage's own "
-                  f"{r['stage_max_latency_s'] * 1e3:.1f} ms; from the schedule {r['from_schedule_max_s'] * 1e3:.1f} ms); "
-                  f"hand-on median {r['handon_median_s'] * 1e3:.1f} ms")
-        print("  'stage says max': the stage's own stats.max_latency, MicroBatch.opened (its first message's arrival "
-              "as the stage saw it) to hand-on;\n  a gap to 'max ms' is time the stage did not see (before 57b4208, "
-              "opened was when the loop took the message off the reader's queue).\n"
-              "  hand-on: the batch's close (MicroBatch.closed) to the consumer receiving it (decoding).\n"
-              "  source lag: how late the generator yielded against its schedule (the source could not keep up).")
+            print(
+                f"  {r['label']:>28} round {r['round'] + 1}: batches {r['reasons']}, median batch "
+                f"{r['median_batch']:,.0f} messages, max {r['latency_s'].max() * 1e3:.1f} ms (stage's own "
+                f"{r['stage_max_latency_s'] * 1e3:.1f} ms; from the schedule {r['from_schedule_max_s'] * 1e3:.1f} ms); "
+                f"hand-on median {r['handon_median_s'] * 1e3:.1f} ms"
+            )
+        print(
+            "  'stage says max': the stage's own stats.max_latency, MicroBatch.opened (its first message's arrival "
+            "as the stage saw it) to hand-on;\n  a gap to 'max ms' is time the stage did not see (before 57b4208, "
+            "opened was when the loop took the message off the reader's queue).\n"
+            "  hand-on: the batch's close (MicroBatch.closed) to the consumer receiving it (decoding).\n"
+            "  source lag: how late the generator yielded against its schedule (the source could not keep up)."
+        )
         over = [r for r in latency if r["latency_s"].max() >= 1.0]
         if over:
             print(f"NOTE max latency >= max_delay (1.0 s) in {len(over)} run(s): the stage's promise is broken")
 
     if mem:
-        print(f"\nmemory: {mem['messages']:,} messages through the stage (count consumer) in {mem['seconds']:.0f} s "
-              f"({mem['messages'] / mem['seconds']:,.0f} messages/s), VmRSS every {a.memory_every:,}:")
+        print(
+            f"\nmemory: {mem['messages']:,} messages through the stage (count consumer) in {mem['seconds']:.0f} s "
+            f"({mem['messages'] / mem['seconds']:,.0f} messages/s), VmRSS every {a.memory_every:,}:"
+        )
         line = []
-        for m, r, t in mem["samples"]:
+        for m, r, _t in mem["samples"]:
             line.append(f"{m / 1e6:.2f}M {r:.0f}")
         for i in range(0, len(line), 7):
-            print("  " + ", ".join(line[i:i + 7]) + " (MB)")
+            print("  " + ", ".join(line[i : i + 7]) + " (MB)")
         m20, r20, _ = mem["at20"]
         mend, rend, _ = mem["end"]
-        print(f"  growth from the 20 % mark ({m20:,}: {r20:.1f} MB) to the end ({mend:,}: {rend:.1f} MB): "
-              f"{mem['growth'] * 100:+.1f} % -> {'flat (within 10 %)' if abs(mem['growth']) <= 0.10 else 'NOT FLAT'}")
+        print(
+            f"  growth from the 20 % mark ({m20:,}: {r20:.1f} MB) to the end ({mend:,}: {rend:.1f} MB): "
+            f"{mem['growth'] * 100:+.1f} % -> {'flat (within 10 %)' if abs(mem['growth']) <= 0.10 else 'NOT FLAT'}"
+        )
 
 
 if __name__ == "__main__":
@@ -770,13 +912,15 @@ if __name__ == "__main__":
     p.add_argument("--cli-n", type=int, default=200_000, help="messages in the CLI's input file (200,000)")
     p.add_argument("--sample", type=int, default=30_000, help="messages per run of orjson+bitstring (30,000)")
     p.add_argument("--quickjs-sample", type=int, default=3_000, help="messages per run of QuickJS (3,000)")
-    p.add_argument("--engine1-sample", type=int, default=500,
-                   help="messages per run of our per-message rows (500)")
+    p.add_argument("--engine1-sample", type=int, default=500, help="messages per run of our per-message rows (500)")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--rates", default="1000,20000,1x6+1000x6",
-                   help="comma-separated schedules of the latency section: a rate (msg/s, for --latency-seconds) "
-                        "or phases RATExSECONDS+RATExSECONDS... (default 1000,20000,1x6+1000x6: steady 1,000/s, "
-                        "steady 20,000/s, and a quiet spell of 1/s for 6 s then 1,000/s for 6 s)")
+    p.add_argument(
+        "--rates",
+        default="1000,20000,1x6+1000x6",
+        help="comma-separated schedules of the latency section: a rate (msg/s, for --latency-seconds) "
+        "or phases RATExSECONDS+RATExSECONDS... (default 1000,20000,1x6+1000x6: steady 1,000/s, "
+        "steady 20,000/s, and a quiet spell of 1/s for 6 s then 1,000/s for 6 s)",
+    )
     p.add_argument("--latency-seconds", type=float, default=10.0, help="seconds per latency run (10)")
     p.add_argument("--latency-rounds", type=int, default=2)
     p.add_argument("--memory", action="store_true", help="also run the memory section")

@@ -151,8 +151,7 @@ def child(what, n, seed):
 
 
 def run_child(what, n, seed):
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", what,
-           "--n", str(n), "--seed", str(seed)]
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", what, "--n", str(n), "--seed", str(seed)]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         return None, (p.stderr.strip().splitlines() or ["?"])[-1]
@@ -168,10 +167,10 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=1_000_000, help="payloads (default 1,000,000)")
     ap.add_argument("--repeat", type=int, default=7, help="runs of each fast path, median (default 7)")
     ap.add_argument("--sample", type=int, default=20_000, help="payloads for the per-packet peers (default 20,000)")
-    ap.add_argument("--sample-repeat", type=int, default=None,
-                    help="runs of each per-packet peer, median (default: --repeat)")
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="interleaved rounds the repeats are spread over (default 3)")
+    ap.add_argument(
+        "--sample-repeat", type=int, default=None, help="runs of each per-packet peer, median (default: --repeat)"
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds the repeats are spread over (default 3)")
     ap.add_argument("--fresh-repeat", type=int, default=3, help="fresh processes per fresh row, median (default 3)")
     ap.add_argument("--no-fresh", action="store_true", help="skip the fresh-process rows")
     ap.add_argument("--json", metavar="OUT", help="write all figures as JSON to OUT")
@@ -200,9 +199,18 @@ def main(argv=None):
 
     def add(key, name, runs, per, kind, note="", faults=None):
         ns = statistics.median(runs) / per * 1e9
-        rows.append({"key": key, "name": name, "ns": ns, "runs_s": runs, "packets": per,
-                     "kind": kind, "note": note,
-                     "minor_faults": statistics.median(faults) if faults else None})
+        rows.append(
+            {
+                "key": key,
+                "name": name,
+                "ns": ns,
+                "runs_s": runs,
+                "packets": per,
+                "kind": kind,
+                "note": note,
+                "minor_faults": statistics.median(faults) if faults else None,
+            }
+        )
         print(f"  {name:<46} {ns:10.1f} ns/packet", flush=True)
 
     # Build the list of rows to time (the timing loop is below).
@@ -218,14 +226,16 @@ def main(argv=None):
         dc.decode_buffer(to_buffer(hexes[:1000], "hex"))
         buf = to_buffer(hexes, "hex")
         cases += [
-            ("ours_hex_arrow", "ours: decode(hex list) + to_arrow",
-             lambda: dc.decode(hexes, encoding="hex").to_arrow(), n, "batch"),
-            ("ours_hex", "ours: decode(hex list), no to_arrow",
-             lambda: dc.decode(hexes, encoding="hex"), n, "batch"),
-            ("to_buffer", "ours: to_buffer(hex list) alone",
-             lambda: to_buffer(hexes, "hex"), n, "batch"),
-            ("ours_kernel", "ours: decode_buffer(buf), kernel alone",
-             lambda: dc.decode_buffer(buf), n, "batch"),
+            (
+                "ours_hex_arrow",
+                "ours: decode(hex list) + to_arrow",
+                lambda: dc.decode(hexes, encoding="hex").to_arrow(),
+                n,
+                "batch",
+            ),
+            ("ours_hex", "ours: decode(hex list), no to_arrow", lambda: dc.decode(hexes, encoding="hex"), n, "batch"),
+            ("to_buffer", "ours: to_buffer(hex list) alone", lambda: to_buffer(hexes, "hex"), n, "batch"),
+            ("ours_kernel", "ours: decode_buffer(buf), kernel alone", lambda: dc.decode_buffer(buf), n, "batch"),
         ]
     else:
         print(f"  ours: not available yet ({err})", flush=True)
@@ -236,8 +246,7 @@ def main(argv=None):
     peers.decode_offsets(data, offsets[:1001])
     cases += [
         ("floor", "hand-written numba, (n,9) matrix [floor]", lambda: peers.decode_matrix(mat), n, "batch"),
-        ("floor_offsets", "hand-written numba, data+offsets",
-         lambda: peers.decode_offsets(data, offsets), n, "batch"),
+        ("floor_offsets", "hand-written numba, data+offsets", lambda: peers.decode_offsets(data, offsets), n, "batch"),
     ]
 
     smp = hexes[:sample]
@@ -262,7 +271,7 @@ def main(argv=None):
     round_of = {c[0]: [] for c in cases}
     faults = {c[0]: [] for c in cases}
     for rnd in range(rounds):
-        for key, name, fn, per, kind in cases:
+        for key, _name, fn, _per, kind in cases:
             if kind == "batch":
                 fn()
             for _ in range(reps_in_round[kind]):
@@ -276,7 +285,7 @@ def main(argv=None):
                 runs[key].append(t1 - t0)
                 round_of[key].append(rnd)
         print(f"  round {rnd + 1}/{rounds} done", flush=True)
-    for key, name, fn, per, kind in cases:
+    for key, name, _fn, per, kind in cases:
         add(key, name, runs[key], per, kind, f"sample of {sample:,}, scaled" if kind == "per-packet" else "")
         rows[-1]["warm_minor_faults_median"] = statistics.median(faults[key])
     if ours_ok:
@@ -302,19 +311,33 @@ def main(argv=None):
                 got.append(r)
             fresh[what] = got
         if fresh.get("ours_hex"):
-            add("fresh_ours_hex_arrow", "FRESH ours: decode(hex list) + to_arrow",
-                [r["decode_to_arrow"] for r in fresh["ours_hex"]], n, "fresh",
-                faults=[r["minor_faults"] for r in fresh["ours_hex"]])
-            add("fresh_ours_hex", "FRESH ours: decode(hex list)",
-                [r["decode"] for r in fresh["ours_hex"]], n, "fresh")
+            add(
+                "fresh_ours_hex_arrow",
+                "FRESH ours: decode(hex list) + to_arrow",
+                [r["decode_to_arrow"] for r in fresh["ours_hex"]],
+                n,
+                "fresh",
+                faults=[r["minor_faults"] for r in fresh["ours_hex"]],
+            )
+            add("fresh_ours_hex", "FRESH ours: decode(hex list)", [r["decode"] for r in fresh["ours_hex"]], n, "fresh")
         if fresh.get("ours_buffer"):
-            add("fresh_ours_kernel", "FRESH ours: decode_buffer(buf)",
-                [r["decode"] for r in fresh["ours_buffer"]], n, "fresh",
-                faults=[r["minor_faults"] for r in fresh["ours_buffer"]])
+            add(
+                "fresh_ours_kernel",
+                "FRESH ours: decode_buffer(buf)",
+                [r["decode"] for r in fresh["ours_buffer"]],
+                n,
+                "fresh",
+                faults=[r["minor_faults"] for r in fresh["ours_buffer"]],
+            )
         if fresh.get("floor"):
-            add("fresh_floor", "FRESH hand-written numba, (n,9) matrix",
-                [r["decode"] for r in fresh["floor"]], n, "fresh",
-                faults=[r["minor_faults"] for r in fresh["floor"]])
+            add(
+                "fresh_floor",
+                "FRESH hand-written numba, (n,9) matrix",
+                [r["decode"] for r in fresh["floor"]],
+                n,
+                "fresh",
+                faults=[r["minor_faults"] for r in fresh["floor"]],
+            )
 
     info["loadavg_end"] = os.getloadavg()
     info["wall_s"] = time.time() - t_start
@@ -356,10 +379,22 @@ def main(argv=None):
 
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"n": n, "repeat": a.repeat, "sample": sample,
-                       "sample_repeat": a.sample_repeat, "fresh_repeat": a.fresh_repeat,
-                       "seed": a.seed, "machine": info, "rows": rows, "targets": targets,
-                       "output_check": check}, f, indent=1)
+            json.dump(
+                {
+                    "n": n,
+                    "repeat": a.repeat,
+                    "sample": sample,
+                    "sample_repeat": a.sample_repeat,
+                    "fresh_repeat": a.fresh_repeat,
+                    "seed": a.seed,
+                    "machine": info,
+                    "rows": rows,
+                    "targets": targets,
+                    "output_check": check,
+                },
+                f,
+                indent=1,
+            )
         print(f"\nwrote {a.json}")
     return 0
 
@@ -381,7 +416,9 @@ def verify_ours(dc, hexes, mat):
 
         lvl = col("batteryLevel")
         ok = bool(np.array_equal(np.asarray(lvl.is_valid()), f["batteryLevel_valid"]))
-        ok &= bool(np.array_equal(lvl.fill_null(0.0).to_numpy(), np.where(f["batteryLevel_valid"], f["batteryLevel"], 0.0)))
+        ok &= bool(
+            np.array_equal(lvl.fill_null(0.0).to_numpy(), np.where(f["batteryLevel_valid"], f["batteryLevel"], 0.0))
+        )
         for k in ("gps.latitude", "gps.longitude", "gps.altitude"):
             ok &= bool(np.array_equal(col(k).to_numpy(zero_copy_only=False), f[k]))
         return "equal on all rows" if ok else "DIFFERENT"
@@ -393,17 +430,23 @@ def print_table(rows, info, a, n, sample, have_ours, targets, bits, check):
     v = info["versions"]
     print()
     print(f"Firefly 'Test Device Class', {n:,} random 9-byte payloads, hex text")
-    print(f"machine: {info['cpu_model']}, nproc {info['nproc']} (usable {info['cpus_usable']}), "
-          f"load avg {info['loadavg_start'][0]:.2f} -> {info['loadavg_end'][0]:.2f}")
-    print("python {python}, numba {numba}, numpy {numpy}, pyarrow {pyarrow}, "
-          "bitstring {bitstring}, quickjs {quickjs}".format(**v))
-    print(f"batch rows: median of {len(rows[0]['runs_s'])} warm runs over all {n:,}; per-packet rows: "
-          f"median of {a.sample_repeat} runs over a sample of {sample:,}, scaled to ns/packet;")
+    print(
+        f"machine: {info['cpu_model']}, nproc {info['nproc']} (usable {info['cpus_usable']}), "
+        f"load avg {info['loadavg_start'][0]:.2f} -> {info['loadavg_end'][0]:.2f}"
+    )
+    print(
+        "python {python}, numba {numba}, numpy {numpy}, pyarrow {pyarrow}, "
+        "bitstring {bitstring}, quickjs {quickjs}".format(**v)
+    )
+    print(
+        f"batch rows: median of {len(rows[0]['runs_s'])} warm runs over all {n:,}; per-packet rows: "
+        f"median of {a.sample_repeat} runs over a sample of {sample:,}, scaled to ns/packet;"
+    )
     print(f"rows interleaved in {a.rounds} rounds (back to back within a round, after one untimed run).")
-    print(f"FRESH rows: one first call in a new process (kernel warmed on 16 rows), "
-          f"median of {a.fresh_repeat} processes.")
-    print("ratio = this row's ns/packet / reference's ns/packet; "
-          "'vs ours' is vs ours decode(hex list) + to_arrow.")
+    print(
+        f"FRESH rows: one first call in a new process (kernel warmed on 16 rows), median of {a.fresh_repeat} processes."
+    )
+    print("ratio = this row's ns/packet / reference's ns/packet; 'vs ours' is vs ours decode(hex list) + to_arrow.")
     print()
     hdr = f"| {'name':<46} | {'packets/s':>12} | {'ns/packet':>10} | {'vs ours':>8} | {'vs floor':>8} |"
     print(hdr)
@@ -415,27 +458,40 @@ def print_table(rows, info, a, n, sample, have_ours, targets, bits, check):
     print(f"* per packet on a sample of {sample:,} payloads, scaled to ns/packet")
     wf = [r for r in rows if r.get("warm_minor_faults_median")]
     if wf:
-        print("NOTE page faults in warm runs (median per run): " + "; ".join(
-            f"{r['name']}: {r['warm_minor_faults_median']:,.0f}" for r in wf))
+        print(
+            "NOTE page faults in warm runs (median per run): "
+            + "; ".join(f"{r['name']}: {r['warm_minor_faults_median']:,.0f}" for r in wf)
+        )
     pf = [r for r in rows if r.get("minor_faults") is not None]
     if pf:
-        print("minor page faults in the fresh first call (4 KiB each): " + "; ".join(
-            f"{r['name'][6:]}: {r['minor_faults']:,.0f}" for r in pf))
+        print(
+            "minor page faults in the fresh first call (4 KiB each): "
+            + "; ".join(f"{r['name'][6:]}: {r['minor_faults']:,.0f}" for r in pf)
+        )
     print()
     if have_ours:
         print("targets, as medians of per-round ratios (the table's ratios are ratios of medians):")
         print(f"target ours >= 100x bitstring per packet (fastest bitstring: {bits['name']}):")
-        print(f"    bitstring / ours(hex+to_arrow) = {targets['bitstring_over_ours_hex_arrow']:.0f}x, "
-              f"without to_arrow {targets['bitstring_over_ours_hex']:.0f}x -> "
-              f"{'MET' if targets['ours_100x_bitstring'] else 'NOT MET'}")
-        print(f"    (Reader.read_list / ours {targets['bitstring_reader_over_ours_hex_arrow']:.0f}x, "
-              f"Bits.unpack / ours {targets['bitstring_unpack_over_ours_hex_arrow']:.0f}x, "
-              f"QuickJS / ours {targets['quickjs_over_ours_hex_arrow']:.0f}x)")
-        print(f"target kernel alone within 1.5x of hand-written: "
-              f"{targets['kernel_over_floor']:.2f}x -> "
-              f"{'MET' if targets['kernel_within_1_5x_floor'] else 'NOT MET'}"
-              + (f" (fresh processes: {targets['fresh_kernel_over_fresh_floor']:.2f}x)"
-                 if "fresh_kernel_over_fresh_floor" in targets else ""))
+        print(
+            f"    bitstring / ours(hex+to_arrow) = {targets['bitstring_over_ours_hex_arrow']:.0f}x, "
+            f"without to_arrow {targets['bitstring_over_ours_hex']:.0f}x -> "
+            f"{'MET' if targets['ours_100x_bitstring'] else 'NOT MET'}"
+        )
+        print(
+            f"    (Reader.read_list / ours {targets['bitstring_reader_over_ours_hex_arrow']:.0f}x, "
+            f"Bits.unpack / ours {targets['bitstring_unpack_over_ours_hex_arrow']:.0f}x, "
+            f"QuickJS / ours {targets['quickjs_over_ours_hex_arrow']:.0f}x)"
+        )
+        print(
+            f"target kernel alone within 1.5x of hand-written: "
+            f"{targets['kernel_over_floor']:.2f}x -> "
+            f"{'MET' if targets['kernel_within_1_5x_floor'] else 'NOT MET'}"
+            + (
+                f" (fresh processes: {targets['fresh_kernel_over_fresh_floor']:.2f}x)"
+                if "fresh_kernel_over_fresh_floor" in targets
+                else ""
+            )
+        )
         print(f"    (vs the hand-written kernel over data+offsets: {targets['kernel_over_floor_offsets']:.2f}x)")
         print(f"output check ours vs floor: {check}")
     else:

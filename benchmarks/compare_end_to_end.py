@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 CLASSES = ROOT / "samples" / "classes" / "test_device_class.json"
 
-BASELINE = r'''
+BASELINE = r"""
 import base64, sys, time, orjson, bitstring, pyarrow as pa, pyarrow.parquet as pq
 path, limit, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 FMT = ["uint8", "int24", "int24", "int16"]
@@ -64,9 +63,9 @@ with open(path, "rb") as fh:
                      "latitude": lat / (1 << 23) * 90, "longitude": lon / (1 << 23) * 180, "altitude": alt})
 pq.write_table(pa.Table.from_pylist(rows), out)
 print(time.perf_counter() - t, len(rows))
-'''
+"""
 
-ARROW_FLOOR = r'''
+ARROW_FLOOR = r"""
 import sys, time
 import pyarrow.json as pj
 sys.path.insert(0, sys.argv[2])
@@ -75,7 +74,7 @@ t = time.perf_counter()
 table = pj.read_json(sys.argv[1], parse_options=pj.ParseOptions(explicit_schema=_baseline_schema("mixed"),
                                                                 unexpected_field_behavior="ignore"))
 print(time.perf_counter() - t, table.num_rows)
-'''
+"""
 
 
 def run(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
@@ -93,8 +92,9 @@ def run(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
 def generate(n: int, path: Path) -> None:
     if not path.exists():
         print(f"generating {n:,} packets -> {path}", file=sys.stderr)
-        subprocess.run([PY, str(ROOT / "samples" / "generate.py"), "-n", str(n), "-o", str(path), "--seed", "7"],
-                       check=True)
+        subprocess.run(
+            [PY, str(ROOT / "samples" / "generate.py"), "-n", str(n), "-o", str(path), "--seed", "7"], check=True
+        )
 
 
 def ours(path: Path, out: Path) -> tuple[float, int]:
@@ -119,7 +119,10 @@ def main() -> None:
     limit = min(ARGS.sample, ARGS.n)
     secs, rss, out = run([PY, "-c", BASELINE, str(data), str(limit), str(work / "baseline.parquet")])
     results[f"orjson + bitstring per packet -> Parquet (scaled from {limit:,})"] = (
-        float(out.split()[0]) * ARGS.n / limit, ARGS.n, rss)
+        float(out.split()[0]) * ARGS.n / limit,
+        ARGS.n,
+        rss,
+    )
 
     best = None
     for _ in range(ARGS.repeat):
@@ -129,21 +132,28 @@ def main() -> None:
 
     ours_wall = results["ours: decoder decode -> Parquet"][0]
     floor = results["pyarrow.json.read_json + schema, decodes nothing (floor)"][0]
-    print(f"\nEnd to end, {ARGS.n:,} packets, {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-          f"load {os.getloadavg()[0]:.2f}")
+    print(
+        f"\nEnd to end, {ARGS.n:,} packets, {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+        f"load {os.getloadavg()[0]:.2f}"
+    )
     print(f"{'':62} {'packets/s':>12} {'ns/packet':>10} {'ours is':>9} {'peak RSS':>9}")
     for name, (wall, n, rss) in results.items():
         print(f"{name:62} {n / wall:12,.0f} {wall / n * 1e9:10,.0f} {wall / ours_wall:8.2f}x {rss:7,} MB")
-    print(f"\nours vs orjson+bitstring: {results[next(k for k in results if k.startswith('orjson'))][0] / ours_wall:.1f}x "
-          f"faster (target >= 5x); ours vs the pyarrow floor: {floor / ours_wall:.2f}x its speed (target >= 0.7x)")
+    print(
+        f"\nours vs orjson+bitstring: "
+        f"{results[next(k for k in results if k.startswith('orjson'))][0] / ours_wall:.1f}x "
+        f"faster (target >= 5x); ours vs the pyarrow floor: {floor / ours_wall:.2f}x its speed (target >= 0.7x)"
+    )
 
     if ARGS.memory_n:
         big = work / f"packets_{ARGS.memory_n}.jsonl"
         generate(ARGS.memory_n, big)
         _, rss_big = ours(big, work / "big.parquet")
         rss_small = results["ours: decoder decode -> Parquet"][2]
-        print(f"peak RSS: {rss_small:,} MB at {ARGS.n:,} packets, {rss_big:,} MB at {ARGS.memory_n:,} "
-              f"({(rss_big / rss_small - 1) * 100:+.1f}%, target within 10%)")
+        print(
+            f"peak RSS: {rss_small:,} MB at {ARGS.n:,} packets, {rss_big:,} MB at {ARGS.memory_n:,} "
+            f"({(rss_big / rss_small - 1) * 100:+.1f}%, target within 10%)"
+        )
     if ARGS.json:
         Path(ARGS.json).write_text(json.dumps({k: {"seconds": v[0], "rss_mb": v[2]} for k, v in results.items()}))
 

@@ -163,10 +163,7 @@ class QuickJSDecoder:
 
         self._ctx = quickjs.Context()
         self._ctx.eval(source)
-        self._ctx.eval(
-            "function __decode_json(s) {"
-            " return JSON.stringify(decodeUplink(JSON.parse(s))); }"
-        )
+        self._ctx.eval("function __decode_json(s) { return JSON.stringify(decodeUplink(JSON.parse(s))); }")
         self._f = self._ctx.get("__decode_json")
 
     def __call__(self, h: str, fport: int = 1) -> dict:
@@ -263,8 +260,13 @@ def decode_matrix(mat: np.ndarray) -> dict:
     matrix_kernel, _ = _build_kernels()
     o = _alloc(mat.shape[0])
     matrix_kernel(
-        mat, o["batteryLevel"], o["batteryLevel_valid"], o["gps.latitude"],
-        o["gps.longitude"], o["gps.altitude"], o["battery"],
+        mat,
+        o["batteryLevel"],
+        o["batteryLevel_valid"],
+        o["gps.latitude"],
+        o["gps.longitude"],
+        o["gps.altitude"],
+        o["battery"],
     )
     return o
 
@@ -277,8 +279,15 @@ def decode_offsets(data: np.ndarray, offsets: np.ndarray) -> dict:
     o = _alloc(n)
     o["valid"] = np.empty(n, np.bool_)
     offsets_kernel(
-        data, offsets, o["batteryLevel"], o["batteryLevel_valid"], o["gps.latitude"],
-        o["gps.longitude"], o["gps.altitude"], o["battery"], o["valid"],
+        data,
+        offsets,
+        o["batteryLevel"],
+        o["batteryLevel_valid"],
+        o["gps.latitude"],
+        o["gps.longitude"],
+        o["gps.altitude"],
+        o["battery"],
+        o["valid"],
     )
     return o
 

@@ -8,8 +8,20 @@ from __future__ import annotations
 
 from .errors import DecoderError, InputError, ScriptError
 
-__all__ = ["compile", "load_classes", "DeviceClass", "DecodedBatch", "Engine", "Registry",
-           "StreamStage", "MicroBatch", "Message", "ScriptError", "InputError", "DecoderError"]
+__all__ = [
+    "compile",
+    "load_classes",
+    "DeviceClass",
+    "DecodedBatch",
+    "Engine",
+    "Registry",
+    "StreamStage",
+    "MicroBatch",
+    "Message",
+    "ScriptError",
+    "InputError",
+    "DecoderError",
+]
 
 _LAZY = {
     "compile": ("compiler", "compile"),

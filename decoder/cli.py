@@ -20,8 +20,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from . import options
 from .errors import DecoderError, ScriptError
@@ -78,65 +79,101 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog=PROG,
         description="Decode LoRaWAN uplinks of Firefly and Helium with Firefly device-class scripts, "
-                    "compiled to numba kernels, to Parquet, Arrow, CSV or JSON Lines.",
+        "compiled to numba kernels, to Parquet, Arrow, CSV or JSON Lines.",
     )
     ap.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     dec = sub.add_parser(
-        "decode", help="decode JSON Lines packet files",
+        "decode",
+        help="decode JSON Lines packet files",
         description="Decode JSON Lines files of Firefly and Helium packets (plain or .gz, '-' for stdin).",
-        epilog=EPILOG_DECODE, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG_DECODE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     dec.add_argument("inputs", nargs="+", metavar="INPUT", help="JSON Lines file (.gz ok), '-' for stdin")
     _class_arguments(dec)
     dec.add_argument("-o", "--output", required=True, metavar="OUT", help="output file, '-' for stdout")
     dec.add_argument("--format", choices=options.FORMATS, help="output format (default: from the suffix of OUT)")
-    dec.add_argument("--errors", metavar="FILE",
-                     help="write every failed row and bad line with its input line number (JSON Lines)")
+    dec.add_argument(
+        "--errors", metavar="FILE", help="write every failed row and bad line with its input line number (JSON Lines)"
+    )
     dec.add_argument("--include-hidden", action="store_true", help="also output variables of type hidden")
-    dec.add_argument("--chunk-size", default=f"{options.CHUNK_BYTES >> 20}M", metavar="BYTES",
-                     help=f"bytes of input per chunk (default {options.CHUNK_BYTES >> 20}M; memory stays near "
-                          "a few chunks)")
+    dec.add_argument(
+        "--chunk-size",
+        default=f"{options.CHUNK_BYTES >> 20}M",
+        metavar="BYTES",
+        help=f"bytes of input per chunk (default {options.CHUNK_BYTES >> 20}M; memory stays near a few chunks)",
+    )
     dec.add_argument("-q", "--quiet", action="store_true", help="no summary")
     dec.set_defaults(func=cmd_decode, parser=dec)
 
     stm = sub.add_parser(
-        "stream", help="decode a live stream of packets (stdin or MQTT) in micro-batches",
+        "stream",
+        help="decode a live stream of packets (stdin or MQTT) in micro-batches",
         description="Decode packets as they arrive, one JSON message per stdin line or per MQTT message, "
-                    "in micro-batches that close at --max-rows messages or --max-delay seconds. Decoded "
-                    "rows go to stdout as JSON Lines, flushed per batch, or with -o DIR to rolling Parquet "
-                    "files. EOF, Ctrl-C or SIGTERM hands on the open batch and exits 0.",
-        epilog=EPILOG_STREAM, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "in micro-batches that close at --max-rows messages or --max-delay seconds. Decoded "
+        "rows go to stdout as JSON Lines, flushed per batch, or with -o DIR to rolling Parquet "
+        "files. EOF, Ctrl-C or SIGTERM hands on the open batch and exits 0.",
+        epilog=EPILOG_STREAM,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    stm.add_argument("--mqtt", metavar="URL",
-                     help="subscribe to mqtt://[user:pass@]host[:port]/topic/# (QoS 1) instead of reading stdin")
+    stm.add_argument(
+        "--mqtt",
+        metavar="URL",
+        help="subscribe to mqtt://[user:pass@]host[:port]/topic/# (QoS 1) instead of reading stdin",
+    )
     _class_arguments(stm)
-    stm.add_argument("-o", "--output", metavar="DIR",
-                     help="write rolling Parquet files into DIR (default: JSON Lines on stdout)")
-    stm.add_argument("--errors", metavar="FILE",
-                     help="append failed rows and bad messages here as JSON Lines (default: stderr)")
-    stm.add_argument("--max-rows", type=int, default=options.MAX_ROWS, metavar="N",
-                     help=f"close a micro-batch at N messages (default {options.MAX_ROWS})")
-    stm.add_argument("--max-delay", type=float, default=options.MAX_DELAY, metavar="SECONDS",
-                     help=f"hand on a message at most this long after it arrived (default {options.MAX_DELAY:g})")
-    stm.add_argument("--roll-rows", type=int, default=options.ROLL_ROWS, metavar="N",
-                     help=f"with -o: start a new Parquet file after N rows (default {options.ROLL_ROWS})")
-    stm.add_argument("--roll-seconds", type=float, default=options.ROLL_SECONDS, metavar="SECONDS",
-                     help=f"with -o: start a new Parquet file after this many seconds "
-                          f"(default {options.ROLL_SECONDS:g})")
-    stm.add_argument("--client-id", metavar="ID",
-                     help="MQTT client id; keep it across restarts to get unacknowledged messages again "
-                          "(default: derived from the broker and topic)")
+    stm.add_argument(
+        "-o", "--output", metavar="DIR", help="write rolling Parquet files into DIR (default: JSON Lines on stdout)"
+    )
+    stm.add_argument(
+        "--errors", metavar="FILE", help="append failed rows and bad messages here as JSON Lines (default: stderr)"
+    )
+    stm.add_argument(
+        "--max-rows",
+        type=int,
+        default=options.MAX_ROWS,
+        metavar="N",
+        help=f"close a micro-batch at N messages (default {options.MAX_ROWS})",
+    )
+    stm.add_argument(
+        "--max-delay",
+        type=float,
+        default=options.MAX_DELAY,
+        metavar="SECONDS",
+        help=f"hand on a message at most this long after it arrived (default {options.MAX_DELAY:g})",
+    )
+    stm.add_argument(
+        "--roll-rows",
+        type=int,
+        default=options.ROLL_ROWS,
+        metavar="N",
+        help=f"with -o: start a new Parquet file after N rows (default {options.ROLL_ROWS})",
+    )
+    stm.add_argument(
+        "--roll-seconds",
+        type=float,
+        default=options.ROLL_SECONDS,
+        metavar="SECONDS",
+        help=f"with -o: start a new Parquet file after this many seconds (default {options.ROLL_SECONDS:g})",
+    )
+    stm.add_argument(
+        "--client-id",
+        metavar="ID",
+        help="MQTT client id; keep it across restarts to get unacknowledged messages again "
+        "(default: derived from the broker and topic)",
+    )
     stm.add_argument("--include-hidden", action="store_true", help="also output variables of type hidden")
     stm.add_argument("-q", "--quiet", action="store_true", help="no summary")
     stm.set_defaults(func=cmd_stream, parser=stm)
 
     chk = sub.add_parser(
-        "check", help="compile device classes and show their output schema",
+        "check",
+        help="compile device classes and show their output schema",
         description="Compile every device class (building its kernel) and print its layout and output "
-                    "schema. Exit 1 with the script error when a class is bad.",
+        "schema. Exit 1 with the script error when a class is bad.",
     )
     chk.add_argument("classes", nargs="+", metavar="CLASSES", help="device-class file or directory")
     chk.add_argument("--include-hidden", action="store_true", help="show the schema with hidden variables")
@@ -146,14 +183,28 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _class_arguments(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--classes", action="append", required=True, metavar="FILE",
-                     help="device classes: any Firefly /device_classes response, a class, a list, "
-                          "or a directory of .json files (repeatable)")
+    cmd.add_argument(
+        "--classes",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="device classes: any Firefly /device_classes response, a class, a list, "
+        "or a directory of .json files (repeatable)",
+    )
     bind = cmd.add_mutually_exclusive_group()
-    bind.add_argument("--devices", action="append", metavar="[CLASS=]FILE",
-                      help="which device uses which class (repeatable; see below)")
-    bind.add_argument("--class", dest="default_class", action="append", metavar="ID|NAME",
-                      help="decode every device with this class (repeatable: their ports choose)")
+    bind.add_argument(
+        "--devices",
+        action="append",
+        metavar="[CLASS=]FILE",
+        help="which device uses which class (repeatable; see below)",
+    )
+    bind.add_argument(
+        "--class",
+        dest="default_class",
+        action="append",
+        metavar="ID|NAME",
+        help="decode every device with this class (repeatable: their ports choose)",
+    )
 
 
 class _VersionAction(argparse.Action):
@@ -192,9 +243,7 @@ def _class_files(items: Sequence[str]) -> list[str]:
     out = []
     for item in items:
         if os.path.isdir(item):
-            found = sorted(
-                os.path.join(item, f) for f in os.listdir(item) if f.lower().endswith(".json")
-            )
+            found = sorted(os.path.join(item, f) for f in os.listdir(item) if f.lower().endswith(".json"))
             if not found:
                 raise _InputProblem(f"{item}: no .json files in this directory")
             out.extend(found)
@@ -358,8 +407,7 @@ def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
                     if errors is not None:
                         errors.write(chunk)
                     summary.add(chunk)
-                    progress.update(label, summary.rows, summary.started,
-                                    tracked.fraction() if tracked else None)
+                    progress.update(label, summary.rows, summary.started, tracked.fraction() if tracked else None)
             except BrokenPipeError:
                 raise
             except DecoderError as err:
@@ -414,7 +462,7 @@ class _StopOnSignals:
         self.stage = stage
         self.saved: dict[int, Any] = {}
 
-    def __enter__(self) -> "_StopOnSignals":
+    def __enter__(self) -> _StopOnSignals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self.saved[sig] = signal.signal(sig, lambda signum, frame: self.stage.stop())
         return self
@@ -467,12 +515,15 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
 
     engine = Engine(_registry(args), include_hidden=args.include_hidden)
     rolling = args.output is not None
-    stage = StreamStage(engine, max_rows=args.max_rows, max_delay=args.max_delay,
-                        idle=min(1.0, args.roll_seconds / 2) if rolling else None)
+    stage = StreamStage(
+        engine,
+        max_rows=args.max_rows,
+        max_delay=args.max_delay,
+        idle=min(1.0, args.roll_seconds / 2) if rolling else None,
+    )
     warm = stage.warm_up()
     if rolling:
-        sink: Any = RollingParquetSink(args.output, engine, roll_rows=args.roll_rows,
-                                       roll_seconds=args.roll_seconds)
+        sink: Any = RollingParquetSink(args.output, engine, roll_rows=args.roll_rows, roll_seconds=args.roll_seconds)
     else:
         sink = JsonlSink("-", engine, stdout=sys.stdout.buffer)
         sink.rows_of(warm.chunk)  # the first rows' conversion is slow once; not when it counts
@@ -492,8 +543,14 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
             if not args.quiet:
                 _note(f"subscribed to {source.url} as {source.client_id!r}")
             with _StopOnSignals(stage):
-                deliver(stage, source, sink, ack=source.ack, on_errors=write_errors,
-                        hold_limit=source.holdable(args.max_rows))
+                deliver(
+                    stage,
+                    source,
+                    sink,
+                    ack=source.ack,
+                    on_errors=write_errors,
+                    hold_limit=source.holdable(args.max_rows),
+                )
         else:
             if not args.quiet:
                 _note(f"reading stdin (a batch every {args.max_rows:,} messages or {args.max_delay:g} s)")
@@ -514,8 +571,9 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     if not args.quiet:
         text = stage.stats.format()
         if rolling:
-            text += f"\noutput     {len(sink.files_written):,} Parquet files in {args.output} " \
-                    f"({sink.rows_written:,} rows)"
+            text += (
+                f"\noutput     {len(sink.files_written):,} Parquet files in {args.output} ({sink.rows_written:,} rows)"
+            )
         sys.stderr.write(text + "\n")
     return 0
 
@@ -546,7 +604,7 @@ def cmd_check(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
                 continue
             sys.stdout.write(f"{path}: {dc.explain()}\n")
             if args.include_hidden:
-                sys.stdout.write(f"  arrow schema (with hidden):\n")
+                sys.stdout.write("  arrow schema (with hidden):\n")
                 for line in str(dc.output_schema(include_hidden=True)).splitlines():
                     sys.stdout.write(f"    {line}\n")
             sys.stdout.write("\n")

@@ -34,9 +34,10 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -79,9 +80,9 @@ def _with_validity(struct: pa.StructArray, null_rows: pa.Array) -> pa.StructArra
 
 @dataclass
 class _ClassPart:
-    pos: int                    # position in Engine.classes
-    rows: np.ndarray            # row positions in the chunk (ascending)
-    decoded: pa.StructArray     # len(rows): the class's output, null on failed rows
+    pos: int  # position in Engine.classes
+    rows: np.ndarray  # row positions in the chunk (ascending)
+    decoded: pa.StructArray  # len(rows): the class's output, null on failed rows
 
 
 class DecodedChunk:
@@ -89,7 +90,7 @@ class DecodedChunk:
 
     def __init__(
         self,
-        engine: "Engine",
+        engine: Engine,
         base: pa.Table,
         class_index: np.ndarray,
         error: pa.Array,
@@ -103,9 +104,9 @@ class DecodedChunk:
         decode_stats: Counter | None = None,
     ) -> None:
         self.engine = engine
-        self.base = base                      # normalized columns, without `error`
-        self.class_index = class_index        # int32, -1: no class
-        self.error = error                    # final error per row
+        self.base = base  # normalized columns, without `error`
+        self.class_index = class_index  # int32, -1: no class
+        self.error = error  # final error per row
         self.parts = parts
         self.bad_lines = bad_lines or []
         self.skipped = skipped or Counter()
@@ -135,14 +136,14 @@ class DecodedChunk:
     # -- tables ------------------------------------------------------------
     def _class_column(self, rows: np.ndarray | None = None) -> pa.Array:
         idx = self.class_index if rows is None else self.class_index[rows]
-        return pa.DictionaryArray.from_arrays(
-            pa.array(idx, pa.int32(), mask=idx < 0), self.engine._class_dictionary
-        )
+        return pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32(), mask=idx < 0), self.engine._class_dictionary)
 
     def _assemble(self, base: pa.Table, device_class: pa.Array, decoded: pa.Array, error: pa.Array) -> pa.Table:
-        return base.append_column(CLASS_COLUMN, device_class).append_column(
-            pa.field(DECODED_COLUMN, decoded.type), decoded
-        ).append_column(ERROR_COLUMN, error)
+        return (
+            base.append_column(CLASS_COLUMN, device_class)
+            .append_column(pa.field(DECODED_COLUMN, decoded.type), decoded)
+            .append_column(ERROR_COLUMN, error)
+        )
 
     @property
     def table(self) -> pa.Table:
@@ -159,7 +160,7 @@ class DecodedChunk:
             else:
                 by_pos = {p.pos: p for p in self.parts}
                 children = []
-                for pos, dc in enumerate(eng.classes):
+                for pos in range(len(eng.classes)):
                     part = by_pos.get(pos)
                     if part is None:
                         children.append(pa.nulls(n, eng.class_types[pos]))
@@ -168,8 +169,11 @@ class DecodedChunk:
                 mask = pc.is_valid(self.error) if n else pa.array([], pa.bool_())
                 if self.error.null_count == n:
                     mask = None
-                decoded = pa.StructArray.from_arrays(children, fields=list(eng.decoded_type), mask=mask) \
-                    if eng.classes else pa.nulls(n, eng.decoded_type)
+                decoded = (
+                    pa.StructArray.from_arrays(children, fields=list(eng.decoded_type), mask=mask)
+                    if eng.classes
+                    else pa.nulls(n, eng.decoded_type)
+                )
             self._table = self._assemble(self.base, self._class_column(), decoded, self.error)
         return self._table
 
@@ -191,7 +195,9 @@ class DecodedChunk:
         if len(none_rows):
             rows = pa.array(none_rows, pa.int64())
             out[None] = self._assemble(
-                self.base.take(rows), self._class_column(none_rows), pa.nulls(len(none_rows)),
+                self.base.take(rows),
+                self._class_column(none_rows),
+                pa.nulls(len(none_rows)),
                 self.error.take(rows),
             )
         return out
@@ -251,18 +257,23 @@ class Summary:
 
     def as_dict(self) -> dict:
         return {
-            "rows_in": self.rows_in, "uplinks": self.rows, "decoded": self.decoded,
-            "errors": dict(self.errors), "skipped": dict(self.skipped), "bad_lines": self.bad_lines,
-            "lines": self.lines, "by_class": {str(k): v for k, v in self.by_class.items()},
-            "seconds": round(self.seconds, 6), "rows_per_second": round(self.rate, 1),
+            "rows_in": self.rows_in,
+            "uplinks": self.rows,
+            "decoded": self.decoded,
+            "errors": dict(self.errors),
+            "skipped": dict(self.skipped),
+            "bad_lines": self.bad_lines,
+            "lines": self.lines,
+            "by_class": {str(k): v for k, v in self.by_class.items()},
+            "seconds": round(self.seconds, 6),
+            "rows_per_second": round(self.rate, 1),
         }
 
     def format(self, *, top: int = 8) -> str:
         """A few lines for humans (stderr)."""
         skipped = sum(self.skipped.values())
         out = [
-            f"rows in    {self.rows_in:>12,}   ({self.rows:,} uplinks, {skipped:,} skipped; "
-            f"{self.lines:,} lines)",
+            f"rows in    {self.rows_in:>12,}   ({self.rows:,} uplinks, {skipped:,} skipped; {self.lines:,} lines)",
             f"decoded    {self.decoded:>12,}",
             f"errors     {self.failed:>12,}",
         ]
@@ -381,9 +392,15 @@ class Engine:
         class_index = self._reg_to_pos[reg_idx] if n else np.empty(0, np.int32)
 
         no_payload = pc.and_(pc.is_null(payload), pc.is_null(in_error))
-        pre_error = pc.coalesce(
-            in_error, pc.if_else(no_payload, pa.scalar(NO_PAYLOAD, pa.string()), pa.scalar(None, pa.string())), class_error
-        ) if n else pa.array([], pa.string())
+        pre_error = (
+            pc.coalesce(
+                in_error,
+                pc.if_else(no_payload, pa.scalar(NO_PAYLOAD, pa.string()), pa.scalar(None, pa.string())),
+                class_error,
+            )
+            if n
+            else pa.array([], pa.string())
+        )
         decodable = _np(pc.is_null(pre_error)) if n else np.zeros(0, bool)
 
         parts: list[_ClassPart] = []
@@ -395,7 +412,7 @@ class Engine:
             sorted_idx = class_index[order]
             bounds = np.searchsorted(sorted_idx, np.arange(-1, len(self.classes) + 1))
             for pos in range(len(self.classes)):
-                rows = order[bounds[pos + 1]:bounds[pos + 2]]
+                rows = order[bounds[pos + 1] : bounds[pos + 2]]
                 if not len(rows):
                     continue
                 rows = np.sort(rows)
@@ -404,7 +421,9 @@ class Engine:
                 if len(ok):
                     take = pa.array(ok, pa.int64())
                     batch = dc.decode(
-                        pc.take(payload, take), encoding="raw", ports=pc.take(port, take),
+                        pc.take(payload, take),
+                        encoding="raw",
+                        ports=pc.take(port, take),
                         include_hidden=self.include_hidden,
                     )
                     struct = batch.to_struct_array()
@@ -457,8 +476,11 @@ class Engine:
             values = [values]
         norm = normalize_values(values, first_line=first_line)
         return self.decode_uplinks(
-            norm.uplinks, bad_lines=list(norm.bad_lines), skipped=Counter(norm.skipped),
-            lines=norm.lines, first_line=norm.first_line,
+            norm.uplinks,
+            bad_lines=list(norm.bad_lines),
+            skipped=Counter(norm.skipped),
+            lines=norm.lines,
+            first_line=norm.first_line,
         )
 
     def decode_packets(self, values: Any, *, first_line: int = 1) -> pa.Table:
@@ -486,8 +508,12 @@ class Engine:
         label = name or (str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None))
         for chunk in read_chunks(source, chunk_bytes=chunk_bytes or self.chunk_bytes):
             yield self.decode_uplinks(
-                chunk.uplinks, bad_lines=list(chunk.bad_lines), skipped=Counter(chunk.skipped),
-                lines=chunk.lines, first_line=chunk.first_line, source=label,
+                chunk.uplinks,
+                bad_lines=list(chunk.bad_lines),
+                skipped=Counter(chunk.skipped),
+                lines=chunk.lines,
+                first_line=chunk.first_line,
+                source=label,
             )
 
     def _decode_file(self, path: Any) -> DecodedChunk:

@@ -46,7 +46,7 @@ class ScriptError(DecoderError):
             text += f"\n    {src_line}\n    {' ' * max((self.column or 1) - 1, 0)}^"
         return text
 
-    def located(self, *, device_class: str | None = None, element: str | None = None) -> "ScriptError":
+    def located(self, *, device_class: str | None = None, element: str | None = None) -> ScriptError:
         """Return a copy that also names the class and element."""
         return ScriptError(
             self.reason,

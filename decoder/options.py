@@ -8,8 +8,16 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["FORMATS", "STDOUT_FORMATS", "detect_format", "CHUNK_BYTES", "MAX_ROWS", "MAX_DELAY", "ROLL_ROWS",
-           "ROLL_SECONDS"]
+__all__ = [
+    "FORMATS",
+    "STDOUT_FORMATS",
+    "detect_format",
+    "CHUNK_BYTES",
+    "MAX_ROWS",
+    "MAX_DELAY",
+    "ROLL_ROWS",
+    "ROLL_SECONDS",
+]
 
 # -- reading ---------------------------------------------------------------------------
 CHUNK_BYTES = 16 << 20  # input bytes per chunk: a few chunks per core are held at once
@@ -24,10 +32,16 @@ ROLL_SECONDS = 60.0  # seconds a rolling Parquet file stays open at most
 FORMATS = ("parquet", "arrow", "csv", "jsonl")
 STDOUT_FORMATS = ("arrow", "csv", "jsonl")
 _SUFFIXES = {
-    ".parquet": "parquet", ".pq": "parquet",
-    ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow", ".arrows": "arrow",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".arrow": "arrow",
+    ".feather": "arrow",
+    ".ipc": "arrow",
+    ".arrows": "arrow",
     ".csv": "csv",
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
 }
 
 

@@ -60,9 +60,10 @@ a slow per-item path that marks the odd items.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numba
 import numpy as np
@@ -339,8 +340,9 @@ def _decode_prefix_for_table(data, pos, size, table, out, cursor):
 
 
 @numba.njit(**_KERNEL_OPTIONS)
-def _decode_arrow_rows(offsets, data, validity, first_row, n_rows, table,
-                       out, out_offsets, out_error, out_first_row, cursor):
+def _decode_arrow_rows(
+    offsets, data, validity, first_row, n_rows, table, out, out_offsets, out_error, out_first_row, cursor
+):
     """Decode rows first_row.. of one Arrow (large_)string/binary array; returns (cursor, bad rows)."""
     has_validity = validity.size > 0
     n_bad = 0
@@ -353,8 +355,9 @@ def _decode_arrow_rows(offsets, data, validity, first_row, n_rows, table,
             out_error[out_row] = ERR_MISSING
             n_bad += 1
         else:
-            after, code = _decode_row(data, np.uint64(offsets[row]), np.uint64(offsets[row + _U1]),
-                                      table, out, position)
+            after, code = _decode_row(
+                data, np.uint64(offsets[row]), np.uint64(offsets[row + _U1]), table, out, position
+            )
             out_error[out_row] = code
             if code == ERR_OK:
                 position = after
@@ -628,8 +631,13 @@ def _from_mixed_list(items: list | tuple, encoding: str, encoding_id: int) -> Pa
 
 def _is_text_type(type_: pa.DataType) -> bool:
     t = pa.types
-    return (t.is_string(type_) or t.is_large_string(type_) or t.is_binary(type_)
-            or t.is_large_binary(type_) or t.is_null(type_))
+    return (
+        t.is_string(type_)
+        or t.is_large_string(type_)
+        or t.is_binary(type_)
+        or t.is_large_binary(type_)
+        or t.is_null(type_)
+    )
 
 
 def _is_str_type(type_: pa.DataType) -> bool:
@@ -696,12 +704,13 @@ def _from_arrow(array: pa.Array | pa.ChunkedArray, encoding: str, encoding_id: i
     for chunk, offsets, validity, data in prepared:
         length = len(chunk)
         if offsets is None:  # a null-typed or empty chunk: every row is missing
-            out_offsets[row:row + length + 1] = cursor
-            out_error[row:row + length] = ERR_MISSING
+            out_offsets[row : row + length + 1] = cursor
+            out_error[row : row + length] = ERR_MISSING
             n_bad += length
         else:
-            cursor, chunk_bad = _decode_arrow_rows(offsets, data, validity, chunk.offset, length,
-                                                   table, out, out_offsets, out_error, row, cursor)
+            cursor, chunk_bad = _decode_arrow_rows(
+                offsets, data, validity, chunk.offset, length, table, out, out_offsets, out_error, row, cursor
+            )
             n_bad += chunk_bad
         row += length
     return _finish(out, cursor, out_offsets, out_error, n_bad, encoding, source if source is not None else array)
@@ -747,8 +756,9 @@ def _from_joined_text(items: list | tuple, encoding: str, encoding_id: int, on_r
     def convert(data: np.ndarray, count: int, first: int) -> None:
         if state["failed"]:
             return
-        cursor, chunk_bad = _decode_joined_rows(data, count, table, state["out"], out_offsets, out_error, first,
-                                                state["cursor"])
+        cursor, chunk_bad = _decode_joined_rows(
+            data, count, table, state["out"], out_offsets, out_error, first, state["cursor"]
+        )
         if cursor < 0:
             state["failed"] = True
             return
@@ -761,7 +771,7 @@ def _from_joined_text(items: list | tuple, encoding: str, encoding_id: int, on_r
     pending: list = []
     try:
         for first in range(0, n, _JOIN_ROWS):
-            chunk = items[first:first + _JOIN_ROWS]
+            chunk = items[first : first + _JOIN_ROWS]
             joined = _join_ascii(chunk)
             if joined is None:
                 return None
@@ -776,7 +786,7 @@ def _from_joined_text(items: list | tuple, encoding: str, encoding_id: int, on_r
                     needed = state["cursor"] + _output_bound(encoding_id, len(joined))
                     if needed > len(state["out"]):
                         grown = np.empty(max(needed, len(state["out"]) * 3 // 2), dtype=np.uint8)
-                        grown[:state["cursor"]] = state["out"][:state["cursor"]]
+                        grown[: state["cursor"]] = state["out"][: state["cursor"]]
                         state["out"] = grown
             data = _readonly(np.frombuffer(joined, dtype=np.uint8))
             if pool is None:

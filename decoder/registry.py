@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import orjson
@@ -74,8 +75,8 @@ class _Binding:
     __slots__ = ("classes", "missing")
 
     def __init__(self) -> None:
-        self.classes: list[int] = []   # indices into Registry.classes
-        self.missing: list[Any] = []   # class references that are not loaded
+        self.classes: list[int] = []  # indices into Registry.classes
+        self.missing: list[Any] = []  # class references that are not loaded
 
     def key(self) -> tuple:
         return (tuple(self.classes), tuple(map(str, self.missing)))
@@ -93,9 +94,9 @@ class Registry:
         self.classes: list[Any] = []
         self._by_id: dict[int, int] = {}
         self._by_name: dict[str, list[int]] = {}
-        self._devices: dict[str, _Binding] = {}      # DevEUI (upper) or device id -> binding
-        self._addresses: dict[str, str] = {}         # device address (upper) -> DevEUI
-        self._eui_address: dict[str, str] = {}       # DevEUI -> device address as given
+        self._devices: dict[str, _Binding] = {}  # DevEUI (upper) or device id -> binding
+        self._addresses: dict[str, str] = {}  # device address (upper) -> DevEUI
+        self._eui_address: dict[str, str] = {}  # DevEUI -> device address as given
         self._default = _Binding()
         self._cache: tuple | None = None
         self.version = 0  # bumped on every change; an Engine checks it
@@ -112,7 +113,7 @@ class Registry:
         classes: Any,
         devices: Any = None,
         default: Any = None,
-    ) -> "Registry":
+    ) -> Registry:
         """Build a registry from class files and device files.
 
         ``classes``: a path or parsed JSON of any Firefly device-class shape,
@@ -185,9 +186,10 @@ class Registry:
             if text in self._by_name:
                 return self._by_name[text][0]
         if required:
-            names = ", ".join(
-                f"{dc.id}={dc.name!r}" if dc.id is not None else repr(dc.name) for dc in self.classes
-            ) or "none"
+            names = (
+                ", ".join(f"{dc.id}={dc.name!r}" if dc.id is not None else repr(dc.name) for dc in self.classes)
+                or "none"
+            )
             raise InputError(f"unknown device class {_class_label(ref)} (loaded: {names})")
         return None
 
@@ -233,7 +235,7 @@ class Registry:
             if new.ports is None and other.ports is None:
                 raise InputError(
                     f"{who} is bound to {other.name!r} and {new.name!r}, and neither lists ports: "
-                    "give one of them a \"ports\" list"
+                    'give one of them a "ports" list'
                 )
             if new.ports is not None and other.ports is not None:
                 common = sorted(set(new.ports) & set(other.ports))
@@ -302,8 +304,7 @@ class Registry:
                 refs = value if isinstance(value, list) else [value]
                 if not refs or not all(isinstance(r, (int, str)) and not isinstance(r, bool) for r in refs):
                     raise InputError(
-                        f"{where}: the value of {key!r} must be a class id or name (or a list of them), "
-                        f"got {value!r}"
+                        f"{where}: the value of {key!r} must be a class id or name (or a list of them), got {value!r}"
                     )
                 for ref in refs:
                     self.bind(key, ref)
@@ -372,7 +373,11 @@ class Registry:
         return self._default
 
     def lookup(
-        self, dev_eui: str | None, port: int | None = None, *, device_id: str | None = None,
+        self,
+        dev_eui: str | None,
+        port: int | None = None,
+        *,
+        device_id: str | None = None,
         devaddr: str | None = None,
     ) -> Any | None:
         """The class that decodes this packet, or None."""
@@ -380,7 +385,11 @@ class Registry:
         return None if idx < 0 else self.classes[idx]
 
     def reason(
-        self, dev_eui: str | None, port: int | None = None, *, device_id: str | None = None,
+        self,
+        dev_eui: str | None,
+        port: int | None = None,
+        *,
+        device_id: str | None = None,
         devaddr: str | None = None,
     ) -> str | None:
         """Why this packet has no class (None when it has one)."""
@@ -422,8 +431,10 @@ class Registry:
                     addr_codes.append(seen[self._devices[eui].key()])
             self._cache = (
                 bindings,
-                pa.array(keys, pa.string()), np.asarray(codes, np.int64),
-                pa.array(addr_keys, pa.string()), np.asarray(addr_codes, np.int64),
+                pa.array(keys, pa.string()),
+                np.asarray(codes, np.int64),
+                pa.array(addr_keys, pa.string()),
+                np.asarray(addr_codes, np.int64),
                 pa.array(list(self._eui_address), pa.string()),
                 pa.array(list(self._eui_address.values()), pa.string()),
             )

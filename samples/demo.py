@@ -85,20 +85,45 @@ def main() -> int:
     # 1. The sample packet files, one class for every device.
     files = [str(p) for p in sorted((SAMPLES / "packets").glob("*.jsonl"))]
     out, errors = OUT / "samples.parquet", OUT / "samples_errors.jsonl"
-    if not decode(["decode", *files, "--classes", str(SAMPLES / "classes" / "test_device_class.json"),
-                   "-o", str(out), "--errors", str(errors)]):
+    if not decode(
+        [
+            "decode",
+            *files,
+            "--classes",
+            str(SAMPLES / "classes" / "test_device_class.json"),
+            "-o",
+            str(out),
+            "--errors",
+            str(errors),
+        ]
+    ):
         return 1
     table = pq.read_table(out)
-    print(f"\nRead back with pyarrow: pq.read_table('{os.path.relpath(out, ROOT)}'): "
-          f"{table.num_rows} rows, columns {', '.join(table.column_names)}")
+    print(
+        f"\nRead back with pyarrow: pq.read_table('{os.path.relpath(out, ROOT)}'): "
+        f"{table.num_rows} rows, columns {', '.join(table.column_names)}"
+    )
     print_rows(table)
     print_errors(errors)
 
     # 2. Three classes, devices bound by DevEUI and Helium device id.
     packets, devices, ids = OUT / "packets.jsonl", OUT / "devices.json", OUT / "device_ids.json"
-    gen = [sys.executable, str(SAMPLES / "generate.py"), "-n", str(PACKETS), "-o", str(packets),
-           "--devices", "300", "--devices-out", str(devices), "--device-ids-out", str(ids),
-           "--mix", "firefly=0.5,helium_event=0.2,helium_body=0.2,helium_integration=0.05,helium_downlink=0.05"]
+    gen = [
+        sys.executable,
+        str(SAMPLES / "generate.py"),
+        "-n",
+        str(PACKETS),
+        "-o",
+        str(packets),
+        "--devices",
+        "300",
+        "--devices-out",
+        str(devices),
+        "--device-ids-out",
+        str(ids),
+        "--mix",
+        "firefly=0.5,helium_event=0.2,helium_body=0.2,helium_integration=0.05,helium_downlink=0.05",
+    ]
     for g in GROUPS:
         gen += ["--group", g]
     print("\n" + "-" * 78)
@@ -106,11 +131,27 @@ def main() -> int:
     subprocess.run(gen, check=True)
     print(f"  {packets.stat().st_size / 1e6:.1f} MB, {PACKETS:,} lines")
     out, errors = OUT / "packets.parquet", OUT / "errors.jsonl"
-    if not decode(["decode", str(packets), "--classes", str(SAMPLES / "classes"), "--devices", str(devices),
-                   "--devices", str(ids), "-o", str(out), "--errors", str(errors)]):
+    if not decode(
+        [
+            "decode",
+            str(packets),
+            "--classes",
+            str(SAMPLES / "classes"),
+            "--devices",
+            str(devices),
+            "--devices",
+            str(ids),
+            "-o",
+            str(out),
+            "--errors",
+            str(errors),
+        ]
+    ):
         return 1
-    print(f"\nRead back with pyarrow, one class at a time: "
-          f"pq.read_table('{os.path.relpath(out, ROOT)}/device_class=<name>')")
+    print(
+        f"\nRead back with pyarrow, one class at a time: "
+        f"pq.read_table('{os.path.relpath(out, ROOT)}/device_class=<name>')"
+    )
     for part in sorted(out.iterdir()):
         table = pq.read_table(part)
         ok = table["error"].null_count  # rows without an error
@@ -128,14 +169,27 @@ def stream(packets: Path, devices: Path, ids: Path) -> int:
     import pyarrow.parquet as pq
 
     out = OUT / "stream"
-    args = ["stream", "--classes", str(SAMPLES / "classes"), "--devices", str(devices), "--devices", str(ids),
-            "-o", str(out), "--max-delay", "0.5", "--roll-seconds", "1"]
+    args = [
+        "stream",
+        "--classes",
+        str(SAMPLES / "classes"),
+        "--devices",
+        str(devices),
+        "--devices",
+        str(ids),
+        "-o",
+        str(out),
+        "--max-delay",
+        "0.5",
+        "--roll-seconds",
+        "1",
+    ]
     show(["decoder", *args])
     print("  (fed 3,000 lines in bursts of 500, 0.4 s apart, then Ctrl-C)", flush=True)
     lines = packets.read_bytes().splitlines(keepends=True)[:3000]
     proc = subprocess.Popen([sys.executable, "-m", "decoder", *args], stdin=subprocess.PIPE)
     for k in range(0, len(lines), 500):
-        proc.stdin.write(b"".join(lines[k:k + 500]))
+        proc.stdin.write(b"".join(lines[k : k + 500]))
         proc.stdin.flush()
         time.sleep(0.4)
     time.sleep(1.0)
@@ -144,8 +198,10 @@ def stream(packets: Path, devices: Path, ids: Path) -> int:
         return 1
     files = sorted(out.rglob("part-*.parquet"))
     rows = sum(pq.read_metadata(f).num_rows for f in files)
-    print(f"\n{len(files)} complete Parquet files in {os.path.relpath(out, ROOT)}/, {rows:,} rows "
-          f"(read while it runs: only whole files are there)")
+    print(
+        f"\n{len(files)} complete Parquet files in {os.path.relpath(out, ROOT)}/, {rows:,} rows "
+        f"(read while it runs: only whole files are there)"
+    )
     return 0
 
 

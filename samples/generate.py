@@ -70,6 +70,16 @@ SHAPES = ("firefly", "helium_event", "helium_body", "helium_integration", "heliu
 FIREFLY_FREQS = (868.1, 868.3, 868.5, 867.1, 867.3, 867.5, 867.7, 867.9)
 HELIUM_FREQS = (903.9, 904.1, 904.3, 904.5, 904.7, 904.9, 905.1, 905.3)
 BASE_MS = 1632352528562  # the seed's reported_at
+BASE58 = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ123456789"  # Helium hotspot ids
+
+
+def _event_id(rng: random.Random) -> str:
+    """A random UUID v4 in text, as Helium prints event ids."""
+    return (
+        f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}-4{rng.getrandbits(12):03x}-"
+        f"a{rng.getrandbits(12):03x}-{rng.getrandbits(48):012x}"
+    )
+
 
 _CLIMATE = struct.Struct(">BhBH")
 _MEASUREMENT = struct.Struct("<BfHI")  # the u32 pressure's high byte (always 0) is cut off: 10 bytes
@@ -136,10 +146,15 @@ class Generator:
         self.fcnt = [self.rng.randrange(0, 30000) for _ in self.devices]
         self.gateways = [f"{0x00000024B080E000 + k:016X}" for k in range(64)]
         self.hotspots = [
-            (f"11{''.join(self.rng.choice('abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ123456789') for _ in range(49))}",
-             "-".join(self.rng.choice(("brave", "tiny", "quiet", "sunny", "wild", "shiny", "mellow", "fierce"))
-                      for _ in range(3)),
-             round(self.rng.uniform(30, 48), 6), round(self.rng.uniform(-122, -71), 6))
+            (
+                "11" + "".join(self.rng.choice(BASE58) for _ in range(49)),
+                "-".join(
+                    self.rng.choice(("brave", "tiny", "quiet", "sunny", "wild", "shiny", "mellow", "fierce"))
+                    for _ in range(3)
+                ),
+                round(self.rng.uniform(30, 48), 6),
+                round(self.rng.uniform(-122, -71), 6),
+            )
             for _ in range(64)
         ]
         # Per group, the payload maker of its class (None: random bytes of the group's size).
@@ -167,15 +182,22 @@ class Generator:
         lat = max(-(1 << 23), min((1 << 23) - 1, lat))
         lon = max(-(1 << 23), min((1 << 23) - 1, lon))
         alt = rng.randrange(-100, 3000)
-        body = bytes([battery]) + lat.to_bytes(3, "big", signed=True) + lon.to_bytes(3, "big", signed=True) \
+        body = (
+            bytes([battery])
+            + lat.to_bytes(3, "big", signed=True)
+            + lon.to_bytes(3, "big", signed=True)
             + struct.pack(">h", alt)
+        )
         return port, body + rng.randbytes(g.size - 9)
 
     def _climate(self, gi: int, fcnt: int, port: int) -> tuple[int, bytes]:
         rng = self.rng
         battery = rng.randrange(2900, 3601)  # mV
-        status = (0x80 if battery < 3000 else 0) | (0x40 if rng.random() < 0.02 else 0) \
-            | (0x01 if rng.random() < 0.15 else 0)  # low battery, alarm, window open
+        status = (
+            (0x80 if battery < 3000 else 0)
+            | (0x40 if rng.random() < 0.02 else 0)
+            | (0x01 if rng.random() < 0.15 else 0)
+        )  # low battery, alarm, window open
         return port, _CLIMATE.pack(status, rng.randrange(1500, 3001), rng.randrange(50, 141), battery)
 
     def _multi(self, gi: int, fcnt: int, port: int) -> tuple[int, bytes]:
@@ -222,7 +244,10 @@ class Generator:
         port, body = self.payload(gi, fcnt, 2 if gi == 0 else 1 + gi)
         payload = body.hex().upper()
         mtype = "confirmed_data_up" if rng.random() < 0.1 else "unconfirmed_data_up"
-        uid = f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}-4d7e-{rng.getrandbits(16):04x}-{rng.getrandbits(48):012x}"
+        uid = (
+            f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}-4d7e-{rng.getrandbits(16):04x}-"
+            f"{rng.getrandbits(48):012x}"
+        )
         return (
             f'{{"ack":false,"bandwidth":125,"codr":"4/5","device_eui":"{device_eui(gi, i)}","fopts":"",'
             f'"fcnt":{fcnt},"freq":{freq},"gwrx":[{",".join(gws)}],"modu":"LORA","mtype":"{mtype}",'
@@ -267,7 +292,7 @@ class Generator:
         rng = self.rng
         body = self._body()
         uuid = json.loads(body)["id"]
-        eid = f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}-4{rng.getrandbits(12):03x}-a{rng.getrandbits(12):03x}-{rng.getrandbits(48):012x}"
+        eid = _event_id(rng)
         return (
             f'{{"category":"uplink","data":{{"integration":{{"id":"2b7c5f42-6f5e-4d8e-9a47-3a3b5c1e2f10",'
             f'"name":"azure-int","status":"success"}},"req":{{"body":{body},"qos":0}}}},'
@@ -284,7 +309,7 @@ class Generator:
         confirmed = rng.random() < 0.2
         port, body = self.payload(gi, fcnt, 1 + gi)
         payload = base64.b64encode(body).decode()
-        eid = f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}-4{rng.getrandbits(12):03x}-a{rng.getrandbits(12):03x}-{rng.getrandbits(48):012x}"
+        eid = _event_id(rng)
         if downlink:
             cat, sub, desc = "downlink", "downlink_ack", "Ack sent"
         elif confirmed:
@@ -320,12 +345,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--output", default="-", help="output file ('-' for stdout; .gz compresses)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mix", default=DEFAULT_MIX, help=f"shape weights (default {DEFAULT_MIX})")
-    ap.add_argument("--group", action="append",
-                    help=f"NAME:SIZE[:WEIGHT], repeatable (default {DEFAULT_GROUP!r}): devices of class NAME, "
-                         "SIZE random payload bytes for an unknown NAME (the sample classes Test Device Class, "
-                         "Room Climate Sensor and Multi Sensor get realistic payloads whose layout fixes size and "
-                         "port, so SIZE does not matter for the last two; Test Device Class pads its 9 bytes with "
-                         "random ones up to SIZE, and is all random bytes below 9)")
+    ap.add_argument(
+        "--group",
+        action="append",
+        help=f"NAME:SIZE[:WEIGHT], repeatable (default {DEFAULT_GROUP!r}): devices of class NAME, "
+        "SIZE random payload bytes for an unknown NAME (the sample classes Test Device Class, "
+        "Room Climate Sensor and Multi Sensor get realistic payloads whose layout fixes size and "
+        "port, so SIZE does not matter for the last two; Test Device Class pads its 9 bytes with "
+        "random ones up to SIZE, and is all random bytes below 9)",
+    )
     ap.add_argument("--devices", type=int, default=1000, help="number of devices over all groups")
     ap.add_argument("--devices-out", help="write the {dev_eui: class_name} map used")
     ap.add_argument("--device-ids-out", help="write the {helium device_id: class_name} map used")
@@ -340,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         out = sys.stdout.buffer
     elif args.output.endswith(".gz"):
         import gzip
+
         out = gzip.open(args.output, "wb", compresslevel=6)
     else:
         out = open(args.output, "wb")

@@ -8,10 +8,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from helpers import SEED_DEVICE_CLASSES
 from hypothesis import settings
 
 import decoder
-from helpers import SEED_DEVICE_CLASSES
 
 # CI runs a fixed, reproducible set of examples (hypothesis derives them from each test);
 # local runs keep drawing new ones, which is where new bugs are found.

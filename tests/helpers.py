@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # what is tested is that a batch closes by time at all and on its deadline, not the scheduler.
 SCHEDULING_SLACK = 0.25
 
-# GET /device_classes, exactly as printed in the Firefly API reference (the Firefly API v1 reference, "Show Device Classes").
+# GET /device_classes, exactly as printed in the Firefly API v1 reference ("Show Device Classes").
 SEED_DEVICE_CLASSES = json.loads("""
 {
   "device_classes": [
@@ -79,9 +79,11 @@ def run_cli(*args, stdin: bytes | None = None) -> CliResult:
     from decoder.cli import main
 
     out, err = io.BytesIO(), io.BytesIO()
-    streams = [io.TextIOWrapper(io.BytesIO(stdin or b""), encoding="utf-8"),
-               io.TextIOWrapper(out, encoding="utf-8", write_through=True),
-               io.TextIOWrapper(err, encoding="utf-8", write_through=True)]
+    streams = [
+        io.TextIOWrapper(io.BytesIO(stdin or b""), encoding="utf-8"),
+        io.TextIOWrapper(out, encoding="utf-8", write_through=True),
+        io.TextIOWrapper(err, encoding="utf-8", write_through=True),
+    ]
     saved = sys.stdin, sys.stdout, sys.stderr
     sys.stdin, sys.stdout, sys.stderr = streams
     try:

@@ -14,21 +14,63 @@ from __future__ import annotations
 import json
 import math
 import struct
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import quickjs
 
 __all__ = [
-    "EDGES", "js_function", "to_js", "same_number", "ulp_distance", "close_number",
-    "js_literal", "JsError", "evaluate_program", "same_value",
+    "EDGES",
+    "js_function",
+    "to_js",
+    "same_number",
+    "ulp_distance",
+    "close_number",
+    "js_literal",
+    "JsError",
+    "evaluate_program",
+    "same_value",
 ]
 
 EDGES = [
-    0.0, -0.0, 0.5, -0.5, 2.5, -2.5, 1.0, -1.0, 1.5, -1.5,
-    2.0**31, 2.0**31 - 1, -(2.0**31), -(2.0**31) - 1, 2.0**32, 2.0**32 + 1, -(2.0**32),
-    2.0**53, 2.0**53 + 2, 2.0**52 + 1, -(2.0**52) - 1, 1e308, -1e308, 5e-324, -5e-324,
-    0.49999999999999994, -0.49999999999999994, 4294967295.5, -4294967295.5,
-    math.inf, -math.inf, math.nan, 31.0, 32.0, 33.0, -1e-300, 2.0**63, 2.0**64,
+    0.0,
+    -0.0,
+    0.5,
+    -0.5,
+    2.5,
+    -2.5,
+    1.0,
+    -1.0,
+    1.5,
+    -1.5,
+    2.0**31,
+    2.0**31 - 1,
+    -(2.0**31),
+    -(2.0**31) - 1,
+    2.0**32,
+    2.0**32 + 1,
+    -(2.0**32),
+    2.0**53,
+    2.0**53 + 2,
+    2.0**52 + 1,
+    -(2.0**52) - 1,
+    1e308,
+    -1e308,
+    5e-324,
+    -5e-324,
+    0.49999999999999994,
+    -0.49999999999999994,
+    4294967295.5,
+    -4294967295.5,
+    math.inf,
+    -math.inf,
+    math.nan,
+    31.0,
+    32.0,
+    33.0,
+    -1e-300,
+    2.0**63,
+    2.0**64,
     struct.unpack(">d", bytes.fromhex("7ff0000000000001"))[0],  # signalling NaN
 ]
 
@@ -124,8 +166,10 @@ def same_value(ours: Any, theirs: Any, ulps: int = 0) -> bool:
         return False
     if same_number(ours, theirs):
         return True
-    if ulps and all(math.isfinite(v) for v in (ours, theirs)) and (
-        math.copysign(1.0, ours) == math.copysign(1.0, theirs)
+    if (
+        ulps
+        and all(math.isfinite(v) for v in (ours, theirs))
+        and (math.copysign(1.0, ours) == math.copysign(1.0, theirs))
     ):
         return ulp_distance(ours, theirs) <= ulps
     return False

@@ -43,8 +43,9 @@ def find_mosquitto() -> str | None:
 def _missing(reason: str) -> None:
     """Skip on a developer's machine; fail under CI, where a skip would hide untested code."""
     if os.environ.get("CI"):  # same test as conftest's hypothesis profile: set and non-empty
-        pytest.fail(f"{reason}; CI is set, so this is a failure, not a skip (.ci/run installs mosquitto)",
-                    pytrace=False)
+        pytest.fail(
+            f"{reason}; CI is set, so this is a failure, not a skip (.ci/run installs mosquitto)", pytrace=False
+        )
     pytest.skip(f"{reason} (apt-get install mosquitto, or run .ci/run; set MOSQUITTO_BIN to use another binary)")
 
 
@@ -123,8 +124,13 @@ def start_broker(directory: Path, binary: str, attempts: int = 3, **config: obje
         log_path = directory / "mosquitto.log"
         log_path.unlink(missing_ok=True)
         out = open(directory / "mosquitto.stdout", "wb")
-        proc = subprocess.Popen([binary, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [binary, "-c", str(conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         out.close()
         broker = MosquittoBroker(HOST, port, log_path, conf, proc)
         deadline = time.monotonic() + START_TIMEOUT
@@ -137,8 +143,9 @@ def start_broker(directory: Path, binary: str, attempts: int = 3, **config: obje
         if "Address already in use" in tail and attempt + 1 < attempts:
             continue
         state = f"exited with {proc.returncode}" if proc.returncode is not None else "did not listen"
-        raise RuntimeError(f"mosquitto ({binary} -c {conf}) {state} on {HOST}:{port} within "
-                           f"{START_TIMEOUT:.0f} s; log tail:\n{tail}")
+        raise RuntimeError(
+            f"mosquitto ({binary} -c {conf}) {state} on {HOST}:{port} within {START_TIMEOUT:.0f} s; log tail:\n{tail}"
+        )
     raise AssertionError("unreachable")
 
 
@@ -156,14 +163,22 @@ def mqtt_broker(tmp_path_factory):
         broker.stop()
 
 
-def publish(broker: MosquittoBroker, topic: str, payloads, qos: int = 1, timeout: float = 60.0,
-            client_id: str = "", window: int = 1000) -> None:
+def publish(
+    broker: MosquittoBroker,
+    topic: str,
+    payloads,
+    qos: int = 1,
+    timeout: float = 60.0,
+    client_id: str = "",
+    window: int = 1000,
+) -> None:
     """Publish each payload (bytes) to ``topic`` over MQTT v5 and wait until the broker has
     acknowledged every one (PUBACK for QoS 1, PUBCOMP for QoS 2)."""
     import paho.mqtt.client as mqtt
 
-    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+    )
     # paho's default of 20 in flight would throttle; our broker takes any number (max_inflight_messages 0).
     client.max_inflight_messages_set(window)
     connected = threading.Event()
@@ -192,11 +207,13 @@ def publish(broker: MosquittoBroker, topic: str, payloads, qos: int = 1, timeout
         def settle(info) -> None:
             info.wait_for_publish(timeout=max(0.0, deadline - time.monotonic()))
             if not info.is_published():
-                raise TimeoutError(f"publish to {broker.url(topic)}: mid {info.mid} not acknowledged "
-                                   f"within {timeout} s (rc {info.rc})")
+                raise TimeoutError(
+                    f"publish to {broker.url(topic)}: mid {info.mid} not acknowledged within {timeout} s (rc {info.rc})"
+                )
             if info.mid in rejected:
-                raise RuntimeError(f"publish to {broker.url(topic)}: broker refused mid {info.mid}: "
-                                   f"{rejected.pop(info.mid)}")
+                raise RuntimeError(
+                    f"publish to {broker.url(topic)}: broker refused mid {info.mid}: {rejected.pop(info.mid)}"
+                )
 
         # A window, not everything at once: paho keys unacknowledged messages by their 16-bit
         # mid, so the 65536th outstanding one would fail with MQTT_ERR_QUEUE_SIZE.

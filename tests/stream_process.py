@@ -17,8 +17,13 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST_CLASS = str(ROOT / "samples" / "classes" / "test_device_class.json")
 
 
-def generated_lines(n: int, seed: int, mix: str = "firefly=0.5,helium_body=0.25,helium_event=0.25",
-                    group: str = "Test Device Class:9:1", devices: int = 200) -> list[bytes]:
+def generated_lines(
+    n: int,
+    seed: int,
+    mix: str = "firefly=0.5,helium_body=0.25,helium_event=0.25",
+    group: str = "Test Device Class:9:1",
+    devices: int = 200,
+) -> list[bytes]:
     """n realistic uplinks from samples/generate.py (packet ids unique), as JSON lines."""
     from helpers import sample_generator
 
@@ -33,9 +38,12 @@ class StreamProcess:
     def __init__(self, *args: str, stdin: bool = True) -> None:
         self.args = ["-m", "decoder", "stream", *args]
         self.proc = subprocess.Popen(
-            [sys.executable, *self.args], cwd=ROOT, env=dict(os.environ),
+            [sys.executable, *self.args],
+            cwd=ROOT,
+            env=dict(os.environ),
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         self.out: queue.Queue = queue.Queue()
         self.err_lines: list[str] = []
@@ -80,7 +88,7 @@ class StreamProcess:
             try:
                 item = self.out.get(timeout=max(deadline - time.monotonic(), 0.01))
             except queue.Empty:
-                raise AssertionError(f"{len(out)} of {count} rows in {timeout} s; stderr:\n{self.stderr}")
+                raise AssertionError(f"{len(out)} of {count} rows in {timeout} s; stderr:\n{self.stderr}") from None
             if item is None:
                 raise AssertionError(f"stdout ended after {len(out)} of {count} rows; stderr:\n{self.stderr}")
             out.append((item[0], orjson.loads(item[1])))
@@ -114,7 +122,7 @@ class StreamProcess:
             self.proc.kill()
             self.proc.wait(timeout=10)
 
-    def __enter__(self) -> "StreamProcess":
+    def __enter__(self) -> StreamProcess:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -125,5 +133,5 @@ def summary_value(stderr: str, label: str) -> int:
     """A count from the summary on stderr, e.g. summary_value(err, "decoded")."""
     for line in stderr.splitlines():
         if line.startswith(label + " "):
-            return int(line[len(label):].split()[0].replace(",", ""))
+            return int(line[len(label) :].split()[0].replace(",", ""))
     raise AssertionError(f"no {label!r} line in the summary:\n{stderr}")

@@ -31,8 +31,12 @@ def _same(ours, theirs):
 
 def _random_payloads(nbits, count, rng):
     nbytes = (nbits + 7) // 8
-    edge = [bytes([0x00] * nbytes), bytes([0xFF] * nbytes), bytes([0x80] + [0] * (nbytes - 1)),
-            bytes([0x7F] + [0xFF] * (nbytes - 1))]
+    edge = [
+        bytes([0x00] * nbytes),
+        bytes([0xFF] * nbytes),
+        bytes([0x80] + [0] * (nbytes - 1)),
+        bytes([0x7F] + [0xFF] * (nbytes - 1)),
+    ]
     return edge + [rng.randbytes(nbytes) for _ in range(count)]
 
 
@@ -54,8 +58,14 @@ def test_every_width_signed_and_unsigned_at_unaligned_offsets():
 
 
 def test_output_dtypes_are_sized_to_bits():
-    dc = _class([{"type": "int", "target": "a", "bits": 3}, {"type": "int", "target": "b", "bits": 9, "signed": True},
-                 {"type": "uint", "target": "c", "bits": 33}, {"type": "int", "target": "d", "bits": 64}])
+    dc = _class(
+        [
+            {"type": "int", "target": "a", "bits": 3},
+            {"type": "int", "target": "b", "bits": 9, "signed": True},
+            {"type": "uint", "target": "c", "bits": 33},
+            {"type": "int", "target": "d", "bits": 64},
+        ]
+    )
     types = {f.name: str(f.type) for f in dc.output_schema()}
     assert types == {"a": "uint8", "b": "int16", "c": "uint64", "d": "uint64"}
 
@@ -66,7 +76,9 @@ def test_little_endian_and_floats(lead):
     fmt = [f"pad{lead}"] if lead else []
     for nbytes in (1, 2, 3, 4, 8):
         elements.append({"type": "uint", "target": f"le{nbytes}", "bits": 8 * nbytes, "endian": "little"})
-        elements.append({"type": "int", "target": f"sle{nbytes}", "bits": 8 * nbytes, "endian": "little", "signed": True})
+        elements.append(
+            {"type": "int", "target": f"sle{nbytes}", "bits": 8 * nbytes, "endian": "little", "signed": True}
+        )
         fmt += [f"uintle{8 * nbytes}" if nbytes > 1 else "uint8", f"intle{8 * nbytes}" if nbytes > 1 else "int8"]
     for bits in (16, 32, 64):
         elements.append({"type": "float", "target": f"f{bits}", "bits": bits})
@@ -102,13 +114,15 @@ def test_little_endian_and_floats(lead):
 
 
 def test_conditional_reads_switch_layout_and_do_not_move_the_cursor():
-    dc = _class([
-        {"type": "uint", "target": "header", "bits": 8},
-        {"type": "int", "target": "temp", "bits": 16, "signed": True, "if": "header == 1"},
-        {"type": "uint", "target": "temp", "bits": 8, "if": "header == 2"},
-        {"type": "uint", "target": "hum", "bits": 8, "if": "header == 2 || port == 9"},
-        {"type": "uint", "target": "tail", "bits": 8},
-    ])
+    dc = _class(
+        [
+            {"type": "uint", "target": "header", "bits": 8},
+            {"type": "int", "target": "temp", "bits": 16, "signed": True, "if": "header == 1"},
+            {"type": "uint", "target": "temp", "bits": 8, "if": "header == 2"},
+            {"type": "uint", "target": "hum", "bits": 8, "if": "header == 2 || port == 9"},
+            {"type": "uint", "target": "tail", "bits": 8},
+        ]
+    )
     batch = dc.decode(["01FF3807", "022A3307", "03AA", "01FF", "00AA07"], ports=[None, None, None, None, 9])
     rows = batch.to_pylist()
     assert rows[0] == {"header": 1, "temp": -200, "hum": None, "tail": 7}
@@ -116,13 +130,18 @@ def test_conditional_reads_switch_layout_and_do_not_move_the_cursor():
     assert rows[2] == {"header": 3, "temp": None, "hum": None, "tail": 170}
     assert batch.errors == [{"row": 3, "error": "payload too short: needs 32 bits, has 16"}]
     assert rows[4] == {"header": 0, "temp": None, "hum": 170, "tail": 7}
-    assert str(dc.output_schema().field("temp").type) == "int16"   # int16 or uint8 -> int16
+    assert str(dc.output_schema().field("temp").type) == "int16"  # int16 or uint8 -> int16
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from(["int", "uint", "bool", "skip"]), st.integers(1, 64), st.booleans()),
-                min_size=1, max_size=24),
-       st.randoms(use_true_random=False))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["int", "uint", "bool", "skip"]), st.integers(1, 64), st.booleans()),
+        min_size=1,
+        max_size=24,
+    ),
+    st.randoms(use_true_random=False),
+)
 def test_random_layouts_match_bitstring(fields, rng):
     elements, fmt, names = [], [], []
     for k, (kind, bits, signed) in enumerate(fields):
@@ -145,12 +164,14 @@ def test_random_layouts_match_bitstring(fields, rng):
 
 
 def test_conditional_skip_moves_the_cursor_only_where_its_condition_holds():
-    dc = _class([
-        {"type": "bool", "target": "has_pad"},
-        {"type": "skip", "bits": 7},
-        {"type": "skip", "bits": 8, "if": "has_pad"},
-        {"type": "uint", "target": "value", "bits": 8},
-    ])
+    dc = _class(
+        [
+            {"type": "bool", "target": "has_pad"},
+            {"type": "skip", "bits": 7},
+            {"type": "skip", "bits": 8, "if": "has_pad"},
+            {"type": "uint", "target": "value", "bits": 8},
+        ]
+    )
     batch = dc.decode(["80FF2A", "002A", "80"])
     assert [r["value"] for r in batch.to_pylist()] == [42, 42, None]
     assert batch.errors == [{"row": 2, "error": "payload too short: needs 24 bits, has 8"}]

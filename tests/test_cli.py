@@ -20,20 +20,19 @@ import pyarrow.ipc as ipc
 import pyarrow.json as pjson
 import pyarrow.parquet as pq
 import pytest
-
 from helpers import ROOT, run_cli
 
 CLASSES = ROOT / "samples" / "classes"
 GROUPS = ["Test Device Class:9:2", "Room Climate Sensor:6:1", "Multi Sensor:10:1"]
 N = 300
 EXTRA = [
-    "{not json",                                                  # bad line
+    "{not json",  # bad line
     '{"category": "downlink", "sub_category": "downlink_ack", "data": {}, "device_id": "x", "id": "y",'
-    ' "reported_at": "1632352528562"}',                           # skipped kind
+    ' "reported_at": "1632352528562"}',  # skipped kind
     '{"device_eui": "00000000DEADBEEF", "payload": "0102", "port": 9, "received_at": "2016-06-22T09:35:35",'
-    ' "uid": "u-1", "fcnt": 1, "gwrx": []}',                      # a device no class is bound to
+    ' "uid": "u-1", "fcnt": 1, "gwrx": []}',  # a device no class is bound to
     '{"device_eui": "70B3D57ED0000001", "payload": "0Z", "port": 2, "received_at": "2016-06-22T09:35:35",'
-    ' "uid": "u-2", "fcnt": 2, "gwrx": []}',                      # bad hex payload
+    ' "uid": "u-2", "fcnt": 2, "gwrx": []}',  # bad hex payload
 ]
 
 
@@ -44,9 +43,22 @@ run = run_cli
 def data(tmp_path_factory) -> Path:
     """Packets of the three sample classes (generate.py), plus bad and unbound lines."""
     d = tmp_path_factory.mktemp("cli")
-    cmd = [sys.executable, str(ROOT / "samples" / "generate.py"), "-n", str(N), "-o", str(d / "gen.jsonl"),
-           "--devices", "30", "--devices-out", str(d / "devices.json"),
-           "--device-ids-out", str(d / "device_ids.json"), "--seed", "3"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "samples" / "generate.py"),
+        "-n",
+        str(N),
+        "-o",
+        str(d / "gen.jsonl"),
+        "--devices",
+        "30",
+        "--devices-out",
+        str(d / "devices.json"),
+        "--device-ids-out",
+        str(d / "device_ids.json"),
+        "--seed",
+        "3",
+    ]
     for g in GROUPS:
         cmd += ["--group", g]
     subprocess.run(cmd, check=True, timeout=60)
@@ -58,8 +70,19 @@ def data(tmp_path_factory) -> Path:
 
 
 def decode_args(data: Path, out: str, *more: str) -> list[str]:
-    return ["decode", data / "packets.jsonl", "--classes", CLASSES, "--devices", data / "devices.json",
-            "--devices", data / "device_ids.json", "-o", out, *more]
+    return [
+        "decode",
+        data / "packets.jsonl",
+        "--classes",
+        CLASSES,
+        "--devices",
+        data / "devices.json",
+        "--devices",
+        data / "device_ids.json",
+        "-o",
+        out,
+        *more,
+    ]
 
 
 def summary_numbers(stderr: str) -> dict[str, int]:
@@ -68,7 +91,7 @@ def summary_numbers(stderr: str) -> dict[str, int]:
         parts = line.split()
         key = "bad lines" if line.startswith("bad lines") else parts[0] if parts else ""
         if key in ("decoded", "errors", "skipped", "bad lines"):
-            value = line[len(key):].split()[0].replace(",", "")
+            value = line[len(key) :].split()[0].replace(",", "")
             if value.isdigit():
                 out[key] = int(value)
         if line.startswith("rows in"):
@@ -80,31 +103,51 @@ def summary_numbers(stderr: str) -> dict[str, int]:
 
 
 def test_python_m_decoder_is_the_command(data):
-    res = subprocess.run([sys.executable, "-m", "decoder", "decode", data / "packets.jsonl", "--classes",
-                          CLASSES / "test_device_class.json", "-o", "-", "-q"], capture_output=True, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "decoder",
+            "decode",
+            data / "packets.jsonl",
+            "--classes",
+            CLASSES / "test_device_class.json",
+            "-o",
+            "-",
+            "-q",
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr.decode()
     assert len(res.stdout.splitlines()) == N + 2
 
 
 def test_help_imports_neither_numba_nor_pyarrow():
-    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "decoder", "--help"],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "decoder", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 0 and "decode" in res.stdout and "check" in res.stdout
     imported = {line.split("|")[-1].strip().split(".")[0] for line in res.stderr.splitlines() if "|" in line}
     assert not imported & {"numba", "pyarrow", "numpy", "llvmlite"}
 
 
-@pytest.mark.parametrize("args, message", [
-    (["decode", "x.jsonl", "-o", "out.parquet"], "--classes"),
-    (["decode", "x.jsonl", "--classes", "c.json", "--devices", "d.json", "--class", "2", "-o", "o.csv"],
-     "not allowed with"),
-    (["decode", "x.jsonl", "--classes", "c.json", "-o", "out.unknown"], "--format"),
-    (["decode", "x.jsonl", "--classes", "c.json", "-o", "-", "--format", "parquet"], "stdout"),
-    (["decode", "-", "-", "--classes", "c.json", "-o", "o.csv"], "stdin"),
-    (["decode", "x.jsonl", "--classes", "c.json", "-o", "x.jsonl"], "replace an input"),
-    (["decode", "x.jsonl", "--classes", "c.json", "-o", "o.csv", "--errors", "o.csv"], "same file"),
-    (["frobnicate"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["decode", "x.jsonl", "-o", "out.parquet"], "--classes"),
+        (
+            ["decode", "x.jsonl", "--classes", "c.json", "--devices", "d.json", "--class", "2", "-o", "o.csv"],
+            "not allowed with",
+        ),
+        (["decode", "x.jsonl", "--classes", "c.json", "-o", "out.unknown"], "--format"),
+        (["decode", "x.jsonl", "--classes", "c.json", "-o", "-", "--format", "parquet"], "stdout"),
+        (["decode", "-", "-", "--classes", "c.json", "-o", "o.csv"], "stdin"),
+        (["decode", "x.jsonl", "--classes", "c.json", "-o", "x.jsonl"], "replace an input"),
+        (["decode", "x.jsonl", "--classes", "c.json", "-o", "o.csv", "--errors", "o.csv"], "same file"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
 def test_usage_errors_exit_2(args, message):
     res = run(*args)
     assert res.returncode == 2, res.stderr
@@ -132,8 +175,12 @@ def test_parquet_of_mixed_classes_is_a_dataset_partitioned_by_class(parquet_run)
     out, res = parquet_run
     assert out.is_dir()
     parts = sorted(p.name for p in out.iterdir())
-    assert parts == ["device_class=Multi Sensor", "device_class=Room Climate Sensor",
-                     "device_class=Test Device Class", "device_class=__HIVE_DEFAULT_PARTITION__"]
+    assert parts == [
+        "device_class=Multi Sensor",
+        "device_class=Room Climate Sensor",
+        "device_class=Test Device Class",
+        "device_class=__HIVE_DEFAULT_PARTITION__",
+    ]
     gps = pq.read_table(out / "device_class=Test Device Class")
     assert "device_class" not in gps.column_names  # it is the partition key
     assert gps.schema.field("decoded").type.get_field_index("gps") >= 0
@@ -141,7 +188,8 @@ def test_parquet_of_mixed_classes_is_a_dataset_partitioned_by_class(parquet_run)
     assert {"temperature", "humidity", "alarm"} <= {f.name for f in climate.schema.field("decoded").type}
     # one class at a time through the dataset API, the partition key restored from the path
     one = ds.dataset(out, format="parquet", partitioning="hive").to_table(
-        filter=ds.field("device_class") == "Room Climate Sensor", columns=["line", "device_class"])
+        filter=ds.field("device_class") == "Room Climate Sensor", columns=["line", "device_class"]
+    )
     assert one.num_rows == climate.num_rows
     none = pq.read_table(out / "device_class=__HIVE_DEFAULT_PARTITION__")
     assert set(none["error"].to_pylist()) == {"no device class"}
@@ -184,13 +232,22 @@ def test_arrow_csv_jsonl_read_back(data, parquet_run):
     assert arrow.num_rows == expected_rows
     assert pa.types.is_struct(arrow.schema.field("decoded").type)
     assert {f.name for f in arrow.schema.field("decoded").type} == {
-        "Test Device Class", "Room Climate Sensor", "Multi Sensor"}
+        "Test Device Class",
+        "Room Climate Sensor",
+        "Multi Sensor",
+    }
     assert pa.types.is_timestamp(arrow.schema.field("received_at").type)
 
     csv = pcsv.read_csv(data / "out.csv")
     assert csv.num_rows == expected_rows
-    assert {"decoded.gps.latitude", "decoded.temperature", "decoded.status.tamper", "device_class",
-            "error", "line"} <= set(csv.column_names)
+    assert {
+        "decoded.gps.latitude",
+        "decoded.temperature",
+        "decoded.status.tamper",
+        "device_class",
+        "error",
+        "line",
+    } <= set(csv.column_names)
     assert csv["line"].to_pylist() == arrow["line"].to_pylist()  # input order kept
     gps_rows = [r for r in csv.to_pylist() if r["device_class"] == "Test Device Class" and not r["error"]]
     assert gps_rows and all(-90 <= r["decoded.gps.latitude"] <= 90 for r in gps_rows)
@@ -205,8 +262,7 @@ def test_arrow_csv_jsonl_read_back(data, parquet_run):
 
 def test_single_class_gz_input_to_one_parquet_file(data):
     out = data / "single.parquet"
-    res = run("decode", data / "packets.jsonl.gz", "--classes", CLASSES, "--class", "2", "-o", out,
-              "--include-hidden")
+    res = run("decode", data / "packets.jsonl.gz", "--classes", CLASSES, "--class", "2", "-o", out, "--include-hidden")
     assert res.returncode == 0, res.stderr.decode()
     t = pq.read_table(out)
     assert t.num_rows == N + 2
@@ -221,8 +277,9 @@ def test_stdin_to_stdout(data):
     rows = [json.loads(x) for x in res.stdout.splitlines()]
     assert len(rows) == N + 2 and rows[0]["line"] == 1
     assert b"rows in" in res.stderr
-    res = run("decode", "-", "--classes", CLASSES / "test_device_class.json", "-o", "-", "--format", "arrow",
-              "-q", stdin=src)
+    res = run(
+        "decode", "-", "--classes", CLASSES / "test_device_class.json", "-o", "-", "--format", "arrow", "-q", stdin=src
+    )
     assert res.returncode == 0
     assert ipc.open_stream(pa.BufferReader(res.stdout)).read_all().num_rows == N + 2
 
@@ -235,8 +292,19 @@ def test_unreadable_input_exits_1_without_partial_output(data, tmp_path):
     broken = tmp_path / "broken.jsonl.gz"
     broken.write_bytes(whole[: len(whole) // 2])  # truncated gzip: fails after the first chunks
     out = tmp_path / "out.csv"
-    res = run("decode", data / "packets.jsonl", broken, "--classes", CLASSES / "test_device_class.json",
-              "-o", out, "--errors", tmp_path / "errors.jsonl", "--chunk-size", "16K")
+    res = run(
+        "decode",
+        data / "packets.jsonl",
+        broken,
+        "--classes",
+        CLASSES / "test_device_class.json",
+        "-o",
+        out,
+        "--errors",
+        tmp_path / "errors.jsonl",
+        "--chunk-size",
+        "16K",
+    )
     assert res.returncode == 1
     err = res.stderr.decode()
     assert err.startswith("decoder: error: ") and "broken.jsonl.gz" in err and "Traceback" not in err
@@ -262,9 +330,18 @@ def test_bad_devices_file_exits_1(data, tmp_path):
 
 def test_bad_script_exits_1_with_the_script_error(tmp_path, data):
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"name": "Broken", "id": 5, "script": {
-        "parseElements": [{"type": "int", "target": "x", "bits": "8"}],
-        "calculateElements": [{"target": "y", "formula": "x +* 2"}]}}))
+    bad.write_text(
+        json.dumps(
+            {
+                "name": "Broken",
+                "id": 5,
+                "script": {
+                    "parseElements": [{"type": "int", "target": "x", "bits": "8"}],
+                    "calculateElements": [{"target": "y", "formula": "x +* 2"}],
+                },
+            }
+        )
+    )
     res = run("decode", data / "packets.jsonl", "--classes", bad, "-o", tmp_path / "o.csv")
     assert res.returncode == 1
     err = res.stderr.decode()

@@ -65,7 +65,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from js_oracle import EDGES, evaluate_program, js_literal, same_number, same_value
 
 import decoder
@@ -103,17 +104,52 @@ def _kernel_cache(tmp_path_factory):
 NUM, BOOL, STR, NULL, MIXED = "number", "boolean", "string", "null", "mixed"
 
 PREC = {
-    "||": 2, "&&": 3, "|": 4, "^": 5, "&": 6,
-    "==": 7, "!=": 7, "===": 7, "!==": 7,
-    "<": 8, "<=": 8, ">": 8, ">=": 8,
-    "<<": 9, ">>": 9, ">>>": 9,
-    "+": 10, "-": 10, "*": 11, "/": 11, "%": 11, "**": 12,
+    "||": 2,
+    "&&": 3,
+    "|": 4,
+    "^": 5,
+    "&": 6,
+    "==": 7,
+    "!=": 7,
+    "===": 7,
+    "!==": 7,
+    "<": 8,
+    "<=": 8,
+    ">": 8,
+    ">=": 8,
+    "<<": 9,
+    ">>": 9,
+    ">>>": 9,
+    "+": 10,
+    "-": 10,
+    "*": 11,
+    "/": 11,
+    "%": 11,
+    "**": 12,
 }
 P_COND, P_UNARY, P_PRIMARY = 1, 13, 20
 
 APPROX = {"sin", "cos", "tan", "asin", "acos", "atan", "atan2", "exp", "log", "log2", "log10", "cbrt", "hypot"}
-UNARY_MATH = ["abs", "ceil", "floor", "round", "trunc", "sign", "sqrt", "cbrt", "exp", "log", "log2",
-              "log10", "sin", "cos", "tan", "asin", "acos", "atan"]
+UNARY_MATH = [
+    "abs",
+    "ceil",
+    "floor",
+    "round",
+    "trunc",
+    "sign",
+    "sqrt",
+    "cbrt",
+    "exp",
+    "log",
+    "log2",
+    "log10",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+]
 
 
 @dataclass(frozen=True)
@@ -122,11 +158,11 @@ class E:
 
     kind: str
     type: str
-    text: str = ""            # leaf text, operator, or callee
+    text: str = ""  # leaf text, operator, or callee
     kids: tuple = ()
-    sep: str = " "            # around a binary operator
-    approx: bool = False      # uses an implementation-approximated function
-    gray: bool = False        # outside the spec's subset (see module doc)
+    sep: str = " "  # around a binary operator
+    approx: bool = False  # uses an implementation-approximated function
+    gray: bool = False  # outside the spec's subset (see module doc)
 
     @property
     def prec(self) -> int:
@@ -141,8 +177,7 @@ class E:
 
 def mk(kind, type_, text="", kids=(), sep=" ", approx=False, gray=False) -> E:
     kids = tuple(kids)
-    return E(kind, type_, text, kids, sep,
-             approx or any(k.approx for k in kids), gray or any(k.gray for k in kids))
+    return E(kind, type_, text, kids, sep, approx or any(k.approx for k in kids), gray or any(k.gray for k in kids))
 
 
 def show(e: E, full: bool) -> str:
@@ -201,8 +236,7 @@ UNARY_NUM_OPS = ["-", "~", "+"]
 
 # "\\1".."\\7" and "\\0" before a digit are legacy octal escapes: rejected by design, like 017
 # (test_regression_octal_escapes accepts rejection), so only the plain NUL escape is generated.
-_ESCAPES = ["\\n", "\\t", "\\\\", "\\x41", "\\u00e9", "\\u{1F600}", "\\'", '\\"', "\\x00", "\\0",
-            "\\uD83D\\uDE00"]
+_ESCAPES = ["\\n", "\\t", "\\\\", "\\x41", "\\u00e9", "\\u{1F600}", "\\'", '\\"', "\\x00", "\\0", "\\uD83D\\uDE00"]
 
 
 class Gen:
@@ -214,20 +248,43 @@ class Gen:
     # ---- leaves -------------------------------------------------------
     def number_literal(self) -> E:
         d = self.draw
-        form = _weighted(d, [(6, "int"), (3, "float"), (2, "exp"), (2, "hex"), (1, "big"), (1, "odd"),
-                             (1 if self.gray else 0, "octal")])
+        form = _weighted(
+            d,
+            [
+                (6, "int"),
+                (3, "float"),
+                (2, "exp"),
+                (2, "hex"),
+                (1, "big"),
+                (1, "odd"),
+                (1 if self.gray else 0, "octal"),
+            ],
+        )
         if form == "int":
             text = str(d(st.integers(0, 300)))
         elif form == "float":
             text = repr(d(st.floats(0, 1e6, allow_nan=False) | st.sampled_from([0.5, 2.5, 0.49999999999999994, 1e-7])))
         elif form == "exp":
-            text = f"{d(st.integers(1, 99))}{d(st.sampled_from('eE'))}{d(st.sampled_from(['', '+', '-']))}{d(st.integers(0, 330))}"
+            mantissa, e, sign = d(st.integers(1, 99)), d(st.sampled_from("eE")), d(st.sampled_from(["", "+", "-"]))
+            text = f"{mantissa}{e}{sign}{d(st.integers(0, 330))}"
         elif form == "hex":
             v = d(st.integers(0, 2**70) | st.sampled_from([0x1F, 0xFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF]))
             text = d(st.sampled_from(["0x", "0X"])) + format(v, d(st.sampled_from("xX")))
         elif form == "big":
-            text = d(st.sampled_from(["4294967295", "4294967296", "2147483648", "2147483647", "9007199254740993",
-                                      "18446744073709551616", "123456789012345678901234567890", "1e21"]))
+            text = d(
+                st.sampled_from(
+                    [
+                        "4294967295",
+                        "4294967296",
+                        "2147483648",
+                        "2147483647",
+                        "9007199254740993",
+                        "18446744073709551616",
+                        "123456789012345678901234567890",
+                        "1e21",
+                    ]
+                )
+            )
         elif form == "odd":
             text = d(st.sampled_from([".5", "5.", "1.e3", "0.0", "0b101", "0B11", "0o17", "0O777", "1E-3", ".25e2"]))
         else:
@@ -268,9 +325,17 @@ class Gen:
         if choice == "math":
             return mk("leaf", NUM, d(st.sampled_from(["Math.PI", "Math.E"])))
         if choice == "gray":
-            return mk("leaf", NUM, d(st.sampled_from(
-                ["NaN", "Infinity", "Math.LN2", "Math.LN10", "Math.LOG2E", "Math.SQRT2", "Math.SQRT1_2"]
-                + ["Math.LOG10E"])), gray=True)
+            return mk(
+                "leaf",
+                NUM,
+                d(
+                    st.sampled_from(
+                        ["NaN", "Infinity", "Math.LN2", "Math.LN10", "Math.LOG2E", "Math.SQRT2", "Math.SQRT1_2"]
+                        + ["Math.LOG10E"]
+                    )
+                ),
+                gray=True,
+            )
         return self.number_literal()
 
     # ---- operand kinds ------------------------------------------------
@@ -304,11 +369,34 @@ class Gen:
             return self.leaf(want)
         sub = depth - 1
         if want == NUM:
-            choice = _weighted(d, [(6, "leaf"), (3, "unary"), (8, "arith"), (4, "bitwise"), (5, "math"),
-                                   (2, "cond"), (2, "logic"), (1, "group"), (2 if self.gray else 0, "gray")])
+            choice = _weighted(
+                d,
+                [
+                    (6, "leaf"),
+                    (3, "unary"),
+                    (8, "arith"),
+                    (4, "bitwise"),
+                    (5, "math"),
+                    (2, "cond"),
+                    (2, "logic"),
+                    (1, "group"),
+                    (2 if self.gray else 0, "gray"),
+                ],
+            )
         elif want == BOOL:
-            choice = _weighted(d, [(5, "leaf"), (2, "not"), (6, "rel"), (6, "eq"), (2, "cond"), (2, "logic"),
-                                   (1, "group"), (1 if self.gray else 0, "gray")])
+            choice = _weighted(
+                d,
+                [
+                    (5, "leaf"),
+                    (2, "not"),
+                    (6, "rel"),
+                    (6, "eq"),
+                    (2, "cond"),
+                    (2, "logic"),
+                    (1, "group"),
+                    (1 if self.gray else 0, "gray"),
+                ],
+            )
         else:  # STR
             choice = _weighted(d, [(5, "leaf"), (4, "cond"), (2, "logic"), (1, "group")])
         if choice == "leaf":
@@ -395,13 +483,34 @@ class Gen:
             return mk("call", NUM, "Math.floor", [s], gray=True)
         fn = d(st.sampled_from(["abs", "round", "atan2", "pow", "sqrt"]))
         n = d(st.sampled_from([0, 3] if fn in ("atan2", "pow") else [0, 2]))
-        return mk("call", NUM, f"Math.{fn}", [self.numlike(depth) for _ in range(n)], gray=True,
-                  approx=fn in APPROX)
+        return mk("call", NUM, f"Math.{fn}", [self.numlike(depth) for _ in range(n)], gray=True, approx=fn in APPROX)
 
 
-REJECT_SYNTAX = ["a +", "(a", "a ? b", "1 2", "a..b", "Math.", "a = 1", "", "   ", "a b", "[1]",
-                 "a ? b : c : d", "'open", "a => 1", "typeof a", "a, b", "a++",
-                 "a ++ b", "a--b", "a+++b", "a <!--b", "--a", "++a"]
+REJECT_SYNTAX = [
+    "a +",
+    "(a",
+    "a ? b",
+    "1 2",
+    "a..b",
+    "Math.",
+    "a = 1",
+    "",
+    "   ",
+    "a b",
+    "[1]",
+    "a ? b : c : d",
+    "'open",
+    "a => 1",
+    "typeof a",
+    "a, b",
+    "a++",
+    "a ++ b",
+    "a--b",
+    "a+++b",
+    "a <!--b",
+    "--a",
+    "++a",
+]
 
 
 def reject_formula(g: Gen, depth: int) -> str:
@@ -422,8 +531,25 @@ def reject_formula(g: Gen, depth: int) -> str:
         if d(st.booleans()):  # also where the value feeds an operator
             e = mk("binary", BOOL, "==", [e, mk("leaf", NULL, "null")])
     elif kind == "unknown":
-        name = d(st.sampled_from(["zz", "gps.altitude", "gps", "a.b", "Math.foo(1)", "foo(1)", "Math.PI.x",
-                                  "Math.abs", "r999", "undefined", "Number(1)", "console.log(1)", "port.x"]))
+        name = d(
+            st.sampled_from(
+                [
+                    "zz",
+                    "gps.altitude",
+                    "gps",
+                    "a.b",
+                    "Math.foo(1)",
+                    "foo(1)",
+                    "Math.PI.x",
+                    "Math.abs",
+                    "r999",
+                    "undefined",
+                    "Number(1)",
+                    "console.log(1)",
+                    "port.x",
+                ]
+            )
+        )
         e = mk("binary", NUM, "*", [g.numlike(depth), mk("leaf", NUM, name)])
     elif kind == "unarypow":
         base, power = show(g.expr(NUM, 0), full), g.expr(NUM, depth)
@@ -439,36 +565,34 @@ def reject_formula(g: Gen, depth: int) -> str:
 
 # ======================================================== scripts, payloads ====
 
+
 @dataclass
 class Formula:
     target: str
     text: str
-    kind: str          # valid, gray, reject
+    kind: str  # valid, gray, reject
     type: str
     approx: bool
 
 
 @dataclass
 class Row:
-    values: dict[str, Any]     # input name -> Python value (None for null)
+    values: dict[str, Any]  # input name -> Python value (None for null)
     port: int | None
     payload: bytes = b""
 
 
-PARSE_ELEMENTS = (
-    [{"type": "bool", "target": t} for t in ["fa", "fb", "fc", "fd", "flat", "flon", "fh", "f"]]
-    + [
-        {"type": "int", "bits": 32, "target": "u"},
-        {"type": "int", "bits": "16", "signed": True, "target": "i"},
-        {"type": "uint", "bits": 64, "target": "w"},
-        {"type": "float", "bits": 64, "target": "a", "if": "fa"},
-        {"type": "float", "bits": 64, "target": "b", "if": "fb"},
-        {"type": "float", "bits": 32, "target": "c", "if": "fc"},
-        {"type": "float", "bits": 64, "target": "d", "if": "fd", "endian": "little"},
-        {"type": "float", "bits": 64, "target": "gps.latitude", "if": "flat"},
-        {"type": "float", "bits": 64, "target": "gps.longitude", "if": "flon"},
-    ]
-)
+PARSE_ELEMENTS = [{"type": "bool", "target": t} for t in ["fa", "fb", "fc", "fd", "flat", "flon", "fh", "f"]] + [
+    {"type": "int", "bits": 32, "target": "u"},
+    {"type": "int", "bits": "16", "signed": True, "target": "i"},
+    {"type": "uint", "bits": 64, "target": "w"},
+    {"type": "float", "bits": 64, "target": "a", "if": "fa"},
+    {"type": "float", "bits": 64, "target": "b", "if": "fb"},
+    {"type": "float", "bits": 32, "target": "c", "if": "fc"},
+    {"type": "float", "bits": 64, "target": "d", "if": "fd", "endian": "little"},
+    {"type": "float", "bits": 64, "target": "gps.latitude", "if": "flat"},
+    {"type": "float", "bits": 64, "target": "gps.longitude", "if": "flon"},
+]
 # and last {"type": "bool", "target": "h", "if": <a generated condition>}
 FLAG_OF = {"a": "fa", "b": "fb", "c": "fc", "d": "fd", "gps.latitude": "flat", "gps.longitude": "flon"}
 
@@ -529,8 +653,11 @@ def rows(draw, h_condition: str) -> Row:
         v[n] = draw(st.none() | edge_doubles)
     c = draw(st.none() | st.floats(width=32) | st.sampled_from([0.5, -0.0, 16777217.0, 3.4e38]))
     if c is not None:
-        c_bytes = struct.pack(">f", c) if not math.isnan(c) else bytes.fromhex(
-            draw(st.sampled_from(["7fc00000", "ffc00001", "7f800001"])))
+        c_bytes = (
+            struct.pack(">f", c)
+            if not math.isnan(c)
+            else bytes.fromhex(draw(st.sampled_from(["7fc00000", "ffc00001", "7f800001"])))
+        )
         v["c_bytes"] = c_bytes
         c = struct.unpack(">f", c_bytes)[0]
     v["c"] = c
@@ -545,7 +672,9 @@ def rows(draw, h_condition: str) -> Row:
 
 def js_env(row: Row) -> dict[str, Any]:
     v = row.values
-    env: dict[str, Any] = {k: v[k] for k in ["fa", "fb", "fc", "fd", "flat", "flon", "fh", "f", "h", "a", "b", "c", "d"]}
+    env: dict[str, Any] = {
+        k: v[k] for k in ["fa", "fb", "fc", "fd", "flat", "flon", "fh", "f", "h", "a", "b", "c", "d"]
+    }
     env.update(u=float(v["u"]), i=float(v["i"]), w=float(v["w"]))  # what a JS decoder holds: doubles
     env["gps"] = {"latitude": v["gps.latitude"], "longitude": v["gps.longitude"]}
     env["port"] = None if row.port is None else float(row.port)
@@ -562,8 +691,11 @@ class Script:
 
 @st.composite
 def scripts(draw) -> Script:
-    scope: dict[str, list[tuple[str, bool]]] = {NUM: [(n, False) for n in INPUT_NUM],
-                                                 BOOL: [(n, False) for n in INPUT_BOOL if n != "h"], STR: []}
+    scope: dict[str, list[tuple[str, bool]]] = {
+        NUM: [(n, False) for n in INPUT_NUM],
+        BOOL: [(n, False) for n in INPUT_BOOL if n != "h"],
+        STR: [],
+    }
     # the condition of the last parse element: any type, only its truthiness counts
     h_condition = show(Gen(draw, scope, gray=False).anytype(draw(st.integers(0, 3))), draw(st.booleans()))
     scope[BOOL].append(("h", False))
@@ -594,7 +726,7 @@ def scripts(draw) -> Script:
         formulas.append(Formula(target, text, kind, e.type, e.approx))
         if kind == "valid":  # later formulas may read it; never gray/reject ones (they may be dropped)
             # a formula that is always null makes a number variable (always null)
-            for t, names in scope.items():
+            for names in scope.values():
                 names[:] = [(n, a) for n, a in names if n != target]
             scope.setdefault(NUM if e.type == NULL else e.type, []).append((target, e.approx))
     script = Script(formulas, h_condition)
@@ -646,18 +778,23 @@ def _check_script(script: Script) -> dict:
     dc, kept, dropped = compile_dropping_rejected(script.formulas, script.h_condition)
     wrongly_rejected = [(f, err) for f, err in dropped if f.kind == "valid"]
     assert not wrongly_rejected, "valid formula rejected:\n" + "\n".join(
-        f"  {f.target} = {f.text!r}\n  {err}" for f, err in wrongly_rejected)
+        f"  {f.target} = {f.text!r}\n  {err}" for f, err in wrongly_rejected
+    )
     wrongly_accepted = [f for f in kept if f.kind == "reject"]
     assert not wrongly_accepted, "formula the spec rejects was compiled:\n" + "\n".join(
-        f"  {f.target} = {f.text!r}" for f in wrongly_accepted)
+        f"  {f.target} = {f.text!r}" for f in wrongly_accepted
+    )
 
     try:
-        batch = dc.decode([r.payload.hex() for r in rows_], encoding="hex", ports=[r.port for r in rows_],
-                          include_hidden=True)
+        batch = dc.decode(
+            [r.payload.hex() for r in rows_], encoding="hex", ports=[r.port for r in rows_], include_hidden=True
+        )
         ours_rows = batch.to_pylist()
     except Exception as err:
-        raise AssertionError(f"decode raised {type(err).__name__}: {err}; formulas:\n"
-                             + "\n".join(f"  {f.target} = {f.text}" for f in kept)) from err
+        raise AssertionError(
+            f"decode raised {type(err).__name__}: {err}; formulas:\n"
+            + "\n".join(f"  {f.target} = {f.text}" for f in kept)
+        ) from err
     assert len(ours_rows) == len(rows_)
 
     final: dict[str, Formula] = {}
@@ -685,8 +822,10 @@ def _check_script(script: Script) -> dict:
             ok = same_number(ours, want) if isinstance(want, float) else (type(ours) is type(want) and ours == want)
             if not ok:
                 failures.append(f"input {name}: decoded {ours!r}, payload holds {want!r}")
-    assert not failures, (f"{len(failures)} mismatches against QuickJS (h is read if {script.h_condition}); "
-                          "first ones:\n\n" + "\n\n".join(failures[:6]))
+    assert not failures, (
+        f"{len(failures)} mismatches against QuickJS (h is read if {script.h_condition}); "
+        "first ones:\n\n" + "\n\n".join(failures[:6])
+    )
     return {"kept": len(kept), "dropped": len(dropped)}
 
 
@@ -700,15 +839,73 @@ def test_formulas_match_quickjs(script):
 
 # Formulas of the spec's own examples and JS traps, checked on every run.
 FIXED = [
-    "null + 1", "null == 0", "null == null", "null === null", "1 << 31", "(a >>> 0)", "-1 >>> 0",
-    "a % b", "-a % b", "Math.round(-2.5)", "Math.round(a)", "Math.round(-0.4)", "Math.max()", "Math.min()",
-    "Math.hypot()", "Math.hypot(a)", "Math.hypot(a, b, c)", "Math.max(a)", "Math.min(a, b, c)",
-    "a && b", "a || b", "port", "port == null", "length", "port || 7", "-null", "+true", "~~a", "a - -b",
-    "a ** b ** 2", "(-a) ** b", "a ** -b", "2 ** -1074", "Math.pow(a, b)", "a == b", "a === b", "a != null",
-    "f == true", "f === 1", "f == 1", "h ? 'x' : null", "h == null", "!h", "!a", "a ? a : b", "w + 0",
-    "w | 0", "w >>> 0", "i >> 1", "i >>> 0", "u << 1", "u | 0", "~u", "c * 1", "d - 0", "gps.latitude / (1 << 23) * 90",
-    "a > b ? 'gt' : a < b ? 'lt' : a == b ? 'eq' : 'nan'", "'x' == 'x'", "'a' != \"a\"", "0x1F & a",
-    "1e-3 * a", ".5 + 5.", "0b101 | 0o17", "a < b < c", "a == b == f", "!(a || 'x')", "(a && 'x') ? 1 : 2",
+    "null + 1",
+    "null == 0",
+    "null == null",
+    "null === null",
+    "1 << 31",
+    "(a >>> 0)",
+    "-1 >>> 0",
+    "a % b",
+    "-a % b",
+    "Math.round(-2.5)",
+    "Math.round(a)",
+    "Math.round(-0.4)",
+    "Math.max()",
+    "Math.min()",
+    "Math.hypot()",
+    "Math.hypot(a)",
+    "Math.hypot(a, b, c)",
+    "Math.max(a)",
+    "Math.min(a, b, c)",
+    "a && b",
+    "a || b",
+    "port",
+    "port == null",
+    "length",
+    "port || 7",
+    "-null",
+    "+true",
+    "~~a",
+    "a - -b",
+    "a ** b ** 2",
+    "(-a) ** b",
+    "a ** -b",
+    "2 ** -1074",
+    "Math.pow(a, b)",
+    "a == b",
+    "a === b",
+    "a != null",
+    "f == true",
+    "f === 1",
+    "f == 1",
+    "h ? 'x' : null",
+    "h == null",
+    "!h",
+    "!a",
+    "a ? a : b",
+    "w + 0",
+    "w | 0",
+    "w >>> 0",
+    "i >> 1",
+    "i >>> 0",
+    "u << 1",
+    "u | 0",
+    "~u",
+    "c * 1",
+    "d - 0",
+    "gps.latitude / (1 << 23) * 90",
+    "a > b ? 'gt' : a < b ? 'lt' : a == b ? 'eq' : 'nan'",
+    "'x' == 'x'",
+    "'a' != \"a\"",
+    "0x1F & a",
+    "1e-3 * a",
+    ".5 + 5.",
+    "0b101 | 0o17",
+    "a < b < c",
+    "a == b == f",
+    "!(a || 'x')",
+    "(a && 'x') ? 1 : 2",
 ]
 
 
@@ -717,32 +914,54 @@ def test_fixed_formulas():
     values = [0.0, -0.0, 2.5, -2.5, math.nan, math.inf, 2.0**31, -(2.0**31) - 1, None, 4294967295.5, 5e-324]
     script = Script(formulas, "fh")
     for k, x in enumerate(values):
-        v: dict[str, Any] = {"a": x, "b": values[(k + 3) % len(values)], "d": values[(k + 5) % len(values)],
-                             "gps.latitude": values[(k + 7) % len(values)], "gps.longitude": None,
-                             "c": None, "fh": k % 3 > 0, "f": bool(k % 2),
-                             "u": [0, 2**31, 2**32 - 1][k % 3], "i": [-1, -(2**15), 7][k % 3],
-                             "w": [2**53 + 1, 2**64 - 1, 5][k % 3]}
+        v: dict[str, Any] = {
+            "a": x,
+            "b": values[(k + 3) % len(values)],
+            "d": values[(k + 5) % len(values)],
+            "gps.latitude": values[(k + 7) % len(values)],
+            "gps.longitude": None,
+            "c": None,
+            "fh": k % 3 > 0,
+            "f": bool(k % 2),
+            "u": [0, 2**31, 2**32 - 1][k % 3],
+            "i": [-1, -(2**15), 7][k % 3],
+            "w": [2**53 + 1, 2**64 - 1, 5][k % 3],
+        }
         script.rows.append(make_row(v, k % 3 == 1, [None, 1, 223][k % 3], "fh"))
     _check_script(script)
 
 
 # ------------------------------------------- regressions: bugs this test found, fixed ----
 
+
 def _one_formula(text: str, kind: str = "valid") -> Script:
     script = Script([Formula("r0", text, kind, NUM, False)], "fh")
-    v = {"a": 1.5, "b": 2.0, "d": -0.0, "gps.latitude": None, "gps.longitude": math.nan, "c": None,
-         "fh": True, "f": False, "u": 7, "i": -7, "w": 2**64 - 1}
+    v = {
+        "a": 1.5,
+        "b": 2.0,
+        "d": -0.0,
+        "gps.latitude": None,
+        "gps.longitude": math.nan,
+        "c": None,
+        "fh": True,
+        "f": False,
+        "u": 7,
+        "i": -7,
+        "w": 2**64 - 1,
+    }
     script.rows.append(make_row(v, True, 1, "fh"))
     return script
 
 
-# Was: JS lexes ++ and -- as one token (and <!-- as a comment): `a ++ b` and `a--b` are SyntaxErrors in JS, `a <!--b` is `a`; ours reads a + +b, a - -b, a < !(-(-b))
+# Was: JS lexes ++ and -- as one token (and <!-- as a comment): `a ++ b` and `a--b` are SyntaxErrors in JS, `a <!--b`
+# is `a`; ours reads a + +b, a - -b, a < !(-(-b))
 @pytest.mark.parametrize("text", ["a ++ b", "a--b", "--a", "a <!--b"])
 def test_regression_increment_tokens(text):
     _check_script(_one_formula(text, "reject"))
 
 
-# Was: sloppy-mode JS reads legacy octal escapes: '\101' is 'A', '\00' is one NUL; ours gives '101' and NUL + '0' (reject them like 017, or decode them)
+# Was: sloppy-mode JS reads legacy octal escapes: '\101' is 'A', '\00' is one NUL; ours gives '101' and NUL + '0'
+# (reject them like 017, or decode them)
 @pytest.mark.parametrize("text", ["'\\101'", "'\\00'", "'\\7' == '\\x07'"])
 def test_regression_octal_escapes(text):
     script = _one_formula(text)
@@ -753,22 +972,36 @@ def test_regression_octal_escapes(text):
             raise
 
 
-# Was: '\uD83D\uDE00' (a UTF-16 pair, as JS writes non-BMP characters) is kept as two lone surrogates: decode raises UnicodeEncodeError in pyarrow, and it is not == '\u{1F600}'
+# Was: '\uD83D\uDE00' (a UTF-16 pair, as JS writes non-BMP characters) is kept as two lone surrogates: decode raises
+# UnicodeEncodeError in pyarrow, and it is not == '\u{1F600}'
 @pytest.mark.parametrize("text", ["'\\uD83D\\uDE00'", "'\\uD83D\\uDE00' == '\\u{1F600}'"])
 def test_regression_surrogate_escapes(text):
     _check_script(_one_formula(text))
 
 
-# Was: Math.LOG10E is 1 / math.log(10) = 0.43429448190325176, 1 ulp below JS's 0.4342944819032518 (math.log10(math.e))
+# Was: Math.LOG10E is 1 / math.log(10) = 0.43429448190325176, 1 ulp below JS's 0.4342944819032518
+# (math.log10(math.e))
 def test_regression_math_log10e():
     _check_script(_one_formula("Math.LOG10E"))
 
 
-# Was: unary + of a nullable number (port, `c ? null : 1`, `a && null`) keeps the null: lower._v_Unary returns the operand as is; JS +null is 0
+# Was: unary + of a nullable number (port, `c ? null : 1`, `a && null`) keeps the null: lower._v_Unary returns the
+# operand as is; JS +null is 0
 @pytest.mark.parametrize("text", ["+port", "+(f ? null : 1)", "+(a && null)"])
 def test_regression_unary_plus_null(text):
     script = _one_formula(text)
-    v = {"a": None, "b": 2.0, "d": None, "gps.latitude": None, "gps.longitude": None, "c": None,
-         "fh": False, "f": True, "u": 0, "i": 0, "w": 0}
+    v = {
+        "a": None,
+        "b": 2.0,
+        "d": None,
+        "gps.latitude": None,
+        "gps.longitude": None,
+        "c": None,
+        "fh": False,
+        "f": True,
+        "u": 0,
+        "i": 0,
+        "w": 0,
+    }
     script.rows.append(make_row(v, False, None, "fh"))
     _check_script(script)

@@ -8,18 +8,17 @@ import struct
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from helpers import ROOT
 
 import decoder
 from decoder.engine import Engine, Summary
 from decoder.registry import NO_CLASS, Registry
 
-from helpers import ROOT
-
 CLASSES = ROOT / "samples" / "classes"
 GPS_EUI = "70B3D57ED0000001"
 CLIMATE_EUI = "70B3D57ED0100001"
-MULTI_ID = "00000000-0000-4000-8002-000000000001"   # a Helium device id
-BOTH_EUI = "70B3D57ED0200009"                       # Multi Sensor on 3/4, Test Device Class elsewhere
+MULTI_ID = "00000000-0000-4000-8002-000000000001"  # a Helium device id
+BOTH_EUI = "70B3D57ED0200009"  # Multi Sensor on 3/4, Test Device Class elsewhere
 
 GPS_PAYLOAD = bytes.fromhex("FF3F5E2A0A4E1F0064")
 CLIMATE_PAYLOAD = bytes([0x41]) + struct.pack(">hBH", 2150, 91, 3012)
@@ -36,8 +35,9 @@ def classes():
 @pytest.fixture(scope="module")
 def registry(classes):
     reg = Registry(classes.values())
-    reg.load_devices({GPS_EUI: 2, CLIMATE_EUI: "Room Climate Sensor", MULTI_ID: 12,
-                      BOTH_EUI: ["Multi Sensor", "Test Device Class"]})
+    reg.load_devices(
+        {GPS_EUI: 2, CLIMATE_EUI: "Room Climate Sensor", MULTI_ID: 12, BOTH_EUI: ["Multi Sensor", "Test Device Class"]}
+    )
     reg.load_devices({"devices": [{"eui": CLIMATE_EUI, "address": "26012345", "device_class_id": 7}]})
     return reg
 
@@ -55,36 +55,56 @@ def uplinks(rows: list[dict]) -> pa.Table:
     cols = {f.name: [r.get(f.name) for r in rows] for f in schema}
     cols["line"] = [r.get("line", k + 1) for k, r in enumerate(rows)]
     cols["provider"] = [r.get("provider", "firefly") for r in rows]
-    return pa.table({name: pa.array(v, type=schema.field(name).type if name != "provider" else pa.string())
-                     for name, v in cols.items()}).cast(schema)
+    return pa.table(
+        {
+            name: pa.array(v, type=schema.field(name).type if name != "provider" else pa.string())
+            for name, v in cols.items()
+        }
+    ).cast(schema)
 
 
 def test_mixed_classes_one_table_in_input_order(engine, classes):
-    table_in = uplinks([
-        {"dev_eui": GPS_EUI, "port": 2, "payload": GPS_PAYLOAD},
-        {"dev_eui": CLIMATE_EUI, "port": 2, "payload": CLIMATE_PAYLOAD},
-        {"device_id": MULTI_ID, "port": 3, "payload": STATUS},
-        {"dev_eui": "FFFFFFFFFFFFFFFF", "port": 1, "payload": GPS_PAYLOAD},
-        {"dev_eui": GPS_EUI, "port": 2, "payload": GPS_PAYLOAD[:5]},
-        {"dev_eui": GPS_EUI, "port": 2, "payload": None, "error": "invalid hex payload"},
-    ])
+    table_in = uplinks(
+        [
+            {"dev_eui": GPS_EUI, "port": 2, "payload": GPS_PAYLOAD},
+            {"dev_eui": CLIMATE_EUI, "port": 2, "payload": CLIMATE_PAYLOAD},
+            {"device_id": MULTI_ID, "port": 3, "payload": STATUS},
+            {"dev_eui": "FFFFFFFFFFFFFFFF", "port": 1, "payload": GPS_PAYLOAD},
+            {"dev_eui": GPS_EUI, "port": 2, "payload": GPS_PAYLOAD[:5]},
+            {"dev_eui": GPS_EUI, "port": 2, "payload": None, "error": "invalid hex payload"},
+        ]
+    )
     chunk = engine.decode_uplinks(table_in)
     t = chunk.table
     assert engine.mixed and t.schema == engine.schema
     assert t.column_names[-3:] == ["device_class", "decoded", "error"]
     assert t["line"].to_pylist() == [1, 2, 3, 4, 5, 6]
-    assert t["device_class"].to_pylist() == ["Test Device Class", "Room Climate Sensor", "Multi Sensor", None,
-                                             "Test Device Class", "Test Device Class"]
+    assert t["device_class"].to_pylist() == [
+        "Test Device Class",
+        "Room Climate Sensor",
+        "Multi Sensor",
+        None,
+        "Test Device Class",
+        "Test Device Class",
+    ]
     assert pa.types.is_dictionary(t.schema.field("device_class").type)
-    assert t["error"].to_pylist() == [None, None, None, NO_CLASS, "payload too short: needs 72 bits, has 40",
-                                      "invalid hex payload"]
+    assert t["error"].to_pylist() == [
+        None,
+        None,
+        None,
+        NO_CLASS,
+        "payload too short: needs 72 bits, has 40",
+        "invalid hex payload",
+    ]
     # decoded is a struct of class structs, set only for the row's own class
     names = [f.name for f in t.schema.field("decoded").type]
     assert names == [dc.name for dc in engine.classes]  # load order
     assert set(names) == {"Test Device Class", "Room Climate Sensor", "Multi Sensor"}
     rows = t.to_pylist()
-    assert rows[0]["decoded"]["Test Device Class"] == classes["Test Device Class"].decode(
-        [GPS_PAYLOAD], encoding="raw").to_pylist()[0]
+    assert (
+        rows[0]["decoded"]["Test Device Class"]
+        == classes["Test Device Class"].decode([GPS_PAYLOAD], encoding="raw").to_pylist()[0]
+    )
     assert rows[0]["decoded"]["Room Climate Sensor"] is None
     assert rows[1]["decoded"]["Room Climate Sensor"]["alarm"] == "TRUE"
     assert rows[1]["decoded"]["Room Climate Sensor"]["temperature"] == 21.5
@@ -97,12 +117,16 @@ def test_mixed_classes_one_table_in_input_order(engine, classes):
 
 
 def test_by_class_tables_have_the_plain_class_struct(engine, classes):
-    chunk = engine.decode_uplinks(uplinks([
-        {"dev_eui": GPS_EUI, "port": 2, "payload": GPS_PAYLOAD, "line": 10},
-        {"dev_eui": CLIMATE_EUI, "port": 2, "payload": CLIMATE_PAYLOAD, "line": 11},
-        {"dev_eui": "nobody", "port": 2, "payload": CLIMATE_PAYLOAD, "line": 12},
-        {"dev_eui": GPS_EUI, "port": 2, "payload": GPS_PAYLOAD, "line": 13},
-    ]))
+    chunk = engine.decode_uplinks(
+        uplinks(
+            [
+                {"dev_eui": GPS_EUI, "port": 2, "payload": GPS_PAYLOAD, "line": 10},
+                {"dev_eui": CLIMATE_EUI, "port": 2, "payload": CLIMATE_PAYLOAD, "line": 11},
+                {"dev_eui": "nobody", "port": 2, "payload": CLIMATE_PAYLOAD, "line": 12},
+                {"dev_eui": GPS_EUI, "port": 2, "payload": GPS_PAYLOAD, "line": 13},
+            ]
+        )
+    )
     parts = chunk.by_class()
     assert set(parts) == {"Test Device Class", "Room Climate Sensor", None}
     gps = parts["Test Device Class"]
@@ -114,12 +138,16 @@ def test_by_class_tables_have_the_plain_class_struct(engine, classes):
 
 
 def test_ports_choose_the_class_of_a_device(engine):
-    t = engine.decode_uplinks(uplinks([
-        {"dev_eui": BOTH_EUI, "port": 3, "payload": STATUS},
-        {"dev_eui": BOTH_EUI, "port": 2, "payload": GPS_PAYLOAD},
-        {"dev_eui": BOTH_EUI, "port": None, "payload": GPS_PAYLOAD},
-        {"device_id": MULTI_ID, "port": 9, "payload": STATUS},
-    ])).table
+    t = engine.decode_uplinks(
+        uplinks(
+            [
+                {"dev_eui": BOTH_EUI, "port": 3, "payload": STATUS},
+                {"dev_eui": BOTH_EUI, "port": 2, "payload": GPS_PAYLOAD},
+                {"dev_eui": BOTH_EUI, "port": None, "payload": GPS_PAYLOAD},
+                {"device_id": MULTI_ID, "port": 9, "payload": STATUS},
+            ]
+        )
+    ).table
     assert t["device_class"].to_pylist() == ["Multi Sensor", "Test Device Class", "Test Device Class", None]
     assert t["error"].to_pylist()[3] == "no device class for port 9"
 
@@ -131,17 +159,25 @@ def test_multi_sensor_layouts(classes):
     assert rows[0]["kind"] == "measurement" and rows[0]["temperature"] == 21.5
     assert rows[0]["co2"] == 612 and rows[0]["pressure"] == 1013.25 and rows[0]["sequence"] == 5
     assert rows[1]["kind"] == "status" and rows[1]["status"] == {
-        "tamper": True, "moving": False, "battery": 200, "batteryLevel": 79}
+        "tamper": True,
+        "moving": False,
+        "battery": 200,
+        "batteryLevel": 79,
+    }
     assert rows[2] == {**rows[2], "kind": "config", "interval": 600, "calibrationOffset": -0.25}
 
 
 def test_single_class_decoded_is_the_class_struct(classes):
     engine = Engine(classes["Test Device Class"])
     assert not engine.mixed
-    t = engine.decode_uplinks(uplinks([
-        {"dev_eui": "anything", "port": 2, "payload": GPS_PAYLOAD},
-        {"dev_eui": "else", "port": 7, "payload": b"\x01"},
-    ])).table
+    t = engine.decode_uplinks(
+        uplinks(
+            [
+                {"dev_eui": "anything", "port": 2, "payload": GPS_PAYLOAD},
+                {"dev_eui": "else", "port": 7, "payload": b"\x01"},
+            ]
+        )
+    ).table
     assert t.schema.field("decoded").type == pa.struct(list(classes["Test Device Class"].output_schema()))
     assert t["decoded"].to_pylist()[0]["gps"]["altitude"] == 100
     assert t["error"].to_pylist() == [None, "payload too short: needs 72 bits, has 8"]
@@ -173,13 +209,33 @@ def test_empty_input_has_the_full_schema(engine):
 FIREFLY_SEED = {
     "more": True,
     "packets": [
-        {"ack": False, "bandwidth": 125, "codr": "4/6", "device_eui": "2564927382738492", "fopts": "",
-         "fcnt": 12882, "freq": 866.349812,
-         "gwrx": [{"tmst": 3977700196, "time": "2016-06-22T07:35:34.774224Z", "rssi": 2, "lsnr": 8.5,
-                   "gweui": "0000024B080E006D"}],
-         "modu": "LORA", "mtype": "unconfirmed_data_up", "payload_encrypted": False,
-         "payload": "415141414277673D", "port": 2, "received_at": "2016-06-22T09:35:35", "size": 28,
-         "spreading_factor": 7, "uid": "8a569133-ba44-4d7e-5555-af62faf9f722"},
+        {
+            "ack": False,
+            "bandwidth": 125,
+            "codr": "4/6",
+            "device_eui": "2564927382738492",
+            "fopts": "",
+            "fcnt": 12882,
+            "freq": 866.349812,
+            "gwrx": [
+                {
+                    "tmst": 3977700196,
+                    "time": "2016-06-22T07:35:34.774224Z",
+                    "rssi": 2,
+                    "lsnr": 8.5,
+                    "gweui": "0000024B080E006D",
+                }
+            ],
+            "modu": "LORA",
+            "mtype": "unconfirmed_data_up",
+            "payload_encrypted": False,
+            "payload": "415141414277673D",
+            "port": 2,
+            "received_at": "2016-06-22T09:35:35",
+            "size": 28,
+            "spreading_factor": 7,
+            "uid": "8a569133-ba44-4d7e-5555-af62faf9f722",
+        },
     ],
 }
 

@@ -10,12 +10,34 @@ from hypothesis import strategies as st
 
 from decoder.compiler.fold import fold_arith
 
-EDGES = [0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 23.0, 31.0, 32.0, 33.0, 2.0**31, 2.0**31 - 1, -(2.0**31), 2.0**32,
-         2.0**53, 1e308, 5e-324, math.inf, -math.inf, math.nan]
+EDGES = [
+    0.0,
+    -0.0,
+    1.0,
+    -1.0,
+    0.5,
+    -2.5,
+    23.0,
+    31.0,
+    32.0,
+    33.0,
+    2.0**31,
+    2.0**31 - 1,
+    -(2.0**31),
+    2.0**32,
+    2.0**53,
+    1e308,
+    5e-324,
+    math.inf,
+    -math.inf,
+    math.nan,
+]
 numbers = st.one_of(st.sampled_from(EDGES), st.floats(), st.integers(-(2**40), 2**40).map(float))
 _ctx = quickjs.Context()
-_FUNCS = {op: _ctx.eval(f"(function(a, b) {{ return a {op} b; }})")
-          for op in ("+", "-", "*", "/", "%", "<<", ">>", ">>>", "&", "|", "^")}
+_FUNCS = {
+    op: _ctx.eval(f"(function(a, b) {{ return a {op} b; }})")
+    for op in ("+", "-", "*", "/", "%", "<<", ">>", ">>>", "&", "|", "^")
+}
 
 
 def _same(ours: float, theirs) -> bool:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
+from helpers import ROOT, sample_generator
 
 from decoder.engine import Engine
 from decoder.registry import Registry
-
-from helpers import ROOT, sample_generator
 
 CLASSES = sorted((ROOT / "samples" / "classes").glob("*.json"))
 # Multi Sensor first (and with a SIZE that fits none of its layouts): its port and size

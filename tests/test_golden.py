@@ -12,11 +12,11 @@ import pytest
 import decoder
 
 # battery 0x7F=127, latitude 0x400000 = 2**22 -> 45 deg, longitude 0xC00000 = -2**22 -> -90 deg, altitude 0x0064 = 100
-P1 = "7F" "400000" "C00000" "0064"
+P1 = "7F400000C000000064"
 # battery 0 -> batteryLevel null; latitude -1 (FFFFFF), longitude 0x7FFFFF, altitude 0xFFFF = -1
-P2 = "00" "FFFFFF" "7FFFFF" "FFFF"
+P2 = "00FFFFFF7FFFFFFFFF"
 # battery 254 -> 1.0; latitude 0x800000 = -2**23 -> -90; longitude 1; altitude 0x8000 = -32768
-P3 = "FE" "800000" "000001" "8000"
+P3 = "FE8000000000018000"
 
 
 def test_hand_worked_values(seed_class):
@@ -35,10 +35,10 @@ def test_hidden_variable_only_on_request(seed_class):
 def test_arrow_types_and_validity(seed_class):
     table = seed_class.decode([P1, P2, "00"], include_hidden=True).to_arrow()
     assert table.schema == seed_class.output_schema(include_hidden=True)
-    assert table.schema.field("battery").type == pa.uint8()          # raw 8-bit field keeps a sized int
+    assert table.schema.field("battery").type == pa.uint8()  # raw 8-bit field keeps a sized int
     gps = table.schema.field("gps").type
     assert gps.field("altitude").type == pa.int16()
-    assert gps.field("latitude").type == pa.float64()               # reassigned by a formula
+    assert gps.field("latitude").type == pa.float64()  # reassigned by a formula
     level = table.column("batteryLevel")
     assert level.null_count == 2 and level.is_null().to_pylist() == [False, True, True]
     # null is a validity bit, never a NaN in the values
@@ -114,12 +114,18 @@ def test_load_classes_and_compile_needs_exactly_one(seed_classes):
 
 
 def test_ports_and_length_builtins():
-    dc = decoder.compile({"name": "p", "script": {
-        "parseElements": [{"type": "uint", "target": "b", "bits": 8}],
-        "calculateElements": [
-            {"target": "port_or_minus", "formula": "port == null ? -1 : port"},
-            {"target": "len", "formula": "length"},
-        ]}})
+    dc = decoder.compile(
+        {
+            "name": "p",
+            "script": {
+                "parseElements": [{"type": "uint", "target": "b", "bits": 8}],
+                "calculateElements": [
+                    {"target": "port_or_minus", "formula": "port == null ? -1 : port"},
+                    {"target": "len", "formula": "length"},
+                ],
+            },
+        }
+    )
     rows = dc.decode(["01", "0102", "01"], ports=[5, None, 0]).to_pylist()
     assert [r["port_or_minus"] for r in rows] == [5.0, -1.0, 0.0]
     assert [r["len"] for r in rows] == [1.0, 2.0, 1.0]
@@ -127,13 +133,19 @@ def test_ports_and_length_builtins():
 
 
 def test_string_results_are_dictionary_encoded():
-    dc = decoder.compile({"name": "labels", "script": {
-        "parseElements": [{"type": "uint", "target": "b", "bits": 8}],
-        "calculateElements": [
-            {"target": "flag", "formula": "b & 0x40 ? \"TRUE\" : 'FALSE'"},
-            {"target": "maybe", "formula": "b == 0 ? null : flag"},
-            {"target": "same", "formula": "maybe == 'TRUE'"},
-        ]}})
+    dc = decoder.compile(
+        {
+            "name": "labels",
+            "script": {
+                "parseElements": [{"type": "uint", "target": "b", "bits": 8}],
+                "calculateElements": [
+                    {"target": "flag", "formula": "b & 0x40 ? \"TRUE\" : 'FALSE'"},
+                    {"target": "maybe", "formula": "b == 0 ? null : flag"},
+                    {"target": "same", "formula": "maybe == 'TRUE'"},
+                ],
+            },
+        }
+    )
     batch = dc.decode(["40", "01", "00"])
     table = batch.to_arrow()
     assert pa.types.is_dictionary(table.schema.field("flag").type)
@@ -154,15 +166,24 @@ def test_long_lists_decoded_chunk_by_chunk_equal_one_call():
     """Lists of 2**16+ rows convert and decode in overlapped chunks; the result must not depend on it."""
     import random
 
-    dc = decoder.compile({"name": "switch", "script": {"parseElements": [
-        {"type": "uint", "target": "h", "bits": 8},
-        {"type": "int", "target": "t", "bits": 16, "signed": True, "if": "h == 1 || port == 7"},
-        {"type": "uint", "target": "tail", "bits": 8}],
-        "calculateElements": [{"target": "p", "formula": "port == null ? -1 : port * 2"}]}})
+    dc = decoder.compile(
+        {
+            "name": "switch",
+            "script": {
+                "parseElements": [
+                    {"type": "uint", "target": "h", "bits": 8},
+                    {"type": "int", "target": "t", "bits": 16, "signed": True, "if": "h == 1 || port == 7"},
+                    {"type": "uint", "target": "tail", "bits": 8},
+                ],
+                "calculateElements": [{"target": "p", "formula": "port == null ? -1 : port * 2"}],
+            },
+        }
+    )
     rng = random.Random(11)
     shapes = ["01FFFF07", "0207", "00", "0", "zz", "01", "7F12", ""]
-    payloads = [rng.choice(shapes) if rng.random() < 0.3 else rng.randbytes(rng.choice([2, 4])).hex()
-                for _ in range(70_000)]
+    payloads = [
+        rng.choice(shapes) if rng.random() < 0.3 else rng.randbytes(rng.choice([2, 4])).hex() for _ in range(70_000)
+    ]
     ports = [rng.choice([None, 1, 7]) for _ in payloads]
     chunked = dc.decode(payloads, ports=ports, include_hidden=True)
     whole = dc.decode(pa.array(payloads), ports=ports, include_hidden=True)

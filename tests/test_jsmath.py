@@ -40,7 +40,8 @@ import math
 import numba
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from js_oracle import EDGES, close_number, js_function, same_number, to_js
 
 from decoder.runtime import jsmath as J
@@ -126,6 +127,7 @@ def _js2(expr):
 
 # ------------------------------------------------- hypothesis, per function ----
 
+
 @pytest.mark.parametrize("name", sorted(UNARY))
 @SETTINGS
 @given(xs=st.lists(doubles, min_size=1, max_size=BATCH))
@@ -154,6 +156,7 @@ def test_math_pow_function_is_the_operator():
 
 # ----------------------------------------- edge cross products, every function ----
 
+
 @pytest.mark.parametrize("name", sorted(UNARY))
 def test_unary_edges(name):
     expr, exact = UNARY[name]
@@ -167,6 +170,7 @@ def test_binary_edges(name):
 
 
 # ----------------------------------------------------------- named facts ----
+
 
 @pytest.mark.parametrize(
     "fn, args, expected",
@@ -241,7 +245,7 @@ _PLAIN_JS = ["a / b", "-a", "a + b", "a - b", "a * b", "a == b", "a < b", "a <= 
 def test_plain_numba_operators_are_js(pairs):
     """What the kernel may emit without a helper: numba with error_model='numpy'."""
     for i, expr in enumerate(_PLAIN_JS):
-        check(lambda a, b: _plain_ops(a, b)[i], _js2(expr), pairs)
+        check(lambda a, b, i=i: _plain_ops(a, b)[i], _js2(expr), pairs)
 
 
 def test_division_by_zero_is_ieee():
@@ -259,6 +263,7 @@ def test_helpers_do_not_raise_under_python_error_model():
 
 # ------------------------------- constant arguments fold to the same value ----
 
+
 def _const(x: float) -> str:
     if math.isnan(x):
         return "NAN"
@@ -273,8 +278,24 @@ def test_constant_folding_matches_run_time():
     (numba's np.cbrt is pow(x, 1/3) under fastmath: folded, it was up to 3 ulps
     off libm's cbrt and gave +0 for cbrt(-0).)
     """
-    values = [0.0, -0.0, 0.5, -0.5, 2.5, -2.5, 0.49999999999999994, 2.0**31, 2.0**52 + 1, 5e-324,
-              math.inf, -math.inf, math.nan, math.e, 27.0, -123.456]
+    values = [
+        0.0,
+        -0.0,
+        0.5,
+        -0.5,
+        2.5,
+        -2.5,
+        0.49999999999999994,
+        2.0**31,
+        2.0**52 + 1,
+        5e-324,
+        math.inf,
+        -math.inf,
+        math.nan,
+        math.e,
+        27.0,
+        -123.456,
+    ]
     pairs = [(x, y) for x in values[::2] for y in [0.0, -0.0, 1.0, -1.0, math.inf, math.nan, 0.5, -3.0]]
     calls, expected = [], []
     for name in sorted(UNARY):
@@ -293,7 +314,9 @@ def test_constant_folding_matches_run_time():
     kernel = numba.njit(error_model="numpy")(ns["kernel"])
     out = np.empty(len(calls))
     kernel(out)
-    bad = [(name, args, out[k], getattr(J, name)(*args))
-           for k, (name, args) in enumerate(expected)
-           if not same_number(out[k], getattr(J, name)(*args))]
+    bad = [
+        (name, args, out[k], getattr(J, name)(*args))
+        for k, (name, args) in enumerate(expected)
+        if not same_number(out[k], getattr(J, name)(*args))
+    ]
     assert not bad, f"folded != run time (name, args, folded, run time): {bad[:8]}"

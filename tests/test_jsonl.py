@@ -25,11 +25,31 @@ ROOT = Path(__file__).resolve().parent.parent
 GENERATE = ROOT / "samples" / "generate.py"
 
 
-def _generate(tmp_path, n, seed=1, mix="firefly=0.4,helium_event=0.2,helium_body=0.2,helium_integration=0.1,"
-              "helium_downlink=0.1", name="g.jsonl") -> Path:
+def _generate(
+    tmp_path,
+    n,
+    seed=1,
+    mix="firefly=0.4,helium_event=0.2,helium_body=0.2,helium_integration=0.1,helium_downlink=0.1",
+    name="g.jsonl",
+) -> Path:
     out = tmp_path / name
-    subprocess.run([sys.executable, str(GENERATE), "-n", str(n), "--seed", str(seed), "--mix", mix,
-                    "--devices", "50", "-o", str(out)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(GENERATE),
+            "-n",
+            str(n),
+            "--seed",
+            str(seed),
+            "--mix",
+            mix,
+            "--devices",
+            "50",
+            "-o",
+            str(out),
+        ],
+        check=True,
+    )
     return out
 
 
@@ -73,19 +93,65 @@ def _values_in(lines: list[bytes]) -> int:
     return n
 
 
-FF = {"device_eui": "70b3d57ed0000001", "fcnt": 7, "port": 2, "mtype": "unconfirmed_data_up",
-      "payload": "01020304", "freq": 868.1, "spreading_factor": 7, "bandwidth": 125, "codr": "4/5",
-      "received_at": "2024-01-02T03:04:05", "uid": "u1",
-      "gwrx": [{"gweui": "GW1", "rssi": -80, "lsnr": 7.5, "time": "2024-01-02T03:04:05.5Z", "tmst": 1}]}
-HB = {"dev_eui": "70B3D57ED0000002", "devaddr": "26000002", "fcnt": 9, "port": 1, "payload": "AQID",
-      "reported_at": 1700000000000, "id": "dev-2",
-      "hotspots": [{"id": "h1", "name": "n1", "rssi": -90.0, "snr": 5.5, "frequency": 904.7000122070313,
-                    "spreading": "SF9BW125", "channel": 3, "lat": 1.5, "long": 2.5, "reported_at": 1700000000001}]}
-HE = {"category": "uplink", "sub_category": "uplink_unconfirmed", "device_id": "dev-3", "id": "ev-3",
-      "reported_at": "1700000000002",
-      "data": {"devaddr": "26000003", "fcnt": 11, "port": 1, "payload": "AQID",
-               "hotspot": {"id": "h2", "name": "n2", "rssi": -70.0, "snr": 1.2000000476837158,
-                           "frequency": 903.9000244140625, "spreading": "SF7BW125", "channel": 0}}}
+FF = {
+    "device_eui": "70b3d57ed0000001",
+    "fcnt": 7,
+    "port": 2,
+    "mtype": "unconfirmed_data_up",
+    "payload": "01020304",
+    "freq": 868.1,
+    "spreading_factor": 7,
+    "bandwidth": 125,
+    "codr": "4/5",
+    "received_at": "2024-01-02T03:04:05",
+    "uid": "u1",
+    "gwrx": [{"gweui": "GW1", "rssi": -80, "lsnr": 7.5, "time": "2024-01-02T03:04:05.5Z", "tmst": 1}],
+}
+HB = {
+    "dev_eui": "70B3D57ED0000002",
+    "devaddr": "26000002",
+    "fcnt": 9,
+    "port": 1,
+    "payload": "AQID",
+    "reported_at": 1700000000000,
+    "id": "dev-2",
+    "hotspots": [
+        {
+            "id": "h1",
+            "name": "n1",
+            "rssi": -90.0,
+            "snr": 5.5,
+            "frequency": 904.7000122070313,
+            "spreading": "SF9BW125",
+            "channel": 3,
+            "lat": 1.5,
+            "long": 2.5,
+            "reported_at": 1700000000001,
+        }
+    ],
+}
+HE = {
+    "category": "uplink",
+    "sub_category": "uplink_unconfirmed",
+    "device_id": "dev-3",
+    "id": "ev-3",
+    "reported_at": "1700000000002",
+    "data": {
+        "devaddr": "26000003",
+        "fcnt": 11,
+        "port": 1,
+        "payload": "AQID",
+        "hotspot": {
+            "id": "h2",
+            "name": "n2",
+            "rssi": -70.0,
+            "snr": 1.2000000476837158,
+            "frequency": 903.9000244140625,
+            "spreading": "SF7BW125",
+            "channel": 0,
+        },
+    },
+}
 
 
 def _d(o) -> str:
@@ -93,26 +159,26 @@ def _d(o) -> str:
 
 
 BAD_LINES = [
-    _d(FF),                                              # 1 ok
-    "",                                                  # 2 blank
-    '{"device_eui": "70B3D57ED0000001", "payload": ',   # 3 malformed
-    _d({"hello": "world"}),                              # 4 unknown shape
+    _d(FF),  # 1 ok
+    "",  # 2 blank
+    '{"device_eui": "70B3D57ED0000001", "payload": ',  # 3 malformed
+    _d({"hello": "world"}),  # 4 unknown shape
     _d({k: v for k, v in FF.items() if k != "device_eui"}),  # 5 missing device_eui
-    _d(dict(FF, device_eui=12)),                         # 6 wrong-typed device_eui
-    _d(dict(FF, payload="ABC")),                         # 7 odd hex: an uplink row with an error
-    _d(dict(HB, payload="QQ=")),                         # 8 bad base64: an uplink row with an error
+    _d(dict(FF, device_eui=12)),  # 6 wrong-typed device_eui
+    _d(dict(FF, payload="ABC")),  # 7 odd hex: an uplink row with an error
+    _d(dict(HB, payload="QQ=")),  # 8 bad base64: an uplink row with an error
     _d([HE, 5, dict(HE, category="downlink", sub_category="downlink_ack")]),  # 9 array: uplink, bad, skipped
-    _d(dict(HE, category="join_request", sub_category="join_request")),       # 10 skipped
-    "   \t",                                             # 11 blank
-    "[]",                                                # 12 empty array: counted as skipped
-    _d(HB),                                              # 13 ok
-    _d(dict(FF, fcnt="12")),                             # 14 wrong-typed optional field: null
-    "42",                                                # 15 not an object
-    _d(FF) + " " + _d(FF),                               # 16 two values on one line
+    _d(dict(HE, category="join_request", sub_category="join_request")),  # 10 skipped
+    "   \t",  # 11 blank
+    "[]",  # 12 empty array: counted as skipped
+    _d(HB),  # 13 ok
+    _d(dict(FF, fcnt="12")),  # 14 wrong-typed optional field: null
+    "42",  # 15 not an object
+    _d(FF) + " " + _d(FF),  # 16 two values on one line
     _d({k: v for k, v in HB.items() if k != "payload"}),  # 17 payload missing: row error
-    _d({"packets": [FF, {"x": 1}], "more": False}),      # 18 envelope: uplink + unknown packet
-    _d(FF).replace("u1", "u\xff"),                      # 19 bad UTF-8 (written as the byte 0xFF)
-    _d(HE),                                              # 20 ok
+    _d({"packets": [FF, {"x": 1}], "more": False}),  # 18 envelope: uplink + unknown packet
+    _d(FF).replace("u1", "u\xff"),  # 19 bad UTF-8 (written as the byte 0xFF)
+    _d(HE),  # 20 ok
 ]
 
 
@@ -150,7 +216,9 @@ def test_bad_lines_reported_with_numbers(bad_file):
     assert rows[1]["dev_eui"] == "70B3D57ED0000001"
     assert [r["line"] for r in up.to_pylist()] == sorted(rows)  # input order
     lines = _bad_bytes()
-    assert up.num_rows + len(bad) + sum(skipped.values()) == _values_in(lines) == 21  # 18 lines; the array holds 3, the envelope 2
+    assert (
+        up.num_rows + len(bad) + sum(skipped.values()) == _values_in(lines) == 21
+    )  # 18 lines; the array holds 3, the envelope 2
     (chunk,) = chunks
     assert chunk.lines == 18 and chunk.first_line == 1  # 20 lines, 2 blank
 
@@ -359,6 +427,7 @@ def test_mixed_chunks_grouped_by_shape_keep_input_order(tmp_path):
     assert skipped == ref.skipped
     rec = pa.concat_tables([c.receptions for c in chunks])
     assert rec.num_rows == ref.receptions.num_rows
+
     # every reception still points at its uplink: same gateway sets per packet
     def by_packet(parts):
         out = collections.defaultdict(set)
@@ -378,10 +447,31 @@ def test_generator_devices_map_and_payload_sizes(tmp_path):
     out = tmp_path / "g.jsonl"
     devices = tmp_path / "devices.json"
     ids = tmp_path / "ids.json"
-    subprocess.run([sys.executable, str(GENERATE), "-n", "600", "--seed", "4", "--devices", "30",
-                    "--group", "Test Device Class:9:2", "--group", "Other:12:1",
-                    "--mix", "firefly=1,helium_event=1,helium_body=1,helium_integration=1",
-                    "-o", str(out), "--devices-out", str(devices), "--device-ids-out", str(ids)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(GENERATE),
+            "-n",
+            "600",
+            "--seed",
+            "4",
+            "--devices",
+            "30",
+            "--group",
+            "Test Device Class:9:2",
+            "--group",
+            "Other:12:1",
+            "--mix",
+            "firefly=1,helium_event=1,helium_body=1,helium_integration=1",
+            "-o",
+            str(out),
+            "--devices-out",
+            str(devices),
+            "--device-ids-out",
+            str(ids),
+        ],
+        check=True,
+    )
     eui_map = json.loads(devices.read_text())
     id_map = json.loads(ids.read_text())
     assert set(eui_map.values()) == {"Test Device Class", "Other"} and len(eui_map) == 30
@@ -392,10 +482,27 @@ def test_generator_devices_map_and_payload_sizes(tmp_path):
         assert len(row["payload"]) == (9 if cls == "Test Device Class" else 12)
     # deterministic: the same seed writes the same bytes
     again = tmp_path / "g2.jsonl"
-    subprocess.run([sys.executable, str(GENERATE), "-n", "600", "--seed", "4", "--devices", "30",
-                    "--group", "Test Device Class:9:2", "--group", "Other:12:1",
-                    "--mix", "firefly=1,helium_event=1,helium_body=1,helium_integration=1", "-o", str(again)],
-                   check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(GENERATE),
+            "-n",
+            "600",
+            "--seed",
+            "4",
+            "--devices",
+            "30",
+            "--group",
+            "Test Device Class:9:2",
+            "--group",
+            "Other:12:1",
+            "--mix",
+            "firefly=1,helium_event=1,helium_body=1,helium_integration=1",
+            "-o",
+            str(again),
+        ],
+        check=True,
+    )
     assert again.read_bytes() == out.read_bytes()
 
 
@@ -404,7 +511,7 @@ def test_array_lines_of_events(tmp_path):
     # read by orjson and their objects written back, one per line, for Arrow.
     src = _generate(tmp_path, 400, seed=21, mix="helium_event=3,helium_downlink=1,helium_integration=1")
     objs = src.read_bytes().splitlines()
-    lines = [b"[" + b",".join(objs[i:i + 20]) + b"]" for i in range(0, len(objs), 20)]
+    lines = [b"[" + b",".join(objs[i : i + 20]) + b"]" for i in range(0, len(objs), 20)]
     lines[3] = lines[3][:-1] + b',{"category":"uplink","sub_category":"uplink_confirmed","data":5}]'  # a bad item
     lines.insert(5, b"[]")
     path = tmp_path / "arrays.jsonl"
@@ -412,7 +519,11 @@ def test_array_lines_of_events(tmp_path):
     chunks, up, bad, skipped = _read_all(path)
     ref = _slow_reference(lines)
     assert up.equals(ref.uplinks)
-    assert sorted(bad) == sorted(ref.bad) == [(4, "helium uplink event without data (data: expected an object, got number)")]
+    assert (
+        sorted(bad)
+        == sorted(ref.bad)
+        == [(4, "helium uplink event without data (data: expected an object, got number)")]
+    )
     assert skipped == ref.skipped and skipped["empty_array"] == 1
     assert up.num_rows + len(bad) + sum(skipped.values()) == _values_in(lines) == 402
     assert up.column("line").to_pylist() == sorted(up.column("line").to_pylist())
@@ -434,8 +545,12 @@ def test_other_shape_after_a_lean_schema_was_learned(tmp_path):
     # the chunk is parsed again with every field.
     src = _generate(tmp_path, 900, seed=8, mix="firefly=1")
     lines = src.read_bytes().splitlines()
-    lines[700:700] = [_d(HB).encode(), _d(HE).encode(), _d({"packets": [FF], "more": False}).encode(),
-                      _d(dict(HE, category="downlink", sub_category="downlink_ack")).encode()]
+    lines[700:700] = [
+        _d(HB).encode(),
+        _d(HE).encode(),
+        _d({"packets": [FF], "more": False}).encode(),
+        _d(dict(HE, category="downlink", sub_category="downlink_ack")).encode(),
+    ]
     path = tmp_path / "f.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     chunks, up, bad, skipped = _read_all(path, chunk_bytes=64 << 10)

@@ -9,10 +9,9 @@ import threading
 
 import paho.mqtt.client as mqtt
 import pytest
+from mqtt_broker import publish
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-
-from mqtt_broker import publish
 
 TIMEOUT = 10
 
@@ -24,8 +23,12 @@ class Subscriber:
         self.broker = broker
         self.messages: queue.Queue = queue.Queue()
         self.connack = queue.Queue()
-        self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=mqtt.MQTTv5, manual_ack=manual_ack)
+        self.client = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=manual_ack,
+        )
         # Set before connect: a resumed session's unacknowledged messages come right after CONNACK,
         # before any SUBSCRIBE.
         self.client.on_message = lambda client, userdata, msg: self.messages.put(msg)
@@ -35,8 +38,7 @@ class Subscriber:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = session_expiry
         props.ReceiveMaximum = 65535
-        self.client.connect(self.broker.host, self.broker.port, keepalive=30, clean_start=clean_start,
-                            properties=props)
+        self.client.connect(self.broker.host, self.broker.port, keepalive=30, clean_start=clean_start, properties=props)
         self.client.loop_start()
         rc, flags = self.connack.get(timeout=TIMEOUT)
         assert not rc.is_failure, rc

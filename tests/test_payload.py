@@ -19,9 +19,9 @@ from decoder.payload import (
     ERR_BAD_BASE64_PADDING,
     ERR_BAD_HEX_CHARACTER,
     ERR_MISSING,
-    ERR_WRONG_TYPE,
     ERR_ODD_HEX_LENGTH,
     ERR_OK,
+    ERR_WRONG_TYPE,
     ERROR_REASONS,
     PayloadBuffer,
     to_buffer,
@@ -36,7 +36,7 @@ FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 def rows(buffer: PayloadBuffer) -> list[bytes | None]:
     """Decoded bytes per row, None where the row has an error."""
     return [
-        None if buffer.error[i] else bytes(buffer.data[buffer.offsets[i]:buffer.offsets[i + 1]])
+        None if buffer.error[i] else bytes(buffer.data[buffer.offsets[i] : buffer.offsets[i + 1]])
         for i in range(len(buffer))
     ]
 
@@ -57,8 +57,9 @@ def check_layout(buffer: PayloadBuffer, n: int) -> None:
 
 def chunked(texts: list) -> pa.ChunkedArray:
     middle = len(texts) // 2
-    return pa.chunked_array([pa.array(texts[:middle], pa.string()), pa.array([], pa.string()),
-                             pa.array(texts[middle:], pa.string())])
+    return pa.chunked_array(
+        [pa.array(texts[:middle], pa.string()), pa.array([], pa.string()), pa.array(texts[middle:], pa.string())]
+    )
 
 
 def sliced(texts: list) -> pa.Array:
@@ -129,8 +130,10 @@ def test_base64_round_trip_matches_base64_module(values, container, variant):
 
 
 @FAST
-@given(st.lists(st.one_of(st.none(), st.binary(max_size=24)), max_size=12),
-       st.sampled_from(["list", "binary", "large_binary", "chunked binary", "numpy object"]))
+@given(
+    st.lists(st.one_of(st.none(), st.binary(max_size=24)), max_size=12),
+    st.sampled_from(["list", "binary", "large_binary", "chunked binary", "numpy object"]),
+)
 def test_raw_passes_bytes_through(values, container):
     build = {
         "list": list,
@@ -205,9 +208,12 @@ ERROR_CASES = [
 def test_bad_row_gets_its_error_and_the_others_decode(encoding, text, code, message, container):
     good = "00ff" if encoding == "hex" else "AP8="
     texts = [good, text, None, good] if container != "numpy U" else [good, text, good]
-    build = {"list": list, "string": lambda t: pa.array(t, pa.string()),
-             "binary": lambda t: pa.array([None if x is None else x.encode() for x in t], pa.binary()),
-             "numpy U": lambda t: np.array(t, dtype="U")}[container]
+    build = {
+        "list": list,
+        "string": lambda t: pa.array(t, pa.string()),
+        "binary": lambda t: pa.array([None if x is None else x.encode() for x in t], pa.binary()),
+        "numpy U": lambda t: np.array(t, dtype="U"),
+    }[container]
     buffer = to_buffer(build(texts), encoding)
     check_layout(buffer, len(texts))
     assert buffer.error[1] == code
@@ -224,8 +230,10 @@ def test_bad_row_gets_its_error_and_the_others_decode(encoding, text, code, mess
 
 def test_bytes_that_are_not_utf8_are_reported_per_byte():
     buffer = to_buffer([b"00\xff1", b"0g"], "hex")
-    assert buffer.error_messages() == ["bad hex character byte 0xff at position 2",
-                                       "bad hex character 'g' at position 1"]
+    assert buffer.error_messages() == [
+        "bad hex character byte 0xff at position 2",
+        "bad hex character 'g' at position 1",
+    ]
 
 
 def test_nul_inside_a_str_payload_is_a_bad_character_not_a_row_split():
@@ -260,9 +268,14 @@ def test_items_that_are_not_text_are_row_errors():
     check_layout(buffer, 6)
     assert rows(buffer) == [b"\x01", None, b"\x02", None, None, None]
     assert buffer.error.tolist() == [ERR_OK, ERR_WRONG_TYPE, ERR_OK, ERR_MISSING, ERR_MISSING, ERR_WRONG_TYPE]
-    assert buffer.error_messages() == [None, "payload has the wrong type: int, expected str or bytes", None,
-                                       "payload is missing", "payload is missing",
-                                       "payload has the wrong type: float, expected str or bytes"]
+    assert buffer.error_messages() == [
+        None,
+        "payload has the wrong type: int, expected str or bytes",
+        None,
+        "payload is missing",
+        "payload is missing",
+        "payload has the wrong type: float, expected str or bytes",
+    ]
     assert_messages_match_codes(buffer)
     raw = to_buffer([b"\x01", 7], "raw")
     assert raw.error_messages() == [None, "payload has the wrong type: int, expected bytes"]
@@ -389,10 +402,18 @@ def test_unknown_encoding_names_the_allowed_ones():
     assert ENCODINGS == ("hex", "base64", "raw")
 
 
-@pytest.mark.parametrize("text_input", [
-    ["00"], "00", pa.array(["00"]), pa.array(["00"], pa.large_string()), np.array(["00"]),
-    [b"00", "00"], pa.array(["00"]).dictionary_encode(),
-])
+@pytest.mark.parametrize(
+    "text_input",
+    [
+        ["00"],
+        "00",
+        pa.array(["00"]),
+        pa.array(["00"], pa.large_string()),
+        np.array(["00"]),
+        [b"00", "00"],
+        pa.array(["00"]).dictionary_encode(),
+    ],
+)
 def test_raw_refuses_text(text_input):
     with pytest.raises(ValueError, match="raw.*text"):
         to_buffer(text_input, "raw")

@@ -16,7 +16,7 @@ import peers  # noqa: E402
 
 EDGES = [
     "000000000000000000",  # battery 0 -> batteryLevel null; all zero
-    "01800000800000" "8000",  # battery 1 -> 0.0; int24 / int16 minimum
+    "018000008000008000",  # battery 1 -> 0.0; int24 / int16 minimum
     "fe7fffff7fffff7fff",  # battery 254 -> 1.0; maxima
     "ffffffffffffffffff",  # battery 255; all -1
     "7f400000c000000001",  # +-half scale
@@ -56,7 +56,7 @@ def same(a, b):
 
 
 def test_edges_decode_as_documented():
-    r = expected("01800000800000" "8000")
+    r = expected("018000008000008000")
     assert r["batteryLevel"] == 0.0
     assert r["gps"] == {"latitude": -90.0, "longitude": -180.0, "altitude": -32768}
     assert expected("000000000000000000")["batteryLevel"] is None

@@ -18,12 +18,12 @@ import numpy as np
 import pyarrow as pa
 
 from decoder.ingest import normalize_values, read_chunks
+from decoder.ingest.radio import best_reception, float32_shortest, parse_datr
 from decoder.ingest.raw import RAW_SCHEMA, raw_schema
 from decoder.ingest.schema import RECEPTION_SCHEMA, UPLINK_SCHEMA
-from decoder.ingest.radio import best_reception, float32_shortest, parse_datr
 from decoder.ingest.timestamps import iso_to_ts
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # --------------------------------------------------------------------------- seeds, as printed
 
@@ -48,7 +48,7 @@ FIREFLY_LIST_PACKETS = """\
             "lsnr": 8.5,
             "gweui": "0000024B080E006D"
           }
-        ],      
+        ],
       "modu": "LORA",
       "mtype": "unconfirmed_data_up",
       "payload_encrypted": false,
@@ -57,8 +57,8 @@ FIREFLY_LIST_PACKETS = """\
       "received_at": "2016-06-22T09:35:35",
       "size": 28,
       "spreading_factor": 7,
-      "uid": "8a569133-ba44-4d7e-5555-af62faf9f722"      
-    },  
+      "uid": "8a569133-ba44-4d7e-5555-af62faf9f722"
+    },
     {
       "ack": true,
       "bandwidth": 100,
@@ -74,8 +74,8 @@ FIREFLY_LIST_PACKETS = """\
             "rssi": -35,
             "lsnr": 5.1,
             "gweui": "0102030205060708"
-          }          
-        ],      
+          }
+        ],
       "modu": "LORA",
       "mtype": "confirmed_data_up",
       "payload_encrypted": false,
@@ -84,8 +84,8 @@ FIREFLY_LIST_PACKETS = """\
       "received_at": "2016-06-22T09:39:16",
       "size": 28,
       "spreading_factor": 7,
-      "uid": "8a569133-7752-4d7e-810d-af62faf9f722"      
-    }  
+      "uid": "8a569133-7752-4d7e-810d-af62faf9f722"
+    }
   ]
 }"""
 
@@ -222,8 +222,6 @@ def test_helium_repairs_are_minimal():
 
 
 # --------------------------------------------------------------------------- golden: Firefly
-
-
 
 
 def _check_firefly_seed(chunk):
@@ -411,8 +409,11 @@ def test_sample_files_decode(tmp_path):
     counts = {}
     for name in ("firefly", "helium", "mixed", "bad"):
         chunks = list(read_chunks(root / f"{name}.jsonl"))
-        counts[name] = (sum(c.uplinks.num_rows for c in chunks), sum(len(c.bad_lines) for c in chunks),
-                        sum(sum(c.skipped.values()) for c in chunks))
+        counts[name] = (
+            sum(c.uplinks.num_rows for c in chunks),
+            sum(len(c.bad_lines) for c in chunks),
+            sum(sum(c.skipped.values()) for c in chunks),
+        )
     assert counts["firefly"] == (11, 0, 3)
     assert counts["helium"] == (5, 0, 2)
     assert counts["mixed"][1] == 0
@@ -461,8 +462,11 @@ def test_datr_fallback_and_parse():
 
 
 def test_iso_timestamps_mixed_forms():
-    got = iso_to_ts(pa.array(["2016-06-22T09:35:35", "2016-06-22T07:35:34.774224Z",
-                              "2016-06-22T09:35:35+02:00", "not a time", None])).to_pylist()
+    got = iso_to_ts(
+        pa.array(
+            ["2016-06-22T09:35:35", "2016-06-22T07:35:34.774224Z", "2016-06-22T09:35:35+02:00", "not a time", None]
+        )
+    ).to_pylist()
     assert got == [
         dt.datetime(2016, 6, 22, 9, 35, 35, tzinfo=UTC),
         dt.datetime(2016, 6, 22, 7, 35, 34, 774224, tzinfo=UTC),
@@ -489,8 +493,21 @@ def test_reported_at_as_string_int_and_mixed_in_one_file(tmp_path):
 
 
 def test_float32_shortest_examples():
-    got = float32_shortest(np.array([905.2999877929688, 12.800000190734863, 904.7000122070313, -57.0,
-                                     -19.700000762939453, 0.0, np.nan, 1e-30, 3.4028234663852886e38]))
+    got = float32_shortest(
+        np.array(
+            [
+                905.2999877929688,
+                12.800000190734863,
+                904.7000122070313,
+                -57.0,
+                -19.700000762939453,
+                0.0,
+                np.nan,
+                1e-30,
+                3.4028234663852886e38,
+            ]
+        )
+    )
     assert got[:6].tolist() == [905.3, 12.8, 904.7, -57.0, -19.7, 0.0]
     assert np.isnan(got[6])
     assert got[7] == 1e-30 and got[8] == 3.4028235e38
@@ -507,10 +524,13 @@ def test_float32_shortest_matches_shortest_round_trip_on_random_values():
     bits = rng.integers(0, 2**32, size=100_000, dtype=np.uint64).astype(np.uint32)
     f = bits.view(np.float32)
     f = f[np.isfinite(f) & (f != 0)]
-    radio = np.concatenate([
-        np.round(rng.uniform(-140, 20, 50_000), 1), np.round(rng.uniform(860, 930, 50_000), 4),
-        rng.uniform(-1e3, 1e3, 50_000),
-    ]).astype(np.float32)
+    radio = np.concatenate(
+        [
+            np.round(rng.uniform(-140, 20, 50_000), 1),
+            np.round(rng.uniform(860, 930, 50_000), 4),
+            rng.uniform(-1e3, 1e3, 50_000),
+        ]
+    ).astype(np.float32)
     values = np.concatenate([f, radio])
     got = float32_shortest(values.astype(np.float64))
     assert (got.astype(np.float32) == values).all()  # every result reads back as the same float32

@@ -12,11 +12,10 @@ from types import SimpleNamespace
 import numpy as np
 import pyarrow as pa
 import pytest
+from helpers import ROOT
 
 from decoder.errors import InputError
 from decoder.registry import NO_CLASS, Registry
-
-from helpers import ROOT
 
 
 def fake(name: str, id: int | None, ports=None) -> SimpleNamespace:
@@ -32,10 +31,24 @@ CONFIG = fake("Config Reports", 13, [5])
 # field table documents; the printed sample omits it.
 FIREFLY_DEVICES = {
     "devices": [
-        {"updated_at": "2016-05-25T09:02:41.307000", "otaa": False, "eui": "00000000AABBCCDD",
-         "name": "Device #1", "address": "A4DDB314", "tags": [], "device_class_id": 2},
-        {"updated_at": "2016-06-20T13:56:39.689000", "otaa": False, "eui": "00000000DECF02EF",
-         "name": "Device #2", "address": "23DDB76A", "tags": [], "device_class_id": 7},
+        {
+            "updated_at": "2016-05-25T09:02:41.307000",
+            "otaa": False,
+            "eui": "00000000AABBCCDD",
+            "name": "Device #1",
+            "address": "A4DDB314",
+            "tags": [],
+            "device_class_id": 2,
+        },
+        {
+            "updated_at": "2016-06-20T13:56:39.689000",
+            "otaa": False,
+            "eui": "00000000DECF02EF",
+            "name": "Device #2",
+            "address": "23DDB76A",
+            "tags": [],
+            "device_class_id": 7,
+        },
     ]
 }
 # GET /device_classes/1/euis, as printed in the Firefly API v1 reference.
@@ -98,17 +111,19 @@ def test_map_of_classes_to_euis_responses():
 
 def test_plain_map_ids_names_lists_and_helium_device_ids():
     reg = registry()
-    reg.load_devices({
-        "70B3D57ED0000001": 2,
-        "70B3D57ED0000002": "Room Climate Sensor",
-        "00000000-0000-4000-8002-000000000003": ["Multi Sensor", "Config Reports", 2],
-    })
+    reg.load_devices(
+        {
+            "70B3D57ED0000001": 2,
+            "70B3D57ED0000002": "Room Climate Sensor",
+            "00000000-0000-4000-8002-000000000003": ["Multi Sensor", "Config Reports", 2],
+        }
+    )
     assert reg.lookup("70B3D57ED0000001") is GPS
     assert reg.lookup("70B3D57ED0000002") is CLIMATE
     helium = "00000000-0000-4000-8002-000000000003"
     assert reg.lookup(None, 3, device_id=helium) is MULTI
     assert reg.lookup(None, 5, device_id=helium) is CONFIG
-    assert reg.lookup(None, 1, device_id=helium) is GPS       # the class without ports takes the rest
+    assert reg.lookup(None, 1, device_id=helium) is GPS  # the class without ports takes the rest
     assert reg.lookup(None, None, device_id=helium) is GPS
 
 
@@ -121,8 +136,14 @@ def test_unknown_class_in_a_plain_map_is_an_input_error():
 
 def test_devices_naming_a_class_that_is_not_loaded_get_a_reason():
     reg = registry()
-    reg.load_devices({"devices": [{"eui": "3333333333333333", "device_class_id": 42},
-                                  {"eui": "4444444444444444", "device_class_id": 2}]})
+    reg.load_devices(
+        {
+            "devices": [
+                {"eui": "3333333333333333", "device_class_id": 42},
+                {"eui": "4444444444444444", "device_class_id": 2},
+            ]
+        }
+    )
     assert reg.lookup("3333333333333333", 1) is None
     assert reg.reason("3333333333333333", 1) == "device class 42 is not loaded"
     assert reg.bound_classes == [GPS]
@@ -181,13 +202,21 @@ def test_assign_is_vectorized_and_matches_lookup():
     port = pa.array([2, 3, 1, 1, 7, 9, None], pa.int64())
     index, error = reg.assign(dev_eui, port, device_id, devaddr)
     classes = [reg.classes[i].name if i >= 0 else None for i in index]
-    assert classes == ["Test Device Class", "Multi Sensor", "Room Climate Sensor", None, None,
-                       "Room Climate Sensor", "Test Device Class"]
+    assert classes == [
+        "Test Device Class",
+        "Multi Sensor",
+        "Room Climate Sensor",
+        None,
+        None,
+        "Room Climate Sensor",
+        "Test Device Class",
+    ]
     assert error.to_pylist() == [None, None, None, NO_CLASS, "no device class for port 7", None, None]
     assert index.dtype == np.int32
     for k in range(len(dev_eui)):
-        expected = reg.lookup(dev_eui[k].as_py(), port[k].as_py(), device_id=device_id[k].as_py(),
-                              devaddr=devaddr[k].as_py())
+        expected = reg.lookup(
+            dev_eui[k].as_py(), port[k].as_py(), device_id=device_id[k].as_py(), devaddr=devaddr[k].as_py()
+        )
         assert (expected.name if expected else None) == classes[k]
 
 
@@ -205,7 +234,8 @@ def test_from_files_with_the_sample_classes(tmp_path):
     reg = Registry.from_files(classes, devices=str(devices))
     assert {dc.name for dc in reg.classes} >= {"Test Device Class", "Room Climate Sensor", "Multi Sensor"}
     assert [dc.name for dc in reg.bound_classes] == sorted(
-        ["Room Climate Sensor", "Multi Sensor"], key=[dc.name for dc in reg.classes].index)
+        ["Room Climate Sensor", "Multi Sensor"], key=[dc.name for dc in reg.classes].index
+    )
     assert reg.lookup("70B3D57ED0100002", 3).ports == (3, 4)
     one = Registry.from_files(str(ROOT / "samples" / "classes" / "test_device_class.json"))
     assert one.lookup("anything").name == "Test Device Class"  # one class, no devices: everything

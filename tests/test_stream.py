@@ -18,33 +18,37 @@ import asyncio
 import base64
 import itertools
 import json
-import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 import pytest
+from helpers import ROOT, SCHEDULING_SLACK, sample_generator
 
 import decoder
 from decoder import Message, StreamStage
 from decoder.registry import Registry
-
-from helpers import ROOT, SCHEDULING_SLACK, sample_generator
 
 CLASSES = sorted((ROOT / "samples" / "classes").glob("*.json"))
 GPS_CLASS = ROOT / "samples" / "classes" / "test_device_class.json"
 GROUPS = ["Test Device Class:9:2", "Room Climate Sensor:6:1", "Multi Sensor:1:1", "Other:7:1"]
 MIX = "firefly=0.4,helium_event=0.2,helium_body=0.15,helium_integration=0.15,helium_downlink=0.1"
 
-GPS_EUI = "70B3D57ED0000001"      # bound to the Test Device Class in the gps engine
+GPS_EUI = "70B3D57ED0000001"  # bound to the Test Device Class in the gps engine
 UNKNOWN_EUI = "FFFFFFFFFFFFFFFF"  # bound to nothing
-GPS_HEX = "7F400000C000000064"    # 45 N, 90 W, 100 m (README)
+GPS_HEX = "7F400000C000000064"  # 45 N, 90 W, 100 m (README)
 # Messages that hold no uplink, put into the generated stream (the stream must keep counting them).
-NOT_UPLINKS = {17: b'{"device_eui": "70B3D57ED0000001", "payload": "00"', 400: b'"just a string"',
-               401: b"", 1234: b"[1, 2]", 2999: b"{oops}"}
+NOT_UPLINKS = {
+    17: b'{"device_eui": "70B3D57ED0000001", "payload": "00"',
+    400: b'"just a string"',
+    401: b"",
+    1234: b"[1, 2]",
+    2999: b"{oops}",
+}
 
 
 # ----------------------------------------------------------------------------- harness
@@ -128,11 +132,13 @@ def drive(kind: str, stage: StreamStage, source: Any, on_batch: Callable | None 
 
 def as_async(items):
     """An async generator over items, yielding control to the loop now and then like a socket would."""
+
     async def gen():
         for k, item in enumerate(items):
             if k % 64 == 0:
                 await asyncio.sleep(0)
             yield item
+
     return gen()
 
 
@@ -173,25 +179,46 @@ def check_batches(run: Run, max_rows: int) -> None:
 
 
 def firefly(uid: str, payload: str = GPS_HEX, eui: str = GPS_EUI, port: int = 2, fcnt: int = 1) -> dict:
-    return {"uid": uid, "device_eui": eui, "payload": payload, "port": port, "fcnt": fcnt,
-            "received_at": "2026-01-01T00:00:00Z", "mtype": "unconfirmed_data_up", "freq": 868.1,
-            "spreading_factor": 7, "bandwidth": 125, "codr": "4/5",
-            "gwrx": [{"gweui": "00000024B080E000", "rssi": -80, "lsnr": 7.5}]}
+    return {
+        "uid": uid,
+        "device_eui": eui,
+        "payload": payload,
+        "port": port,
+        "fcnt": fcnt,
+        "received_at": "2026-01-01T00:00:00Z",
+        "mtype": "unconfirmed_data_up",
+        "freq": 868.1,
+        "spreading_factor": 7,
+        "bandwidth": 125,
+        "codr": "4/5",
+        "gwrx": [{"gweui": "00000024B080E000", "rssi": -80, "lsnr": 7.5}],
+    }
 
 
 def helium_body(uid: str, payload: bytes = bytes.fromhex(GPS_HEX), eui: str = GPS_EUI, port: int = 2) -> dict:
-    return {"id": uid, "dev_eui": eui, "payload": base64.b64encode(payload).decode(), "port": port, "fcnt": 7,
-            "reported_at": 1767225600000,
-            "hotspots": [{"id": "h", "name": "h", "rssi": -80.0, "snr": 7.5, "frequency": 868.1,
-                          "spreading": "SF7BW125"}]}
+    return {
+        "id": uid,
+        "dev_eui": eui,
+        "payload": base64.b64encode(payload).decode(),
+        "port": port,
+        "fcnt": 7,
+        "reported_at": 1767225600000,
+        "hotspots": [{"id": "h", "name": "h", "rssi": -80.0, "snr": 7.5, "frequency": 868.1, "spreading": "SF7BW125"}],
+    }
 
 
 def line(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-HELIUM_DOWNLINK = {"category": "downlink", "sub_category": "downlink_ack", "device_id": "d", "id": "x",
-                   "reported_at": "1767225600000", "data": {"fcnt": 1, "port": 2, "payload": "AA=="}}
+HELIUM_DOWNLINK = {
+    "category": "downlink",
+    "sub_category": "downlink_ack",
+    "device_id": "d",
+    "id": "x",
+    "reported_at": "1767225600000",
+    "data": {"fcnt": 1, "port": 2, "payload": "AA=="},
+}
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -280,7 +307,12 @@ def test_every_message_comes_out_once_in_order_decoded_as_in_one_call(mixed, syn
     assert {ln for ln, _ in bad} == {k + 1 for k, t in NOT_UPLINKS.items() if t.strip()}
     last = sync_run.batches[-1].stats
     ref = mixed.reference
-    assert (last.messages, last.uplinks, last.decoded, last.failed) == (n, ref.rows, ref.decoded, ref.rows - ref.decoded)
+    assert (last.messages, last.uplinks, last.decoded, last.failed) == (
+        n,
+        ref.rows,
+        ref.decoded,
+        ref.rows - ref.decoded,
+    )
     assert last.errors == ref.errors and last.skipped == ref.skipped and last.bad_messages == len(ref.bad_lines)
 
 
@@ -304,7 +336,7 @@ def test_custom_positions_come_back_in_order_and_name_the_errors(mixed):
 
 # ----------------------------------------------------------------------------- 2. time and latency
 
-SLOW_DELAY = 0.5   # 0.3 leaves too little to spare on a busy machine
+SLOW_DELAY = 0.5  # 0.3 leaves too little to spare on a busy machine
 SLOW_MESSAGES = 70  # 1.4 s of messages: three batches closed by time, then the end
 SLOW_GAP = 0.02
 
@@ -347,8 +379,12 @@ def test_slow_source_batches_close_by_delay(slow_run):
 def test_latency_under_max_delay(slow_run):
     """The module's promise: a message is handed on within max_delay of its arrival (fast consumer)."""
     run, yielded = slow_run
-    late = [(p, round(received - yielded[p], 4)) for b, received in zip(run.batches, run.received)
-            for p in b.positions if received - yielded[p] >= SLOW_DELAY + SCHEDULING_SLACK]
+    late = [
+        (p, round(received - yielded[p], 4))
+        for b, received in zip(run.batches, run.received)
+        for p in b.positions
+        if received - yielded[p] >= SLOW_DELAY + SCHEDULING_SLACK
+    ]
     assert late == []
     assert run.batches[-1].stats.max_latency < SLOW_DELAY + SCHEDULING_SLACK
 
@@ -367,8 +403,12 @@ def test_latency_under_max_delay_behind_a_slow_sink(mixed):
 
     run = consume(stage, slow_source(mixed.lines, yielded, count=60), on_batch=sink)
     assert run.error is None and run.positions == list(range(1, 61))
-    late = [(p, round(received - yielded[p], 3)) for b, received in zip(run.batches, run.received)
-            for p in b.positions if received - yielded[p] >= delay + SCHEDULING_SLACK]
+    late = [
+        (p, round(received - yielded[p], 3))
+        for b, received in zip(run.batches, run.received)
+        for p in b.positions
+        if received - yielded[p] >= delay + SCHEDULING_SLACK
+    ]
     assert late == []
 
 
@@ -383,8 +423,12 @@ def test_latency_under_max_delay_while_decoding_takes_time(gps_engine):
     run = consume(stage, slow_source([envelope] * 40, yielded, count=40))
     assert run.error is None and run.positions == list(range(1, 41))
     assert sum(b.rows for b in run.batches) == 40 * 500
-    late = [(p, round(received - yielded[p], 3)) for b, received in zip(run.batches, run.received)
-            for p in b.positions if received - yielded[p] >= delay + SCHEDULING_SLACK]
+    late = [
+        (p, round(received - yielded[p], 3))
+        for b, received in zip(run.batches, run.received)
+        for p in b.positions
+        if received - yielded[p] >= delay + SCHEDULING_SLACK
+    ]
     assert late == []
 
 
@@ -393,19 +437,28 @@ def test_latency_under_max_delay_while_decoding_takes_time(gps_engine):
 
 def test_errors_carry_line_and_position_and_stats_add_up(gps_engine):
     msgs = [
-        Message(line(firefly("ok")), "m1"),                                   # 1: decoded
+        Message(line(firefly("ok")), "m1"),  # 1: decoded
         Message(b'{"device_eui": "70B3D57ED0000001", "payload": "7F', "m2"),  # 2: malformed JSON
-        Message(b'"just a string"', "m3"),                                    # 3: a JSON value, no packet
-        Message(line(firefly("stranger", eui=UNKNOWN_EUI)), "m4"),            # 4: device without a class
-        Message(line(firefly("short", payload="7F40")).decode(), "m5"),       # 5: payload too short (str body)
-        Message(helium_body("helium-ok"), "m6"),                              # 6: dict body, decoded
-        Message([firefly("a0"), firefly("a1", payload="00"), 7], "m7"),       # 7: array: 2 rows + a bad item
-        Message({"packets": [firefly("e0"), firefly("e1", fcnt=2),            # 8: envelope, 3 rows
-                             firefly("e2", eui=UNKNOWN_EUI)], "more": False}, "m8"),
-        Message(line(HELIUM_DOWNLINK), "m9"),                                 # 9: skipped, no error
-        Message(b"", "m10"),                                                  # 10: blank, nothing
-        Message({"hello": "world"}, "m11"),                                   # 11: unknown shape
-        Message(line(firefly("last")) + b"\n", "m12"),                        # 12: decoded
+        Message(b'"just a string"', "m3"),  # 3: a JSON value, no packet
+        Message(line(firefly("stranger", eui=UNKNOWN_EUI)), "m4"),  # 4: device without a class
+        Message(line(firefly("short", payload="7F40")).decode(), "m5"),  # 5: payload too short (str body)
+        Message(helium_body("helium-ok"), "m6"),  # 6: dict body, decoded
+        Message([firefly("a0"), firefly("a1", payload="00"), 7], "m7"),  # 7: array: 2 rows + a bad item
+        Message(
+            {
+                "packets": [
+                    firefly("e0"),
+                    firefly("e1", fcnt=2),  # 8: envelope, 3 rows
+                    firefly("e2", eui=UNKNOWN_EUI),
+                ],
+                "more": False,
+            },
+            "m8",
+        ),
+        Message(line(HELIUM_DOWNLINK), "m9"),  # 9: skipped, no error
+        Message(b"", "m10"),  # 10: blank, nothing
+        Message({"hello": "world"}, "m11"),  # 11: unknown shape
+        Message(line(firefly("last")) + b"\n", "m12"),  # 12: decoded
     ]
     stage = StreamStage(gps_engine, max_rows=5, max_delay=0.5)  # the messages span three batches
     run = consume(stage, msgs)
@@ -417,28 +470,43 @@ def test_errors_carry_line_and_position_and_stats_add_up(gps_engine):
     errors = [e for b in run.batches for e in b.errors]
     assert [e["line"] for e in errors] == sorted(e["line"] for e in errors)
     got = sorted((e["line"], e["position"], e["error"].split(":")[0], e.get("packet_id")) for e in errors)
-    assert got == sorted([
-        (2, "m2", "malformed JSON", None),
-        (3, "m3", "expected a JSON object, got string", None),
-        (4, "m4", "no device class", "stranger"),
-        (5, "m5", "payload too short", "short"),
-        (7, "m7", "payload too short", "a1"),
-        (7, "m7", "item 2", None),
-        (8, "m8", "no device class", "e2"),
-        (11, "m11", "unknown shape", None),
-    ])
+    assert got == sorted(
+        [
+            (2, "m2", "malformed JSON", None),
+            (3, "m3", "expected a JSON object, got string", None),
+            (4, "m4", "no device class", "stranger"),
+            (5, "m5", "payload too short", "short"),
+            (7, "m7", "payload too short", "a1"),
+            (7, "m7", "item 2", None),
+            (8, "m8", "no device class", "e2"),
+            (11, "m11", "unknown shape", None),
+        ]
+    )
     short = next(e for e in errors if e.get("packet_id") == "short")
     assert short["error"] == "payload too short: needs 72 bits, has 16"
-    assert (short["dev_eui"], short["port"], short["payload"].lower(), short["provider"]) == \
-        (GPS_EUI, 2, "7f40", "firefly")
+    assert (short["dev_eui"], short["port"], short["payload"].lower(), short["provider"]) == (
+        GPS_EUI,
+        2,
+        "7f40",
+        "firefly",
+    )
     assert "expected a JSON object, got number" in next(e["error"] for e in errors if e["error"].startswith("item 2"))
 
     table = run.table()
     ids = [pid or did for pid, did in zip(table["packet_id"].to_pylist(), table["device_id"].to_pylist())]
     rows = list(zip(table["line"].to_pylist(), ids, table["error"].to_pylist()))  # Helium: the id is the device's
-    assert [(ln, pid) for ln, pid, _ in rows] == [(1, "ok"), (4, "stranger"), (5, "short"), (6, "helium-ok"),
-                                                 (7, "a0"), (7, "a1"), (8, "e0"), (8, "e1"), (8, "e2"),
-                                                 (12, "last")]
+    assert [(ln, pid) for ln, pid, _ in rows] == [
+        (1, "ok"),
+        (4, "stranger"),
+        (5, "short"),
+        (6, "helium-ok"),
+        (7, "a0"),
+        (7, "a1"),
+        (8, "e0"),
+        (8, "e1"),
+        (8, "e2"),
+        (12, "last"),
+    ]
     decoded = [pid for _, pid, err in rows if err is None]
     assert decoded == ["ok", "helium-ok", "a0", "e0", "e1", "last"]
     ok = table.to_pylist()[0]["decoded"]
@@ -447,8 +515,11 @@ def test_errors_carry_line_and_position_and_stats_add_up(gps_engine):
     s = run.batches[-1].stats
     assert s.messages == 12
     assert s.uplinks == 10 and s.decoded == 6 and s.failed == 4
-    assert s.errors == {"no device class": 2, "payload too short: needs 72 bits, has 16": 1,
-                        "payload too short: needs 72 bits, has 8": 1}
+    assert s.errors == {
+        "no device class": 2,
+        "payload too short: needs 72 bits, has 16": 1,
+        "payload too short: needs 72 bits, has 8": 1,
+    }
     assert s.bad_messages == 4
     assert s.skipped == {"helium:downlink": 1}
     assert sum(s.bad_reasons.values()) == 4
@@ -486,11 +557,13 @@ def test_failing_source_hands_on_what_came_before_then_raises(gps_engine, kind):
     if kind == "sync":
         run = consume(stage, source())
     else:
+
         async def asource():
             for k, item in enumerate(source()):
                 if k % 50 == 0:
                     await asyncio.sleep(0)
                 yield item
+
         run = aconsume(stage, asource())
     assert isinstance(run.error, BrokerGone) and "connection reset" in str(run.error)
     assert run.positions == list(range(1, 251))  # all 250 handed on, before the error
@@ -659,7 +732,7 @@ def test_reader_runs_at_most_a_batch_or_two_ahead_of_a_slow_consumer(gps_engine,
     def slow(batch):
         nonlocal handed
         handed += batch.messages
-        time.sleep(0.04)          # a slow sink: the reader gets all the time it wants
+        time.sleep(0.04)  # a slow sink: the reader gets all the time it wants
         ahead.append(pulled - handed)
         if batch.index == 7:
             stage.stop()
@@ -685,8 +758,14 @@ def test_async_driver_same_stream_as_sync(mixed, sync_run, source_kind):
     assert run.table().equals(sync_run.table())
     assert [e for b in run.batches for e in b.errors] == [e for b in sync_run.batches for e in b.errors]
     s, t = run.batches[-1].stats, sync_run.batches[-1].stats
-    assert (s.messages, s.uplinks, s.decoded, s.errors, s.bad_messages, s.skipped) == \
-        (t.messages, t.uplinks, t.decoded, t.errors, t.bad_messages, t.skipped)
+    assert (s.messages, s.uplinks, s.decoded, s.errors, s.bad_messages, s.skipped) == (
+        t.messages,
+        t.uplinks,
+        t.decoded,
+        t.errors,
+        t.bad_messages,
+        t.skipped,
+    )
 
 
 def test_async_driver_custom_positions(gps_engine):
@@ -734,7 +813,7 @@ def test_idle_batches_keep_a_quiet_stream_ticking(gps_engine, kind):
     assert run.error is None
     idles = [(b, t) for b, t in zip(run.batches, run.received) if b.reason == "idle"]
     assert 3 <= len(idles) <= 5
-    assert [b.reason for b in run.batches[len(idles):]] == ["end"]  # then the one message
+    assert [b.reason for b in run.batches[len(idles) :]] == ["end"]  # then the one message
     times = [started] + [t for _, t in idles]
     gaps = [b - a for a, b in zip(times, times[1:])]
     assert all(idle * 0.8 <= g <= idle + 0.25 for g in gaps), gaps
@@ -764,11 +843,11 @@ def test_no_idle_batches_unless_asked(gps_engine):
 def test_redelivered_messages_are_counted_and_unset_positions_are_message_numbers(gps_engine):
     msgs = [
         Message(line(firefly("a")), "mid-1"),
-        Message(line(firefly("b")), None),                  # no position: its message number
+        Message(line(firefly("b")), None),  # no position: its message number
         Message(line(firefly("c")), "mid-3", redelivered=True),
-        line(firefly("d")),                                  # a bare body: its message number
+        line(firefly("d")),  # a bare body: its message number
         Message(line(firefly("e")), None, redelivered=True),
-        Message(line(firefly("f")), 0),                      # a falsy position is still a position
+        Message(line(firefly("f")), 0),  # a falsy position is still a position
         Message(line(firefly("g")), "mid-7", redelivered=True),
     ]
     stage = StreamStage(gps_engine, max_rows=3, max_delay=0.5)
@@ -795,8 +874,14 @@ def test_schema_is_the_engines_in_every_batch_of_a_mixed_registry(mixed):
         eui = json.loads(text)["device_eui"]
         by_class.setdefault(mixed.by_class.get(eui, "none"), []).append(text)
     assert set(by_class) == {"Test Device Class", "Room Climate Sensor", "Multi Sensor", "none"}
-    groups = [by_class["Room Climate Sensor"][:4], by_class["Multi Sensor"][:4], [b"{bad"] * 4,
-              by_class["none"][:4], by_class["Test Device Class"][:4], [b'"x"', b"", b"[]", b"7"]]
+    groups = [
+        by_class["Room Climate Sensor"][:4],
+        by_class["Multi Sensor"][:4],
+        [b"{bad"] * 4,
+        by_class["none"][:4],
+        by_class["Test Device Class"][:4],
+        [b'"x"', b"", b"[]", b"7"],
+    ]
     stream = [m for g in groups for m in g]
 
     def source():

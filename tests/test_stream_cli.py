@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 import pyarrow.parquet as pq
 import pytest
-
 from helpers import SCHEDULING_SLACK
-from stream_process import TEST_CLASS, StreamProcess, generated_lines as _lines, summary_value
+from stream_process import TEST_CLASS, StreamProcess, summary_value
+from stream_process import generated_lines as _lines
 
 MAX_DELAY = 0.5
 
@@ -29,7 +29,7 @@ def test_slow_writer_gets_each_row_before_writing_the_next_and_eof_exits_0():
         for line in lines:
             written = time.monotonic()
             p.write(line)
-            (arrived, row), = p.rows(1, timeout=10)
+            ((arrived, row),) = p.rows(1, timeout=10)
             latencies.append(arrived - written)
             got.append(row)
             time.sleep(0.15)  # the writer is slow: the stage must not wait for more
@@ -79,8 +79,15 @@ def test_ctrl_c_hands_on_the_open_batch_and_exits_0(sig):
 
 def test_bad_messages_go_to_the_errors_file_with_their_line(tmp_path: Path):
     good = _lines(3, seed=14, mix="firefly=1")
-    messages = [good[0], b"{not json", good[1], b'{"hello": "world"}', b"", good[2],
-                b'{"uid":"u-short","device_eui":"0102030405060708","payload":"00","port":1}']
+    messages = [
+        good[0],
+        b"{not json",
+        good[1],
+        b'{"hello": "world"}',
+        b"",
+        good[2],
+        b'{"uid":"u-short","device_eui":"0102030405060708","payload":"00","port":1}',
+    ]
     errors = tmp_path / "errors.jsonl"
     with StreamProcess("--classes", TEST_CLASS, "--errors", str(errors), "-q") as p:
         p.proc.stdin.write(b"\n".join(messages) + b"\n")
@@ -99,8 +106,7 @@ def test_bad_messages_go_to_the_errors_file_with_their_line(tmp_path: Path):
 def test_rolling_parquet_files_on_stdin(tmp_path: Path):
     lines = _lines(2500, seed=15)
     out = tmp_path / "out"
-    with StreamProcess("--classes", TEST_CLASS, "-o", str(out), "--max-rows", "500",
-                       "--roll-rows", "1000") as p:
+    with StreamProcess("--classes", TEST_CLASS, "-o", str(out), "--max-rows", "500", "--roll-rows", "1000") as p:
         p.proc.stdin.write(b"\n".join(lines) + b"\n")
         p.close_stdin()
         assert p.wait() == 0, p.stderr

@@ -9,10 +9,8 @@ import uuid
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
-
-from mqtt_broker import publish
 from helpers import SCHEDULING_SLACK
+from mqtt_broker import publish
 from stream_process import TEST_CLASS, StreamProcess, generated_lines, summary_value
 
 MIX = "firefly=0.5,helium_body=0.3,helium_integration=0.2"  # Firefly packets and Helium integration bodies
@@ -20,8 +18,18 @@ MAX_DELAY = 0.5
 
 
 def _consumer(broker, topic: str, client_id: str, *extra: str) -> StreamProcess:
-    p = StreamProcess("--mqtt", broker.url(f"{topic}/#"), "--classes", TEST_CLASS, "--client-id", client_id,
-                      "--max-delay", str(MAX_DELAY), *extra, stdin=False)
+    p = StreamProcess(
+        "--mqtt",
+        broker.url(f"{topic}/#"),
+        "--classes",
+        TEST_CLASS,
+        "--client-id",
+        client_id,
+        "--max-delay",
+        str(MAX_DELAY),
+        *extra,
+        stdin=False,
+    )
     p.wait_for_stderr("subscribed to")
     return p
 
@@ -44,13 +52,13 @@ def _ids(lines: list[bytes]) -> list[tuple]:
 def _publish_slowly(broker, topic: str, lines: list[bytes], per_second: float, done: threading.Event) -> None:
     step = 50
     for k in range(0, len(lines), step):
-        publish(broker, f"{topic}/dev{k % 7}/rx", lines[k:k + step])
+        publish(broker, f"{topic}/dev{k % 7}/rx", lines[k : k + step])
         time.sleep(step / per_second)
     done.set()
 
 
 def _redelivered(stderr: str) -> int:
-    line = next(l for l in stderr.splitlines() if l.startswith("messages "))
+    line = next(text for text in stderr.splitlines() if text.startswith("messages "))
     return int(line.split("(")[1].split()[0].replace(",", ""))
 
 
@@ -92,7 +100,7 @@ def test_latency_stays_under_max_delay(mqtt_broker):
             for line in lines:
                 sent = time.monotonic()
                 publisher.publish(f"{topic}/rx", line, qos=1)
-                (arrived, _), = p.rows(1, timeout=10)
+                ((arrived, _),) = p.rows(1, timeout=10)
                 latencies.append(arrived - sent)
                 time.sleep(0.1)
             p.signal()

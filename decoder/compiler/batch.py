@@ -18,7 +18,7 @@ class Column:
     path: tuple[str, ...]
     slot: Slot
     values: np.ndarray
-    valid: np.ndarray | None     # uint8 per row, None when the column is never null in a decoded row
+    valid: np.ndarray | None  # uint8 per row, None when the column is never null in a decoded row
     hidden: bool
 
 
@@ -56,9 +56,19 @@ def _nest(columns: list[Column], row_ok: np.ndarray, strings: pa.Array, depth: i
 class DecodedBatch:
     """Decoded values of a batch of payloads, with a reason for every row that failed."""
 
-    def __init__(self, *, class_name: str, columns: list[Column], err: np.ndarray, bits_used: np.ndarray | None,
-                 offsets: np.ndarray, input_errors: list[str | None] | None, strings: list[str],
-                 static_bits: int | None, include_hidden: bool):
+    def __init__(
+        self,
+        *,
+        class_name: str,
+        columns: list[Column],
+        err: np.ndarray,
+        bits_used: np.ndarray | None,
+        offsets: np.ndarray,
+        input_errors: list[str | None] | None,
+        strings: list[str],
+        static_bits: int | None,
+        include_hidden: bool,
+    ):
         self.class_name = class_name
         self._columns = columns
         self._err = err
@@ -119,7 +129,8 @@ class DecodedBatch:
             return None
         if code == ERR_TOO_SHORT:
             rows = np.array([row])
-            return f"payload too short: needs {int(self._bits_needed(rows)[0])} bits, has {int(self._bytes_of(rows)[0]) * 8}"
+            needs, has = int(self._bits_needed(rows)[0]), int(self._bytes_of(rows)[0]) * 8
+            return f"payload too short: needs {needs} bits, has {has}"
         if code == ERR_INPUT and self._input_errors is not None:
             return self._input_errors[row] or "invalid payload"
         return "invalid payload"

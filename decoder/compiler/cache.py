@@ -19,15 +19,15 @@ import os
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 __all__ = ["Kernel", "load_kernel", "cache_dir"]
 
 CACHE_ENV = "DECODER_CACHE_DIR"
 _RUNTIME_MODULES = ("runtime/abi.py", "runtime/bits.py", "runtime/jsmath.py", "compiler/codegen.py")
-_memo: dict[str, "Kernel"] = {}
+_memo: dict[str, Kernel] = {}
 _lock = threading.Lock()
 
 
@@ -35,8 +35,8 @@ _lock = threading.Lock()
 class Kernel:
     digest: str
     path: Path
-    function: Callable      # rows by offsets
-    fixed: Callable         # rows of one length, no input errors (see codegen)
+    function: Callable  # rows by offsets
+    fixed: Callable  # rows of one length, no input errors (see codegen)
 
     def cache_stats(self) -> dict:
         """numba's own count of signatures loaded from / compiled past its on-disk cache."""

@@ -31,15 +31,41 @@ from functools import singledispatchmethod
 
 from ..runtime.abi import ERR_INPUT, ERR_OK, ERR_TOO_SHORT
 from .ir import (
-    AndOr, Arith, Assign, BitNot, Builtin, Compare, Const, Equals, Expr, Kind, MathCall, Negate, Not,
-    Program, Read, Select, Slot, SlotRef, ToNumber, Truthy,
+    AndOr,
+    Arith,
+    Assign,
+    BitNot,
+    Builtin,
+    Compare,
+    Const,
+    Equals,
+    Expr,
+    Kind,
+    MathCall,
+    Negate,
+    Not,
+    Program,
+    Read,
+    Select,
+    Slot,
+    SlotRef,
+    ToNumber,
+    Truthy,
 )
 
 __all__ = ["generate", "KernelLayout"]
 
 _ARITH_INFIX = {"+": "+", "-": "-", "*": "*", "/": "/"}
-_ARITH_CALL = {"%": "js_mod", "**": "js_pow", "&": "js_bitand", "|": "js_bitor", "^": "js_bitxor",
-               "<<": "js_shl", ">>": "js_sar", ">>>": "js_shr"}
+_ARITH_CALL = {
+    "%": "js_mod",
+    "**": "js_pow",
+    "&": "js_bitand",
+    "|": "js_bitor",
+    "^": "js_bitxor",
+    "<<": "js_shl",
+    ">>": "js_sar",
+    ">>>": "js_shr",
+}
 _ZERO = {Kind.NUM: "0.0", Kind.BOOL: "False", Kind.STR: "-1", Kind.NULL: "0.0"}
 
 
@@ -47,8 +73,8 @@ _ZERO = {Kind.NUM: "0.0", Kind.BOOL: "False", Kind.STR: "-1", Kind.NULL: "0.0"}
 class KernelLayout:
     """What the Python side must allocate and how to read it back."""
 
-    outputs: tuple[tuple[tuple[str, ...], Slot], ...]   # leaf path, final slot; arrays in this order
-    dynamic: bool                                        # bits_used is written for every row
+    outputs: tuple[tuple[tuple[str, ...], Slot], ...]  # leaf path, final slot; arrays in this order
+    dynamic: bool  # bits_used is written for every row
 
 
 def _float_literal(value: float) -> str:
@@ -296,7 +322,9 @@ class _Emitter:
         else:
             self.line(f"{var} = {cast}(v{st.previous.id})")
         if st.slot.nullable:
-            self.line(f"{var}n = {'v%dn' % st.previous.id if st.previous is not None and st.previous.nullable else 'True'}")
+            self.line(
+                f"{var}n = {f'v{st.previous.id}n' if st.previous is not None and st.previous.nullable else 'True'}"
+            )
         self.indent -= 1
 
     def emit_bounds(self, st: Read) -> None:
@@ -336,7 +364,7 @@ def _emit_kernel(program: Program, outputs, fixed: bool) -> list[str]:
     rows = ["data", "stride", "n"] if fixed else ["data", "offsets", "in_err"]
     signature = ", ".join([*rows, "ports", "err", "bits_used", *out_args])
 
-    em.line("@njit(cache=True, nogil=True, error_model=\"numpy\")")
+    em.line('@njit(cache=True, nogil=True, error_model="numpy")')
     em.line(f"def {'kernel_fixed' if fixed else 'kernel'}({signature}):")
     em.indent = 1
     if not fixed:

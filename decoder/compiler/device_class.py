@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ..errors import ScriptError
 from ..runtime.abi import ERR_INPUT
 from .codegen import KernelLayout, generate
-from ..errors import ScriptError
 from .ir import Program
 from .lower import lower
 from .script import ClassSpec, load_specs
@@ -21,9 +21,17 @@ from .script import ClassSpec, load_specs
 __all__ = ["DeviceClass", "compile", "load_classes"]
 
 _ARROW_TYPES = {
-    "bool": pa.bool_(), "float32": pa.float32(), "float64": pa.float64(),
-    "int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
-    "uint8": pa.uint8(), "uint16": pa.uint16(), "uint32": pa.uint32(), "uint64": pa.uint64(),
+    "bool": pa.bool_(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "int8": pa.int8(),
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "uint8": pa.uint8(),
+    "uint16": pa.uint16(),
+    "uint32": pa.uint32(),
+    "uint64": pa.uint64(),
     "str": pa.dictionary(pa.int32(), pa.string()),
 }
 
@@ -70,8 +78,7 @@ class DeviceClass:
         return {"path": str(kernel.path), "digest": kernel.digest, **kernel.cache_stats()}
 
     # ---- decoding --------------------------------------------------------
-    def decode(self, payloads: Any, encoding: str = "hex", ports: Any = None,
-               include_hidden: bool = False):
+    def decode(self, payloads: Any, encoding: str = "hex", ports: Any = None, include_hidden: bool = False):
         """Decode a batch of payloads (hex or base64 text, or raw bytes) into a DecodedBatch."""
         from ..payload import to_buffer
 
@@ -115,8 +122,11 @@ class DeviceClass:
         if self.ports:
             lines.append(f"  ports: {', '.join(map(str, self.ports))}")
         static = self.program.static_bits
-        lines.append(f"  payload: {static} bits ({(static + 7) // 8} bytes)" if static is not None
-                     else "  payload: variable layout (conditional elements)")
+        lines.append(
+            f"  payload: {static} bits ({(static + 7) // 8} bytes)"
+            if static is not None
+            else "  payload: variable layout (conditional elements)"
+        )
         for el in self.spec.parse_elements:
             target = ".".join(el.target) if el.target else "(skip)"
             extra = " signed" if el.signed else ""
@@ -132,9 +142,9 @@ class DeviceClass:
         return "\n".join(lines)
 
 
-_OVERLAP_ROWS = 1 << 16                  # lists at least this long convert and decode chunk by chunk
-_NO_PORTS = np.full(1, -1, np.int64)     # passed when no formula reads `port`
-_NO_BITS = np.zeros(1, np.int64)         # passed for fixed layouts: the kernel never writes bits_used
+_OVERLAP_ROWS = 1 << 16  # lists at least this long convert and decode chunk by chunk
+_NO_PORTS = np.full(1, -1, np.int64)  # passed when no formula reads `port`
+_NO_BITS = np.zeros(1, np.int64)  # passed for fixed layouts: the kernel never writes bits_used
 
 
 def _ports_array(ports: Any, n: int) -> np.ndarray:
@@ -147,8 +157,11 @@ def _ports_array(ports: Any, n: int) -> np.ndarray:
         arr = ports.astype(np.int64, copy=False)
     else:
         try:
-            arr = pa.array(ports, type=pa.int64()) if not isinstance(ports, (pa.Array, pa.ChunkedArray)) \
+            arr = (
+                pa.array(ports, type=pa.int64())
+                if not isinstance(ports, (pa.Array, pa.ChunkedArray))
                 else ports.cast(pa.int64())
+            )
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as err:
             raise TypeError(f"ports must be None, an int or a sequence of ints (None for unknown): {err}") from None
         arr = arr.fill_null(-1).to_numpy()
@@ -191,10 +204,10 @@ class _Outputs:
         ports = _NO_PORTS if self.ports is None else self.ports[first:last]
         bits_used = _NO_BITS if self.bits_used is None else self.bits_used[first:last]
         arrays = [a[first:last] for a in self.arrays]
-        row_offsets, row_err = offsets[first:last + 1], in_err[first:last]
+        row_offsets, row_err = offsets[first : last + 1], in_err[first:last]
         stride = uniform_stride(row_offsets, row_err)
         if stride >= 0:
-            self.kernel.fixed(data[row_offsets[0]:], stride, count, ports, self.err[first:last], bits_used, *arrays)
+            self.kernel.fixed(data[row_offsets[0] :], stride, count, ports, self.err[first:last], bits_used, *arrays)
         else:
             self.kernel.function(data, row_offsets, row_err, ports, self.err[first:last], bits_used, *arrays)
         self.rows_done += count
@@ -206,8 +219,13 @@ class _Outputs:
         input_errors = buffer.error_messages() if (len(err) and err.max() == ERR_INPUT) else None
         program = self.dc.program
         return DecodedBatch(
-            class_name=self.dc.name, columns=self.columns, err=err, bits_used=self.bits_used,
-            offsets=buffer.offsets, input_errors=input_errors, strings=program.strings,
+            class_name=self.dc.name,
+            columns=self.columns,
+            err=err,
+            bits_used=self.bits_used,
+            offsets=buffer.offsets,
+            input_errors=input_errors,
+            strings=program.strings,
             static_bits=None if self.dc.layout.dynamic else (program.static_bits or 0),
             include_hidden=include_hidden,
         )

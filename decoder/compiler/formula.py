@@ -18,8 +18,18 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from ..errors import ScriptError
 
 __all__ = [
-    "Node", "Number", "String", "Boolean", "Null", "Name", "Unary", "Binary",
-    "Logical", "Conditional", "Call", "parse_formula",
+    "Node",
+    "Number",
+    "String",
+    "Boolean",
+    "Null",
+    "Name",
+    "Unary",
+    "Binary",
+    "Logical",
+    "Conditional",
+    "Call",
+    "parse_formula",
 ]
 
 
@@ -106,8 +116,11 @@ def _unescape(token: Token) -> str:
         if esc == "0":
             return "\0"
         if esc.isdigit():
-            raise ScriptError(f"legacy octal escape '\\{esc}' in a string is not supported; use \\x or \\u",
-                              line=token.line, column=token.column + 1 + m.start())
+            raise ScriptError(
+                f"legacy octal escape '\\{esc}' in a string is not supported; use \\x or \\u",
+                line=token.line,
+                column=token.column + 1 + m.start(),
+            )
         return _ESCAPES.get(esc, esc)
 
     text = _ESCAPE_RE.sub(one, body)
@@ -129,15 +142,19 @@ def _number(token: Token) -> float:
     if len(text) > 1 and text[0] == "0" and text[1].isdigit():
         raise ScriptError(
             f"number {text!r} has a leading zero (a legacy octal in JavaScript); write it without the zero",
-            line=token.line, column=token.column,
+            line=token.line,
+            column=token.column,
         )
     return float(text)
 
 
 def _no_increment(op: Token) -> None:
     if str(op) in ("++", "--"):
-        raise ScriptError(f"{str(op)!r} (increment/decrement) is not supported; formulas cannot assign",
-                          line=op.line, column=op.column)
+        raise ScriptError(
+            f"{str(op)!r} (increment/decrement) is not supported; formulas cannot assign",
+            line=op.line,
+            column=op.column,
+        )
 
 
 def _at(token: Token) -> dict:
@@ -165,8 +182,7 @@ class _ToAst(Transformer):
         return Name(path=tuple(str(p) for p in parts), **_at(parts[0]))
 
     def call(self, callee, _lpar, *args):
-        return Call(callee=callee, args=tuple(a for a in args if a is not None),
-                    line=callee.line, column=callee.column)
+        return Call(callee=callee, args=tuple(a for a in args if a is not None), line=callee.line, column=callee.column)
 
     def group(self, _lpar, inner):
         return inner

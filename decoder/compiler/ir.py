@@ -56,6 +56,7 @@ class Slot:
 
 # ---- expressions -----------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Expr:
     type: JsType
@@ -63,7 +64,7 @@ class Expr:
 
 @dataclass(frozen=True)
 class Const(Expr):
-    value: float | bool | int | None   # string constants hold their code in the string table
+    value: float | bool | int | None  # string constants hold their code in the string table
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class SlotRef(Expr):
 
 @dataclass(frozen=True)
 class Builtin(Expr):
-    name: str   # "port" | "length"
+    name: str  # "port" | "length"
 
 
 @dataclass(frozen=True)
@@ -93,12 +94,12 @@ class Not(Expr):
 
 @dataclass(frozen=True)
 class Negate(Expr):
-    operand: Expr          # a number
+    operand: Expr  # a number
 
 
 @dataclass(frozen=True)
 class Arith(Expr):
-    op: str                # + - * / % ** & | ^ << >> >>> on numbers
+    op: str  # + - * / % ** & | ^ << >> >>> on numbers
     left: Expr
     right: Expr
 
@@ -110,7 +111,7 @@ class BitNot(Expr):
 
 @dataclass(frozen=True)
 class Compare(Expr):
-    op: str                # < <= > >= on numbers
+    op: str  # < <= > >= on numbers
     left: Expr
     right: Expr
 
@@ -122,7 +123,7 @@ class Equals(Expr):
     left: Expr
     right: Expr
     negate: bool
-    same_kind: bool        # False: the kinds differ statically, so equal only if both are null
+    same_kind: bool  # False: the kinds differ statically, so equal only if both are null
 
 
 @dataclass(frozen=True)
@@ -136,33 +137,34 @@ class AndOr(Expr):
 
 @dataclass(frozen=True)
 class Select(Expr):
-    test: Expr             # boolean, never null
+    test: Expr  # boolean, never null
     then: Expr
     otherwise: Expr
 
 
 @dataclass(frozen=True)
 class MathCall(Expr):
-    function: str          # name in decoder._jsmath, e.g. "js_floor"
+    function: str  # name in decoder._jsmath, e.g. "js_floor"
     args: tuple[Expr, ...]
 
 
 # ---- statements ------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Read:
     """Read a bit field. `bit_offset` is static when no conditional read precedes it."""
 
     element: int
-    kind: str              # int | uint | bool | float | skip
+    kind: str  # int | uint | bool | float | skip
     bits: int
     signed: bool
     little_endian: bool
     bit_offset: int | None
-    slot: Slot | None      # None for skip
+    slot: Slot | None  # None for skip
     condition: Expr | None = None
-    previous: Slot | None = None   # value kept where the condition is false
-    remaining_bits: int = 0        # bits this and the unconditional elements after it need
+    previous: Slot | None = None  # value kept where the condition is false
+    remaining_bits: int = 0  # bits this and the unconditional elements after it need
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ class Program:
     """A class's whole row program plus what the batch needs to build columns."""
 
     statements: list = field(default_factory=list)
-    outputs: dict[tuple[str, ...], Slot] = field(default_factory=dict)   # leaf path -> final slot
-    strings: list[str] = field(default_factory=list)                       # string table, code = index
-    static_bits: int | None = 0    # total bits when the layout has no conditional read, else None
+    outputs: dict[tuple[str, ...], Slot] = field(default_factory=dict)  # leaf path -> final slot
+    strings: list[str] = field(default_factory=list)  # string table, code = index
+    static_bits: int | None = 0  # total bits when the layout has no conditional read, else None
     uses_port: bool = False

@@ -10,12 +10,31 @@ import math
 
 import numpy as np
 
+from ..errors import ScriptError
 from . import formula as ast
 from .fold import fold_arith
-from ..errors import ScriptError
 from .ir import (
-    AndOr, Arith, Assign, BitNot, Builtin, Compare, Const, Equals, Expr, JsType, Kind, MathCall,
-    Negate, Not, Program, Read, Select, Slot, SlotRef, ToNumber, Truthy,
+    AndOr,
+    Arith,
+    Assign,
+    BitNot,
+    Builtin,
+    Compare,
+    Const,
+    Equals,
+    Expr,
+    JsType,
+    Kind,
+    MathCall,
+    Negate,
+    Not,
+    Program,
+    Read,
+    Select,
+    Slot,
+    SlotRef,
+    ToNumber,
+    Truthy,
 )
 from .script import ClassSpec
 
@@ -26,14 +45,38 @@ BOOL = JsType(Kind.BOOL)
 NULL = JsType(Kind.NULL, True)
 
 MATH_CONSTANTS = {
-    "PI": math.pi, "E": math.e, "LN2": math.log(2), "LN10": math.log(10),
-    "LOG2E": math.log2(math.e), "LOG10E": math.log10(math.e), "SQRT2": math.sqrt(2), "SQRT1_2": math.sqrt(0.5),
+    "PI": math.pi,
+    "E": math.e,
+    "LN2": math.log(2),
+    "LN10": math.log(10),
+    "LOG2E": math.log2(math.e),
+    "LOG10E": math.log10(math.e),
+    "SQRT2": math.sqrt(2),
+    "SQRT1_2": math.sqrt(0.5),
 }
 GLOBAL_CONSTANTS = {"NaN": math.nan, "Infinity": math.inf}
-UNARY_MATH = ("abs", "ceil", "floor", "round", "trunc", "sign", "sqrt", "cbrt", "exp", "log", "log2",
-              "log10", "sin", "cos", "tan", "asin", "acos", "atan")
+UNARY_MATH = (
+    "abs",
+    "ceil",
+    "floor",
+    "round",
+    "trunc",
+    "sign",
+    "sqrt",
+    "cbrt",
+    "exp",
+    "log",
+    "log2",
+    "log10",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+)
 BINARY_MATH = ("atan2", "pow")
-VARIADIC_MATH = {"min": math.inf, "max": -math.inf, "hypot": 0.0}   # value with no arguments
+VARIADIC_MATH = {"min": math.inf, "max": -math.inf, "hypot": 0.0}  # value with no arguments
 BUILTINS = {"port": JsType(Kind.NUM, True), "length": NUM}
 
 
@@ -59,8 +102,11 @@ def _merge_storage(a: str, b: str) -> str | None:
     if "bool" in (a, b) or "str" in (a, b):
         return None
     merged = np.promote_types(a, b).name
-    return merged if merged in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-                                "float32", "float64") else "float64"
+    return (
+        merged
+        if merged in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64")
+        else "float64"
+    )
 
 
 class _Lowerer:
@@ -82,7 +128,7 @@ class _Lowerer:
         slot = Slot(self.next_slot, path, storage, nullable)
         self.next_slot += 1
         self.env[path] = slot
-        self.program.outputs[path] = slot   # an update keeps its place: columns follow first assignment
+        self.program.outputs[path] = slot  # an update keeps its place: columns follow first assignment
         return slot
 
     def _check_shape(self, path: tuple[str, ...]) -> None:
@@ -117,8 +163,10 @@ class _Lowerer:
             if known[: len(path)] == path:
                 raise self.fail(node, f"{node.dotted!r} is an object; use a member such as {'.'.join(known)!r}")
             if path[: len(known)] == known:
-                raise self.fail(node, f"{'.'.join(known)!r} is a {self.env[known].kind.value}; it has no member "
-                                      f"{path[len(known)]!r}")
+                raise self.fail(
+                    node,
+                    f"{'.'.join(known)!r} is a {self.env[known].kind.value}; it has no member {path[len(known)]!r}",
+                )
         if len(path) == 1 and path[0] in BUILTINS:
             self.program.uses_port |= path[0] == "port"
             return Builtin(BUILTINS[path[0]], path[0])
@@ -134,7 +182,7 @@ class _Lowerer:
             raise self.fail(node, f"{what} needs numbers, but this operand is a string")
         if kind is Kind.NUM and not expr.type.nullable and not isinstance(expr, SlotRef):
             return expr
-        return ToNumber(NUM, expr)   # drops null (JavaScript's null -> 0) and converts stored ints
+        return ToNumber(NUM, expr)  # drops null (JavaScript's null -> 0) and converts stored ints
 
     def test(self, node: ast.Node) -> Expr:
         """Lower `node` where only its truthiness matters; mixed && / || operands are fine here."""
@@ -158,8 +206,11 @@ class _Lowerer:
         if b.kind is Kind.NULL:
             return JsType(a.kind, True)
         if a.kind is not b.kind:
-            raise self.fail(node, f"{what} give different types ({a.kind.value} and {b.kind.value}); "
-                                  "a formula's result must have one type (apart from null)")
+            raise self.fail(
+                node,
+                f"{what} give different types ({a.kind.value} and {b.kind.value}); "
+                "a formula's result must have one type (apart from null)",
+            )
         return JsType(a.kind, a.nullable or b.nullable)
 
     def value(self, node: ast.Node) -> Expr:
@@ -234,8 +285,11 @@ class _Lowerer:
         if Kind.STR in (lk, rk):
             if strict:  # a string is never === a number or boolean; only null === null
                 return Equals(BOOL, left, right, negate, same_kind=False)
-            raise self.fail(node, f"{node.op!r} between a string and a {(rk if lk is Kind.STR else lk).value} "
-                                  "is not supported; compare strings with strings")
+            raise self.fail(
+                node,
+                f"{node.op!r} between a string and a {(rk if lk is Kind.STR else lk).value} "
+                "is not supported; compare strings with strings",
+            )
         if strict:  # number vs boolean
             return Equals(BOOL, left, right, negate, same_kind=False)
         # number == boolean: JavaScript converts the boolean to a number
@@ -265,7 +319,11 @@ class _Lowerer:
             if not args:
                 return Const(NUM, VARIADIC_MATH[fn])
             if len(args) == 1:
-                return MathCall(NUM, "js_abs", (args[0],)) if fn == "hypot" else MathCall(NUM, f"js_{fn}2", (args[0], args[0]))
+                return (
+                    MathCall(NUM, "js_abs", (args[0],))
+                    if fn == "hypot"
+                    else MathCall(NUM, f"js_{fn}2", (args[0], args[0]))
+                )
             folded = args[0]
             for arg in args[1:]:
                 folded = MathCall(NUM, f"js_{fn}2", (folded, arg))
@@ -299,16 +357,25 @@ class _Lowerer:
                             if merged is None:
                                 raise ScriptError(
                                     f"target {'.'.join(el.target)!r} was a {previous.kind.value} before; "
-                                    f"a conditional {el.kind} read cannot keep that value")
+                                    f"a conditional {el.kind} read cannot keep that value"
+                                )
                             storage = merged
                     nullable = condition is not None and (previous is None or previous.nullable)
                     slot = self.new_slot(el.target, storage, nullable)
-                self.program.statements.append(Read(
-                    element=el.index, kind=el.kind, bits=el.bits, signed=el.signed,
-                    little_endian=el.little_endian, bit_offset=offset, slot=slot,
-                    condition=condition, previous=previous,
-                    remaining_bits=el.bits + suffix[k + 1],
-                ))
+                self.program.statements.append(
+                    Read(
+                        element=el.index,
+                        kind=el.kind,
+                        bits=el.bits,
+                        signed=el.signed,
+                        little_endian=el.little_endian,
+                        bit_offset=offset,
+                        slot=slot,
+                        condition=condition,
+                        previous=previous,
+                        remaining_bits=el.bits + suffix[k + 1],
+                    )
+                )
                 if condition is not None:
                     offset = None
                 elif offset is not None:

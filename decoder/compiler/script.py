@@ -26,12 +26,12 @@ _RESERVED_ROOTS = {"Math"}
 @dataclass(frozen=True)
 class ParseElement:
     index: int
-    kind: str                    # one of PARSE_TYPES
+    kind: str  # one of PARSE_TYPES
     target: tuple[str, ...] | None
     bits: int
     signed: bool
     little_endian: bool
-    condition: str | None        # the `if` formula, read only where truthy
+    condition: str | None  # the `if` formula, read only where truthy
 
     @property
     def label(self) -> str:
@@ -53,7 +53,7 @@ class CalcElement:
 class ClassSpec:
     name: str
     id: int | None
-    variable_types: dict[str, str]          # top-level variable -> declared type ("hidden", "gps", ...)
+    variable_types: dict[str, str]  # top-level variable -> declared type ("hidden", "gps", ...)
     parse_elements: tuple[ParseElement, ...]
     calculate_elements: tuple[CalcElement, ...]
     ports: tuple[int, ...] | None
@@ -172,9 +172,7 @@ def _parse_element(index: int, el: Any, cls: str) -> ParseElement:
     if kind == "uint" and signed:
         raise ScriptError("uint cannot be signed; use int", device_class=cls, element=where)
     if little and (kind not in ("int", "uint", "float") or bits % 8):
-        raise ScriptError(
-            "endian 'little' needs an int, uint or float of whole bytes", device_class=cls, element=where
-        )
+        raise ScriptError("endian 'little' needs an int, uint or float of whole bytes", device_class=cls, element=where)
     if kind == "skip":
         target = None
     else:
@@ -182,8 +180,13 @@ def _parse_element(index: int, el: Any, cls: str) -> ParseElement:
             raise ScriptError("target is missing", device_class=cls, element=where)
         target = _target(el["target"], where, cls)
     return ParseElement(
-        index=index, kind=kind, target=target, bits=bits, signed=signed and kind == "int",
-        little_endian=little, condition=condition,
+        index=index,
+        kind=kind,
+        target=target,
+        bits=bits,
+        signed=signed and kind == "int",
+        little_endian=little,
+        condition=condition,
     )
 
 
@@ -202,7 +205,9 @@ def _calc_element(index: int, el: Any, cls: str) -> CalcElement:
 def _spec(obj: dict, position: int) -> ClassSpec:
     raw_name = obj.get("name")
     raw_id = obj.get("id")
-    name = str(raw_name) if raw_name is not None else (f"class {raw_id}" if raw_id is not None else f"class #{position}")
+    name = (
+        str(raw_name) if raw_name is not None else (f"class {raw_id}" if raw_id is not None else f"class #{position}")
+    )
     class_id = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else None
     script = obj.get("script")
     if isinstance(script, str):  # some exports store the script as JSON text
@@ -216,9 +221,7 @@ def _spec(obj: dict, position: int) -> ClassSpec:
     variables = script.get("variables") or {}
     if not isinstance(variables, dict):
         raise ScriptError("variables must be an object", device_class=name)
-    variable_types = {
-        str(key): (val.get("type") if isinstance(val, dict) else None) for key, val in variables.items()
-    }
+    variable_types = {str(key): (val.get("type") if isinstance(val, dict) else None) for key, val in variables.items()}
     parse_raw = script.get("parseElements") or []
     calc_raw = script.get("calculateElements") or []
     if not isinstance(parse_raw, list) or not isinstance(calc_raw, list):
@@ -238,8 +241,12 @@ def _spec(obj: dict, position: int) -> ClassSpec:
             raise ScriptError(f"ports must be a list of integers 0-255, got {ports!r}", device_class=name)
         ports = tuple(ports)
     return ClassSpec(
-        name=name, id=class_id, variable_types=variable_types,
-        parse_elements=parse, calculate_elements=calc, ports=ports,
+        name=name,
+        id=class_id,
+        variable_types=variable_types,
+        parse_elements=parse,
+        calculate_elements=calc,
+        ports=ports,
     )
 
 

@@ -13,5 +13,12 @@ from .parse import NormalizedChunk, Reader, normalize_values
 from .schema import RECEPTION_SCHEMA, UPLINK_SCHEMA, empty_uplinks
 from .source import read_chunks
 
-__all__ = ["NormalizedChunk", "Reader", "normalize_values", "read_chunks",
-           "UPLINK_SCHEMA", "RECEPTION_SCHEMA", "empty_uplinks"]
+__all__ = [
+    "NormalizedChunk",
+    "Reader",
+    "normalize_values",
+    "read_chunks",
+    "UPLINK_SCHEMA",
+    "RECEPTION_SCHEMA",
+    "empty_uplinks",
+]

@@ -76,7 +76,10 @@ def str_equals(a: pa.Array, value: str) -> np.ndarray:
         hit = np.asarray(pc.fill_null(pc.equal(a.dictionary, value), False).to_numpy(zero_copy_only=False))
         if not hit.any():
             return np.zeros(len(a), dtype=bool)
-        idx = a.indices.fill_null(0).to_numpy(zero_copy_only=False) if a.null_count else \
-            a.indices.to_numpy(zero_copy_only=False)
+        idx = (
+            a.indices.fill_null(0).to_numpy(zero_copy_only=False)
+            if a.null_count
+            else a.indices.to_numpy(zero_copy_only=False)
+        )
         return hit[idx] & valid(a)
     return pc.fill_null(pc.equal(a, value), False).to_numpy(zero_copy_only=False)

@@ -154,7 +154,7 @@ class Rows:
 
     def __init__(self, raw, rows: np.ndarray) -> None:
         self.raw = raw
-        self.rows = rows            # bool per raw row: a Firefly object
+        self.rows = rows  # bool per raw row: a Firefly object
         self.up = np.zeros(raw.n, dtype=bool)
 
     def groups_needed(self) -> set[str]:
@@ -175,8 +175,7 @@ class Rows:
         down = rows & valid(raw("sent"))
         if mtype.null_count < raw.n:
             down |= rows & pc.fill_null(pc.ends_with(mtype, "_down"), False).to_numpy(zero_copy_only=False)
-        mac = rows & ~down & valid(raw("type")) & valid(raw("direction")) & \
-            ~valid(raw("gwrx")) & ~valid(raw("payload"))
+        mac = rows & ~down & valid(raw("type")) & valid(raw("direction")) & ~valid(raw("gwrx")) & ~valid(raw("payload"))
         if down.any():
             skipped[DOWN_KEY] += int(down.sum())
         if mac.any():
@@ -203,19 +202,24 @@ class Rows:
         k = len(values)
         if k == 0:
             return []
-        return [ReceptionPart(parent, {
-            "gateway_id": child(values, "gweui", pa.string()),
-            "gateway_name": nulls(k, pa.string()),
-            "rssi": child(values, "rssi", pa.float64()),
-            "snr": child(values, "lsnr", pa.float64()),
-            "time": iso_to_ts(child(values, "time", pa.string())),
-            "tmst": child(values, "tmst", pa.int64()),
-            "channel": child(values, "chan", pa.int64()),
-            "latitude": nulls(k, pa.float64()),
-            "longitude": nulls(k, pa.float64()),
-            "frequency_mhz": self.raw("freq").take(pa.array(parent)),
-            "spreading": nulls(k, pa.string()),
-        })]
+        return [
+            ReceptionPart(
+                parent,
+                {
+                    "gateway_id": child(values, "gweui", pa.string()),
+                    "gateway_name": nulls(k, pa.string()),
+                    "rssi": child(values, "rssi", pa.float64()),
+                    "snr": child(values, "lsnr", pa.float64()),
+                    "time": iso_to_ts(child(values, "time", pa.string())),
+                    "tmst": child(values, "tmst", pa.int64()),
+                    "channel": child(values, "chan", pa.int64()),
+                    "latitude": nulls(k, pa.float64()),
+                    "longitude": nulls(k, pa.float64()),
+                    "frequency_mhz": self.raw("freq").take(pa.array(parent)),
+                    "spreading": nulls(k, pa.string()),
+                },
+            )
+        ]
 
     def columns(self, rows: np.ndarray, best) -> dict[str, pa.Array]:
         """Normalized columns of the uplink rows ``rows`` (raw row numbers, ascending)."""
@@ -238,7 +242,8 @@ class Rows:
             "received_at": iso_to_ts(take(raw("received_at"), idx)),
             "fcnt": take(raw("fcnt"), idx),
             "port": take(raw("port"), idx),
-            "confirmed": pc.equal(mtype, pa.scalar(CONFIRMED_MTYPE, pa.string())) if mtype.null_count < m
+            "confirmed": pc.equal(mtype, pa.scalar(CONFIRMED_MTYPE, pa.string()))
+            if mtype.null_count < m
             else nulls(m, pa.bool_()),
             "payload": take(raw("payload"), idx),
             "frequency_mhz": take(raw("freq"), idx),

@@ -135,8 +135,9 @@ class Rows:
         n = raw.n
         self.sub_code = np.full(n, -1, dtype=np.int32)
         if events.any():
-            self.sub_code = pc.fill_null(pc.index_in(raw("sub_category"), value_set=_SUB_CODES), -1) \
-                .to_numpy(zero_copy_only=False)
+            self.sub_code = pc.fill_null(pc.index_in(raw("sub_category"), value_set=_SUB_CODES), -1).to_numpy(
+                zero_copy_only=False
+            )
             uplink_category = str_equals(raw("category"), "uplink")
             self.integration_shape = events & (self.sub_code == 2)
             self.event_shape = events & uplink_category & ((self.sub_code == 0) | (self.sub_code == 1))
@@ -231,21 +232,36 @@ class Rows:
         sf, bw = parse_datr(best("spreading"))
         return {
             "packet_id": if_else(is_event, event_id, nulls(m, pa.string())),
-            "dev_eui": coalesce(take(raw("device_eui"), idx), take(raw("dev_eui"), idx),
-                                take(child(body, "dev_eui", pa.string()), idx)),
-            "device_id": if_else(is_event, coalesce(take(raw("device_id"), idx),
-                                                    take(child(body, "id", pa.string()), idx)), event_id),
-            "devaddr": coalesce(take(raw("devaddr"), idx), take(child(data, "devaddr", pa.string()), idx),
-                                take(child(body, "devaddr", pa.string()), idx)),
+            "dev_eui": coalesce(
+                take(raw("device_eui"), idx), take(raw("dev_eui"), idx), take(child(body, "dev_eui", pa.string()), idx)
+            ),
+            "device_id": if_else(
+                is_event, coalesce(take(raw("device_id"), idx), take(child(body, "id", pa.string()), idx)), event_id
+            ),
+            "devaddr": coalesce(
+                take(raw("devaddr"), idx),
+                take(child(data, "devaddr", pa.string()), idx),
+                take(child(body, "devaddr", pa.string()), idx),
+            ),
             "received_at": reported,
-            "fcnt": coalesce(take(raw("fcnt"), idx), take(child(data, "fcnt", pa.int64()), idx),
-                             take(child(body, "fcnt", pa.int64()), idx)),
-            "port": coalesce(take(raw("port"), idx), take(child(data, "port", pa.int64()), idx),
-                             take(child(body, "port", pa.int64()), idx)),
+            "fcnt": coalesce(
+                take(raw("fcnt"), idx),
+                take(child(data, "fcnt", pa.int64()), idx),
+                take(child(body, "fcnt", pa.int64()), idx),
+            ),
+            "port": coalesce(
+                take(raw("port"), idx),
+                take(child(data, "port", pa.int64()), idx),
+                take(child(body, "port", pa.int64()), idx),
+            ),
             "confirmed": if_else(event_up, pa.array(self.sub_code[rows] == 0), nulls(m, pa.bool_()))
-            if event_up.any() else nulls(m, pa.bool_()),
-            "payload": coalesce(take(raw("payload"), idx), take(child(data, "payload", pa.string()), idx),
-                                take(child(body, "payload", pa.string()), idx)),
+            if event_up.any()
+            else nulls(m, pa.bool_()),
+            "payload": coalesce(
+                take(raw("payload"), idx),
+                take(child(data, "payload", pa.string()), idx),
+                take(child(body, "payload", pa.string()), idx),
+            ),
             "frequency_mhz": best("frequency_mhz"),
             "spreading_factor": sf,
             "bandwidth_khz": bw,
@@ -269,19 +285,22 @@ def _hotspot_list(hotspots: pa.Array, mask: np.ndarray) -> list[ReceptionPart]:
 
 
 def _hotspot_part(parent: np.ndarray, v: pa.Array) -> ReceptionPart:
-    return ReceptionPart(parent, {
-        "gateway_id": child(v, "id", pa.string()),
-        "gateway_name": child(v, "name", pa.string()),
-        "rssi": _shortest(child(v, "rssi", pa.float64())),
-        "snr": _shortest(child(v, "snr", pa.float64())),
-        "time": epoch_ms_to_ts(child(v, "reported_at", pa.int64())),
-        "tmst": nulls(len(v), pa.int64()),
-        "channel": child(v, "channel", pa.int64()),
-        "latitude": child(v, "lat", pa.float64()),
-        "longitude": child(v, "long", pa.float64()),
-        "frequency_mhz": _shortest(child(v, "frequency", pa.float64())),
-        "spreading": child(v, "spreading", pa.string()),
-    })
+    return ReceptionPart(
+        parent,
+        {
+            "gateway_id": child(v, "id", pa.string()),
+            "gateway_name": child(v, "name", pa.string()),
+            "rssi": _shortest(child(v, "rssi", pa.float64())),
+            "snr": _shortest(child(v, "snr", pa.float64())),
+            "time": epoch_ms_to_ts(child(v, "reported_at", pa.int64())),
+            "tmst": nulls(len(v), pa.int64()),
+            "channel": child(v, "channel", pa.int64()),
+            "latitude": child(v, "lat", pa.float64()),
+            "longitude": child(v, "long", pa.float64()),
+            "frequency_mhz": _shortest(child(v, "frequency", pa.float64())),
+            "spreading": child(v, "spreading", pa.string()),
+        },
+    )
 
 
 def _shortest(a: pa.Array) -> pa.Array:

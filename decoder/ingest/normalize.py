@@ -83,8 +83,7 @@ def normalize(
     bad: list[tuple[int, str]] = []
     src_row = src_packet = None
     if "packets" in t.column_names and t.column("packets").null_count < t.num_rows:
-        t, lines, row_errors, why, src_row, src_packet = firefly.expand_envelopes(t, lines, row_errors, why,
-                                                                                  skipped)
+        t, lines, row_errors, why, src_row, src_packet = firefly.expand_envelopes(t, lines, row_errors, why, skipped)
     raw = RawRows(t, lines, row_errors, why)
 
     events = helium.is_event(raw)
@@ -139,6 +138,7 @@ def _uplinks(raw: RawRows, providers: list, up: np.ndarray, receptions: Receptio
         def column(name: str) -> pa.Array:
             c = receptions.columns[name]
             return nulls(len(rows), c.type) if len(c) == 0 else c.take(idx)
+
         return column
 
     pieces = []  # per provider: its rows and its columns
@@ -170,9 +170,23 @@ def _uplinks(raw: RawRows, providers: list, up: np.ndarray, receptions: Receptio
     best_up = best_of(up_idx)
     values = {
         "provider": pa.DictionaryArray.from_arrays(column("provider"), PROVIDERS),
-        **{name: column(name) for name in ("packet_id", "device_id", "devaddr", "received_at",
-                                           "fcnt", "port", "confirmed", "payload", "frequency_mhz",
-                                           "spreading_factor", "bandwidth_khz", "coding_rate")},
+        **{
+            name: column(name)
+            for name in (
+                "packet_id",
+                "device_id",
+                "devaddr",
+                "received_at",
+                "fcnt",
+                "port",
+                "confirmed",
+                "payload",
+                "frequency_mhz",
+                "spreading_factor",
+                "bandwidth_khz",
+                "coding_rate",
+            )
+        },
         "dev_eui": dev_eui,
         "rssi": best_up("rssi"),
         "snr": best_up("snr"),

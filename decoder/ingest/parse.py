@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import collections
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import orjson
@@ -87,7 +88,7 @@ class Reader:
         self.learned: dict[int, _Learned] = {}  # by first key (see process)
         self._options: dict = {}
 
-    def _learned(self, key: int) -> "_Learned":
+    def _learned(self, key: int) -> _Learned:
         state = self.learned.get(key)
         if state is None:
             state = self.learned[key] = _Learned(ALL_GROUPS)
@@ -98,15 +99,16 @@ class Reader:
         key = (groups, text)
         opts = self._options.get(key)
         if opts is None:
-            opts = pj.ParseOptions(explicit_schema=raw_schema(groups, text, own_markers=True),
-                                        unexpected_field_behavior="ignore")
+            opts = pj.ParseOptions(
+                explicit_schema=raw_schema(groups, text, own_markers=True), unexpected_field_behavior="ignore"
+            )
             self._options[key] = opts
         # One block: Arrow's row numbers in errors are then exact, and every
         # column comes out as a single array. Parallelism is ours (see process).
         ropts = pj.ReadOptions(use_threads=False, block_size=max(len(data) + 1, 1 << 16))
         return pj.read_json(pa.BufferReader(pa.py_buffer(data)), read_options=ropts, parse_options=opts)
 
-    def _parse(self, data, a: np.ndarray, state: dict, learned: "_Learned"):
+    def _parse(self, data, a: np.ndarray, state: dict, learned: _Learned):
         """(Arrow table of data, or the ArrowInvalid; a function parsing again with
         more field groups). Learns how this input prints reported_at: epoch
         milliseconds as numbers (bodies), as strings (device events), or both,
@@ -189,8 +191,17 @@ class Reader:
             for lo, hi in zip(cuts, cuts[1:]):
                 s0 = int(g_starts[lo])
                 e0 = int(g_starts[hi]) if hi < len(g_starts) else size
-                jobs.append((g_view[s0:e0], g_a[s0:e0], g_starts[lo:hi] - s0, g_ends[lo:hi] - s0,
-                             g_lines[lo:hi], non_ascii, learned))
+                jobs.append(
+                    (
+                        g_view[s0:e0],
+                        g_a[s0:e0],
+                        g_starts[lo:hi] - s0,
+                        g_ends[lo:hi] - s0,
+                        g_lines[lo:hi],
+                        non_ascii,
+                        learned,
+                    )
+                )
         if len(jobs) == 1:
             results = [self._part(*jobs[0])]
         else:
@@ -240,7 +251,7 @@ class Reader:
         self._careful(buf, starts, ends, line_no, pieces, state, learned, non_ascii)
         return pieces
 
-    def _normalize_run(self, table, again, buf, bounds, line_no, learned: "_Learned"):
+    def _normalize_run(self, table, again, buf, bounds, line_no, learned: _Learned):
         """Normalize rows Arrow parsed from buf; row i is the line line_no[i], whose
         text is buf[bounds[0][i]:bounds[1][i]]. again(groups) parses buf again
         with more field groups, when the rows need them. None if Arrow then
@@ -283,7 +294,7 @@ class Reader:
         extra = []
         for r, j in zip(norm.unknown, norm.unknown_packet):
             line = int(line_no[r])
-            obj = orjson.loads(bytes(buf[starts[r]:ends[r]]))
+            obj = orjson.loads(bytes(buf[starts[r] : ends[r]]))
             if j >= 0:  # a packet of an envelope, parsed with every Firefly field
                 skipped, reason = describe_other(obj["packets"][j])
                 extra.append((line, skipped, reason))
@@ -325,13 +336,18 @@ class Reader:
                 else:
                     bad_at = None
                     attempts += 1
-                    data = memoryview(buf)[starts[s]:ends[e - 1]]
+                    data = memoryview(buf)[starts[s] : ends[e - 1]]
                     table, again = self._parse(data, a, state, learned)
                     if isinstance(table, pa.Table):
                         if table.num_rows == e - s:
-                            norm = self._normalize_run(table, again, data, (starts[s:e] - starts[s],
-                                                                             ends[s:e] - starts[s]), line_no[s:e],
-                                                       learned)
+                            norm = self._normalize_run(
+                                table,
+                                again,
+                                data,
+                                (starts[s:e] - starts[s], ends[s:e] - starts[s]),
+                                line_no[s:e],
+                                learned,
+                            )
                             if norm is not None:
                                 pieces.append(norm)
                                 streak = 0
@@ -357,7 +373,7 @@ class Reader:
                     continue
                 streak += 1
                 w = min(1 << min(streak - 1, 20), e - s)
-                pieces.extend(self._slow_lines(buf, starts[s:s + w], ends[s:s + w], line_no[s:s + w]))
+                pieces.extend(self._slow_lines(buf, starts[s : s + w], ends[s : s + w], line_no[s : s + w]))
                 s += w
         # `todo` is a stack: put the pieces back in line order (a stable sort:
         # the items of one array line may span pieces, appended in order).
@@ -376,8 +392,11 @@ class Reader:
             except orjson.JSONDecodeError as exc:
                 items.append((line, _Bad(f"malformed JSON: {exc}")))
                 continue
-            if type(value) is list and value and all(type(x) is dict and not isinstance(x.get("packets"), list)
-                                                     for x in value):
+            if (
+                type(value) is list
+                and value
+                and all(type(x) is dict and not isinstance(x.get("packets"), list) for x in value)
+            ):
                 objects.extend(value)
                 object_lines.extend([line] * len(value))
             else:
@@ -389,8 +408,15 @@ class Reader:
         else:
             text = bytearray(b"\n".join(map(orjson.dumps, objects)) + b"\n")
             o_starts, o_ends, _ = line_bounds(np.frombuffer(text, dtype=np.uint8))
-            self._careful(text, o_starts, o_ends, np.array(object_lines, dtype=np.int64), pieces,
-                          learned=self._learned(-1), non_ascii=False)
+            self._careful(
+                text,
+                o_starts,
+                o_ends,
+                np.array(object_lines, dtype=np.int64),
+                pieces,
+                learned=self._learned(-1),
+                non_ascii=False,
+            )
         if items:
             norm = self.values(items)
             norm.first = items[0][0]
@@ -499,7 +525,7 @@ def _nonblank(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray
         return keep
     first = a[np.minimum(starts, len(a) - 1)]
     for i in np.flatnonzero(keep & (first <= 32)):
-        if not bytes(a[starts[i]:ends[i]]).strip(_WS):
+        if not bytes(a[starts[i] : ends[i]]).strip(_WS):
             keep[i] = False
     return keep
 
@@ -525,10 +551,10 @@ def _bad_utf8_lines(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.n
     lines = np.unique(np.searchsorted(starts, high, side="right") - 1)
     bad = []
     for i in lines:
-        if i < 0 or a[starts[i]:ends[i]].size == 0:
+        if i < 0 or a[starts[i] : ends[i]].size == 0:
             continue
         try:
-            bytes(a[starts[i]:ends[i]]).decode("utf-8")
+            bytes(a[starts[i] : ends[i]]).decode("utf-8")
         except UnicodeDecodeError:
             bad.append(i)
     return np.array(bad, dtype=np.int64)
@@ -574,15 +600,14 @@ def _merge(pieces: list, first_line: int, lines: int) -> NormalizedChunk:
             if rec.num_rows:
                 inverse = np.empty(len(order), dtype=np.int64)
                 inverse[order] = np.arange(len(order))
-                rec = rec.set_column(0, "packet_index",
-                                     pa.array(inverse[rec.column(0).to_numpy()], pa.int64()))
+                rec = rec.set_column(0, "packet_index", pa.array(inverse[rec.column(0).to_numpy()], pa.int64()))
     return NormalizedChunk(up, rec, bad, skipped, lines, first_line)
 
 
 # --------------------------------------------------------------------------- public
 
 
-def normalize_values(values: Iterable[Any], first_line: int = 1, *, reader: "Reader | None" = None) -> NormalizedChunk:
+def normalize_values(values: Iterable[Any], first_line: int = 1, *, reader: Reader | None = None) -> NormalizedChunk:
     """Normalize in-memory packets: each item is one JSON value (dict or list)
     or one JSON text (str or bytes). Item k gets the line number first_line + k;
     blank text items are skipped (like blank lines).

@@ -13,8 +13,15 @@ from . import radio_kernels as kernels
 from .columns import combine, f64, nulls
 from .schema import RECEPTION_SCHEMA
 
-__all__ = ["ReceptionPart", "Receptions", "concat_receptions", "parse_datr", "float32_shortest", "best_by_parent",
-           "best_reception"]
+__all__ = [
+    "ReceptionPart",
+    "Receptions",
+    "concat_receptions",
+    "parse_datr",
+    "float32_shortest",
+    "best_by_parent",
+    "best_reception",
+]
 
 _DATR_RE = r"^\s*[Ss][Ff](?P<sf>\d{1,2})\s*[Bb][Ww](?P<bw>\d+(?:\.\d+)?)\s*$"
 
@@ -122,8 +129,9 @@ def concat_receptions(parts: list[ReceptionPart]) -> Receptions:
     ``packet_index`` says which uplink each belongs to)."""
     if not parts:
         empty = np.zeros(0)
-        return Receptions({name: pa.array([], t) for name, t in _REC_TYPES.items()},
-                          np.zeros(0, np.int64), empty, empty)
+        return Receptions(
+            {name: pa.array([], t) for name, t in _REC_TYPES.items()}, np.zeros(0, np.int64), empty, empty
+        )
     columns = {}
     for name, type_ in _REC_TYPES.items():
         arrays = [combine(p.columns[name]) for p in parts]

@@ -59,8 +59,9 @@ def _f32_one(fd):
 @numba.njit(cache=True, nogil=True)
 def f32_shortest(f, bits, out):
     """out[i] = the shortest decimal (as the nearest double) that reads back as
-    the float32 f[i] (bits: the same array viewed as uint32); NaN in, NaN out. Values the kernel cannot settle are left NaN
-    and counted in the return value (the caller finishes them in Python).
+    the float32 f[i] (bits: the same array viewed as uint32); NaN in, NaN out.
+    Values the kernel cannot settle are left NaN and counted in the return
+    value (the caller finishes them in Python).
 
     Radio values repeat a lot (a few channel frequencies, RSSI in whole dB, SNR
     in tenths), so results are memoized in a small direct-mapped table keyed by

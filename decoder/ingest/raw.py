@@ -17,13 +17,22 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import firefly, helium
 from .columns import combine, nulls, valid
 
-__all__ = ["RAW_SCHEMA", "ALL_GROUPS", "raw_schema", "groups_of", "RawRows", "prepare_object", "raw_table",
-           "describe_other", "json_kind", "DATA_TYPE"]
+__all__ = [
+    "RAW_SCHEMA",
+    "ALL_GROUPS",
+    "raw_schema",
+    "groups_of",
+    "RawRows",
+    "prepare_object",
+    "raw_table",
+    "describe_other",
+    "json_kind",
+    "DATA_TYPE",
+]
 
 
 def _merge_fields(*groups: list[pa.Field]) -> list[pa.Field]:
@@ -79,8 +88,13 @@ def raw_schema(groups=ALL_GROUPS, reported_at_text: bool = False, own_markers: b
         unknown = key[0] - ALL_GROUPS
         if unknown:
             raise ValueError(f"unknown field groups: {sorted(unknown)}")
-        markers = MARKER_FIELDS if not key[2] else \
-            _merge_fields(*(_GROUP_MARKERS[g] for g in sorted(key[0]))) if key[0] else []
+        markers = (
+            MARKER_FIELDS
+            if not key[2]
+            else _merge_fields(*(_GROUP_MARKERS[g] for g in sorted(key[0])))
+            if key[0]
+            else []
+        )
         fields = _merge_fields(markers, *(GROUPS[g] for g in sorted(key[0])))
         if reported_at_text:
             fields = [pa.field(f.name, pa.string()) if f.name == "reported_at" else f for f in fields]
@@ -145,6 +159,7 @@ def _coercer(type_: pa.DataType, path: str):
         return None
 
     if pa.types.is_string(type_):
+
         def f(v, wrong):
             return v if v is None or type(v) is str else fail(v, wrong, "a string")
     elif pa.types.is_int64(type_):
@@ -166,6 +181,7 @@ def _coercer(type_: pa.DataType, path: str):
                     return int(text)
             return fail(v, wrong, "an integer")
     elif pa.types.is_float64(type_):
+
         def f(v, wrong):
             t = type(v)
             if t is float:
@@ -174,6 +190,7 @@ def _coercer(type_: pa.DataType, path: str):
                 return float(v)
             return None if v is None else fail(v, wrong, "a number")
     elif pa.types.is_boolean(type_):
+
         def f(v, wrong):
             return v if v is None or type(v) is bool else fail(v, wrong, "a boolean")
     elif pa.types.is_list(type_):
@@ -262,8 +279,9 @@ class RawRows:
     the reason when the row turns out to be a bad line (both may be None).
     """
 
-    def __init__(self, t: pa.Table, lines: np.ndarray, row_errors: pa.Array | None = None,
-                 why: pa.Array | None = None) -> None:
+    def __init__(
+        self, t: pa.Table, lines: np.ndarray, row_errors: pa.Array | None = None, why: pa.Array | None = None
+    ) -> None:
         self.t = t
         self.n = t.num_rows
         self.lines = lines
@@ -298,6 +316,9 @@ class RawRows:
         if len(rows) == 0:
             return []
         why = self.why
-        extra = [None] * len(rows) if why is None or why.null_count == len(why) else \
-            combine(why).take(pa.array(rows)).to_pylist()
+        extra = (
+            [None] * len(rows)
+            if why is None or why.null_count == len(why)
+            else combine(why).take(pa.array(rows)).to_pylist()
+        )
         return [(int(self.lines[r]), reason if x is None else f"{reason} ({x})") for r, x in zip(rows, extra)]

@@ -177,7 +177,7 @@ def gather_lines(a, starts, ends, sel, out, new_starts, new_ends):
         s = starts[i]
         e = ends[i]
         new_starts[k] = o
-        out[o:o + (e - s)] = a[s:e]
+        out[o : o + (e - s)] = a[s:e]
         o += e - s
         new_ends[k] = o
         out[o] = 10

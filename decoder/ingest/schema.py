@@ -9,8 +9,18 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["TS", "PROVIDER_TYPE", "PROVIDER_NAMES", "PROVIDERS", "FIREFLY", "HELIUM", "UPLINK_SCHEMA", "RECEPTION_SCHEMA",
-           "empty_uplinks", "empty_receptions"]
+__all__ = [
+    "TS",
+    "PROVIDER_TYPE",
+    "PROVIDER_NAMES",
+    "PROVIDERS",
+    "FIREFLY",
+    "HELIUM",
+    "UPLINK_SCHEMA",
+    "RECEPTION_SCHEMA",
+    "empty_uplinks",
+    "empty_receptions",
+]
 
 TS = pa.timestamp("ns", "UTC")
 PROVIDER_TYPE = pa.dictionary(pa.int32(), pa.string())

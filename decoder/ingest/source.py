@@ -1,4 +1,4 @@
-"""JSON Lines input: open (plain, gzip, stdin, any binary stream), cut into chunks of whole lines, parse them in parallel.
+"""JSON Lines input: open (plain, gzip, stdin, a binary stream), cut into chunks of whole lines, parse in parallel.
 
     from decoder.ingest import read_chunks
     for chunk in read_chunks("packets.jsonl.gz"):
@@ -21,7 +21,8 @@ import queue
 import sys
 import threading
 import zlib
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 import pyarrow as pa
 
@@ -31,7 +32,6 @@ from ..options import CHUNK_BYTES
 from .parse import NormalizedChunk, Reader
 
 __all__ = ["read_chunks"]
-
 
 
 def _open(source) -> tuple[BinaryIO, str, list]:
@@ -114,8 +114,9 @@ def read_chunks(source, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Normalize
     workers = threads.workers()
     q: queue.Queue = queue.Queue(maxsize=workers)
     stop = threading.Event()
-    producer = threading.Thread(target=_produce, args=(stream, name, chunk_bytes, q, stop, workers),
-                                name="decoder-jsonl-reader", daemon=True)
+    producer = threading.Thread(
+        target=_produce, args=(stream, name, chunk_bytes, q, stop, workers), name="decoder-jsonl-reader", daemon=True
+    )
     producer.start()
     line = 1  # number of the next chunk's first line
     try:
@@ -161,7 +162,7 @@ def _renumber(chunk: NormalizedChunk, offset: int) -> None:
     chunk.first_line += offset
 
 
-def _produce(stream, name: str, chunk_bytes: int, q: "queue.Queue", stop: threading.Event, workers: int) -> None:
+def _produce(stream, name: str, chunk_bytes: int, q: queue.Queue, stop: threading.Event, workers: int) -> None:
     """The reader thread: fill buffers with whole lines, count them, hand each
     to the chunk pool, and queue the futures in input order."""
 
@@ -236,8 +237,13 @@ def _fill(stream, readinto, view: memoryview, name: str) -> int:
         return len(data)
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError, pa.ArrowException) as e:
         text = str(e).lower()
-        what = "truncated gzip data" if isinstance(e, EOFError) or "truncated" in text else \
-            "corrupt gzip data" if isinstance(e, (gzip.BadGzipFile, zlib.error)) or \
-            any(w in text for w in ("gzip", "zlib", "inflate", "compress")) else "read error"
+        what = (
+            "truncated gzip data"
+            if isinstance(e, EOFError) or "truncated" in text
+            else "corrupt gzip data"
+            if isinstance(e, (gzip.BadGzipFile, zlib.error))
+            or any(w in text for w in ("gzip", "zlib", "inflate", "compress"))
+            else "read error"
+        )
         # "{line}": the consumer puts in the last line it handed out.
         raise InputError(f"{name}: {what} after line {{line}}: {e}") from e

@@ -46,7 +46,7 @@ def iso_to_ts(a: pa.Array | pa.ChunkedArray) -> pa.Array:
     # Try the form of the first string first: a failing cast costs ~25x a good one.
     first = a[0 if a.null_count == 0 else int(np.argmax(valid(a)))].as_py()
     zoned_first = re.search(_ZONE_RE, first) is not None
-    for target in ((TS, pa.timestamp("ns")) if zoned_first else (pa.timestamp("ns"), TS)):
+    for target in (TS, pa.timestamp("ns")) if zoned_first else (pa.timestamp("ns"), TS):
         try:
             out = a.cast(target)  # Firefly received_at has no zone, gateway times have one
             return out if target == TS else out.cast(TS)
@@ -84,7 +84,7 @@ def _parse_iso_one(s: str) -> np.datetime64 | None:
     except ValueError:
         return None
     if d.tzinfo is not None:
-        d = d.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        d = d.astimezone(datetime.UTC).replace(tzinfo=None)
     try:
         return np.datetime64(d, "ns")
     except (ValueError, OverflowError):

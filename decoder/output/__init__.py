@@ -6,5 +6,13 @@ from __future__ import annotations
 from .files import FORMATS, STDOUT_FORMATS, ErrorSink, JsonlSink, Sink, detect_format, open_sink
 from .rolling import RollingParquetSink
 
-__all__ = ["FORMATS", "STDOUT_FORMATS", "Sink", "ErrorSink", "JsonlSink", "RollingParquetSink", "detect_format",
-           "open_sink"]
+__all__ = [
+    "FORMATS",
+    "STDOUT_FORMATS",
+    "Sink",
+    "ErrorSink",
+    "JsonlSink",
+    "RollingParquetSink",
+    "detect_format",
+    "open_sink",
+]

@@ -42,8 +42,19 @@ from ..options import FORMATS, STDOUT_FORMATS, detect_format
 from . import parquet
 from .text import error_records, json_rows, textual
 
-__all__ = ["FORMATS", "STDOUT_FORMATS", "detect_format", "open_sink", "Sink", "ParquetSink", "ArrowSink",
-           "CsvSink", "JsonlSink", "ErrorSink"]
+__all__ = [
+    "FORMATS",
+    "STDOUT_FORMATS",
+    "detect_format",
+    "open_sink",
+    "Sink",
+    "ParquetSink",
+    "ArrowSink",
+    "CsvSink",
+    "JsonlSink",
+    "ErrorSink",
+]
+
 
 def _leaves(t: pa.DataType, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], pa.DataType]]:
     if pa.types.is_struct(t):
@@ -97,9 +108,7 @@ def _stable_dictionaries(arr: pa.Array, seen: dict, key: tuple) -> pa.Array:
         seen[key] = merged
         return pa.DictionaryArray.from_arrays(indices, merged)
     if pa.types.is_struct(t):
-        children = [
-            _stable_dictionaries(arr.field(i), seen, key + (t.field(i).name,)) for i in range(t.num_fields)
-        ]
+        children = [_stable_dictionaries(arr.field(i), seen, key + (t.field(i).name,)) for i in range(t.num_fields)]
         mask = pc.is_null(arr) if arr.null_count else None
         return pa.StructArray.from_arrays(children, fields=list(t), mask=mask)
     return arr
@@ -199,7 +208,7 @@ class Sink:
     def abort(self) -> None:
         raise NotImplementedError
 
-    def __enter__(self) -> "Sink":
+    def __enter__(self) -> Sink:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -327,6 +336,7 @@ class ArrowSink(_StreamSink):
             table = pa.Table.from_arrays(arrays, schema=self.schema)
         self.writer.write_table(table)
 
+
 class CsvSink(_StreamSink):
     format = "csv"
 
@@ -336,7 +346,7 @@ class CsvSink(_StreamSink):
         self.stream, self.target = _open_text_target(path, stdout)
         # The header is fixed up front from the engine, so every chunk writes the same columns.
         fields: list[pa.Field] = []
-        self.plan: list[tuple[str, Any]] = []    # (column name, how to compute)
+        self.plan: list[tuple[str, Any]] = []  # (column name, how to compute)
         for f in engine.schema:
             if f.name == "decoded":
                 for name, sources, t in self._decoded_columns():
@@ -353,9 +363,11 @@ class CsvSink(_StreamSink):
         eng = self.engine
         found: dict[str, list] = {}
         order: list[str] = []
-        classes = [(None, eng.decoded_type)] if not eng.mixed else [
-            (dc.name, t) for dc, t in zip(eng.classes, eng.class_types)
-        ]
+        classes = (
+            [(None, eng.decoded_type)]
+            if not eng.mixed
+            else [(dc.name, t) for dc, t in zip(eng.classes, eng.class_types)]
+        )
         for cls, t in classes:
             for path, leaf in _leaves(t):
                 name = "decoded." + ".".join(path)
@@ -370,7 +382,7 @@ class CsvSink(_StreamSink):
         n = table.num_rows
         arrays = []
         decoded = combine(table["decoded"]) if n else None
-        for (name, how), field in zip(self.plan, self.schema):
+        for (_name, how), field in zip(self.plan, self.schema):
             if how[0] == "column":
                 arr = textual(table[how[1]])
             elif n == 0:
@@ -383,6 +395,7 @@ class CsvSink(_StreamSink):
                 arr = pieces[0] if len(pieces) == 1 else pc.coalesce(*pieces)
             arrays.append(arr.cast(field.type) if arr.type != field.type else arr)
         self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+
 
 _JSON_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
 
@@ -402,6 +415,7 @@ class JsonlSink(_StreamSink):
 
     def write(self, chunk: Any) -> None:
         self.stream.write(self.rows_of(chunk))
+
 
 class ErrorSink(_StreamSink):
     """``--errors FILE``: every failed row and bad line, JSON Lines, in input order

@@ -8,8 +8,9 @@ under ``device_class=__HIVE_DEFAULT_PARTITION__``): each class has its own
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq

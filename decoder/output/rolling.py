@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,14 @@ _TMP_SUFFIX = ".parquet.tmp"
 class RollingParquetSink:
     """Write chunks into ``directory`` as Parquet files rolled by rows or age (see the module docstring)."""
 
-    def __init__(self, directory: str | os.PathLike, engine: Any, *, roll_rows: int = ROLL_ROWS,
-                 roll_seconds: float = ROLL_SECONDS) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        engine: Any,
+        *,
+        roll_rows: int = ROLL_ROWS,
+        roll_seconds: float = ROLL_SECONDS,
+    ) -> None:
         if roll_rows < 1 or not roll_seconds > 0:
             raise ValueError("roll_rows and roll_seconds must be positive")
         self.directory = Path(directory)
@@ -48,8 +54,8 @@ class RollingParquetSink:
         self.roll_seconds = float(roll_seconds)
         self.partitioned = engine.mixed
         self.files_written: list[Path] = []
-        self.rows_written = 0     # rows in renamed (complete) files
-        self.rows = 0             # rows in the open file(s)
+        self.rows_written = 0  # rows in renamed (complete) files
+        self.rows = 0  # rows in the open file(s)
         self.opened: float | None = None  # monotonic time the open file(s) got their first row
         self._writers: dict[str | None, tuple[Any, Path, Path]] = {}  # class -> (writer, tmp, final)
         self._seq = 0
@@ -79,7 +85,7 @@ class RollingParquetSink:
         if self.opened is None:
             self.opened = time.monotonic()
             self._seq += 1
-            self._stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")[:-4] + "Z"
+            self._stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")[:-4] + "Z"
         if not self.partitioned:
             self._writer(None, self.engine.schema).write_table(chunk.table)
         else:

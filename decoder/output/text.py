@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,11 +26,12 @@ def to_hex(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     if n == 0:
         return pa.array([], pa.string())
     off_type = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
-    offsets = np.frombuffer(arr.buffers()[1], off_type)[arr.offset:arr.offset + n + 1].astype(np.int64)
+    offsets = np.frombuffer(arr.buffers()[1], off_type)[arr.offset : arr.offset + n + 1].astype(np.int64)
     start, end = int(offsets[0]), int(offsets[-1])
     data_buf = arr.buffers()[2]
-    data = np.frombuffer(data_buf, np.uint8)[start:end] if data_buf is not None and end > start else \
-        np.empty(0, np.uint8)
+    data = (
+        np.frombuffer(data_buf, np.uint8)[start:end] if data_buf is not None and end > start else np.empty(0, np.uint8)
+    )
     hexed = _HEX_LUT[data].reshape(-1)
     new_off = (offsets - start) * 2
     if new_off[-1] < (1 << 31):

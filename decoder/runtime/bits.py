@@ -15,7 +15,16 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["uniform_stride", "read_bits", "read_bits_le", "read_bytes_le", "sign_extend", "f64_from_bits", "f32_from_bits", "f16_from_bits"]
+__all__ = [
+    "uniform_stride",
+    "read_bits",
+    "read_bits_le",
+    "read_bytes_le",
+    "sign_extend",
+    "f64_from_bits",
+    "f32_from_bits",
+    "f16_from_bits",
+]
 
 _U1 = np.uint64(1)
 

@@ -40,13 +40,39 @@ import numba
 import numpy as np
 
 __all__ = [
-    "to_int32", "to_uint32",
-    "js_bitand", "js_bitor", "js_bitxor", "js_bitnot", "js_shl", "js_sar", "js_shr",
-    "js_mod", "js_pow",
-    "js_abs", "js_ceil", "js_floor", "js_round", "js_trunc", "js_sign", "js_sqrt",
-    "js_cbrt", "js_exp", "js_log", "js_log2", "js_log10",
-    "js_sin", "js_cos", "js_tan", "js_asin", "js_acos", "js_atan",
-    "js_atan2", "js_hypot2", "js_min2", "js_max2",
+    "to_int32",
+    "to_uint32",
+    "js_bitand",
+    "js_bitor",
+    "js_bitxor",
+    "js_bitnot",
+    "js_shl",
+    "js_sar",
+    "js_shr",
+    "js_mod",
+    "js_pow",
+    "js_abs",
+    "js_ceil",
+    "js_floor",
+    "js_round",
+    "js_trunc",
+    "js_sign",
+    "js_sqrt",
+    "js_cbrt",
+    "js_exp",
+    "js_log",
+    "js_log2",
+    "js_log10",
+    "js_sin",
+    "js_cos",
+    "js_tan",
+    "js_asin",
+    "js_acos",
+    "js_atan",
+    "js_atan2",
+    "js_hypot2",
+    "js_min2",
+    "js_max2",
     "js_truthy",
 ]
 
@@ -58,6 +84,7 @@ _NAN = math.nan
 
 
 # ---------------------------------------------------------------- ToInt32 ----
+
 
 @_jit
 def to_uint32(x):
@@ -94,6 +121,7 @@ def _wrap32(v):
 
 
 # -------------------------------------------------------------- bitwise ----
+
 
 @_jit
 def js_bitand(a, b):
@@ -135,6 +163,7 @@ def js_shr(a, b):
 
 # ------------------------------------------------------------- % and ** ----
 
+
 @_jit
 def js_mod(a, b):
     """JS ``a % b``: sign of the dividend, exact (C fmod)."""
@@ -160,6 +189,7 @@ def js_pow(a, b):
 
 
 # ---------------------------------------------- exactly specified Math.* ----
+
 
 @_jit
 def js_abs(x):
@@ -313,6 +343,7 @@ def js_hypot2(a, b):
 
 
 # ------------------------------------------------------------- truthiness ----
+
 
 @_jit
 def js_truthy(x):

@@ -15,7 +15,8 @@ again: nothing acknowledged is lost, a few rows may come twice.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .stage import StreamStage
 

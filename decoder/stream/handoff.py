@@ -12,7 +12,8 @@ import collections
 import queue
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .. import threads
 
@@ -106,10 +107,10 @@ class ReaderThread:
         self.stamped = stamped
         self.handoff = Handoff(maxsize)
         self.lock = threading.Lock()
-        self.taken = 0          # messages taken from the source...
-        self.queued = 0         # ...and of those, handed off (only this thread writes either)
-        self.stopping = False   # finish() asked: hand off what you hold, take no more
-        self.closed = False     # finish() is done: take nothing more
+        self.taken = 0  # messages taken from the source...
+        self.queued = 0  # ...and of those, handed off (only this thread writes either)
+        self.stopping = False  # finish() asked: hand off what you hold, take no more
+        self.closed = False  # finish() is done: take nothing more
         self.abandoned = False  # nobody takes from the hand-off any more
         self.thread = threading.Thread(target=self._run, name="decoder-stream-reader", daemon=True)
         self.thread.start()

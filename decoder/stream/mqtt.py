@@ -36,8 +36,9 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import unquote
 
 from ..errors import InputError
@@ -174,7 +175,7 @@ class MqttSource:
         self._barrier = threading.Event()
 
     # -- connection ----------------------------------------------------------
-    def start(self) -> "MqttSource":
+    def start(self) -> MqttSource:
         """Connect and subscribe; raise InputError when the broker cannot be reached or refuses."""
         if self._client is not None:
             return self
@@ -183,7 +184,10 @@ class MqttSource:
         from paho.mqtt.properties import Properties
 
         client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5, manual_ack=True,
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
         )
         if self.url.username is not None:
             client.username_pw_set(self.url.username, self.url.password)
@@ -201,8 +205,7 @@ class MqttSource:
         self._client = client
         try:
             # clean_start=False on every connect: resume the session and get its unacknowledged messages.
-            client.connect(self.url.host, self.url.port, keepalive=self.keepalive, clean_start=False,
-                           properties=props)
+            client.connect(self.url.host, self.url.port, keepalive=self.keepalive, clean_start=False, properties=props)
         except OSError as err:
             self._client = None
             raise InputError(f"cannot connect to {self.url}: {err.strerror or err}") from None
@@ -293,15 +296,14 @@ class MqttSource:
                     self._barrier.clear()
                     client.unsubscribe(f"decoder/barrier/{self.client_id}")
                     if not self._barrier.wait(_BARRIER_TIMEOUT):
-                        self.log("the broker did not confirm the last acknowledgements; "
-                                 "their messages may come again")
+                        self.log("the broker did not confirm the last acknowledgements; their messages may come again")
                 client.disconnect()
             finally:
                 client.loop_stop()
         _drain(self._queue)
         self._queue.put(_CLOSED)
 
-    def __enter__(self) -> "MqttSource":
+    def __enter__(self) -> MqttSource:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -39,8 +39,9 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, AsyncIterator, Iterable, Iterator
+from typing import Any
 
 import pyarrow as pa
 
@@ -52,13 +53,13 @@ from .handoff import POLL, ReaderThread
 
 __all__ = ["StreamStage", "MicroBatch", "StreamStats", "Message"]
 
-_MAX_REASONS = 256     # distinct error reasons kept in the running stats
+_MAX_REASONS = 256  # distinct error reasons kept in the running stats
 _OTHER_REASONS = "(other reasons)"
-_RECENT = 8            # batches whose hand-on time predicts the next one's
-_MARGIN = 0.1         # of max_delay, kept for what the stage cannot see (pipes, scheduling)
-_SLOPE_MIN = 256 << 10   # bytes a batch needs to tell the cost per byte
-_SLOPE_PRIOR = 100e-9    # seconds per byte until such a batch was seen (measured 20-80)
-_VALUE_SIZE = 512        # bytes a parsed (dict or list) message counts as
+_RECENT = 8  # batches whose hand-on time predicts the next one's
+_MARGIN = 0.1  # of max_delay, kept for what the stage cannot see (pipes, scheduling)
+_SLOPE_MIN = 256 << 10  # bytes a batch needs to tell the cost per byte
+_SLOPE_PRIOR = 100e-9  # seconds per byte until such a batch was seen (measured 20-80)
+_VALUE_SIZE = 512  # bytes a parsed (dict or list) message counts as
 
 
 @dataclass(frozen=True)
@@ -81,14 +82,14 @@ class Message:
 class StreamStats:
     """Running totals of a stream (a copy rides on every batch)."""
 
-    messages: int = 0        # messages taken, blank ones included
-    uplinks: int = 0         # rows: uplinks found in the messages
+    messages: int = 0  # messages taken, blank ones included
+    uplinks: int = 0  # rows: uplinks found in the messages
     decoded: int = 0
-    errors: Counter = field(default_factory=Counter)       # failed rows by reason
-    bad_messages: int = 0    # messages (or array items) that held no uplink
+    errors: Counter = field(default_factory=Counter)  # failed rows by reason
+    bad_messages: int = 0  # messages (or array items) that held no uplink
     bad_reasons: Counter = field(default_factory=Counter)  # why they held none
-    skipped: Counter = field(default_factory=Counter)      # skipped event kinds
-    redelivered: int = 0     # messages the source flagged as possible duplicates
+    skipped: Counter = field(default_factory=Counter)  # skipped event kinds
+    redelivered: int = 0  # messages the source flagged as possible duplicates
     batches: int = 0
     max_latency: float = 0.0  # seconds from a batch's first message to its hand-on
     latency_total: float = 0.0
@@ -108,18 +109,26 @@ class StreamStats:
         """Messages per second since the stream started."""
         return self.messages / self.seconds if self.seconds > 0 else 0.0
 
-    def copy(self) -> "StreamStats":
-        return replace(self, errors=Counter(self.errors), bad_reasons=Counter(self.bad_reasons),
-                       skipped=Counter(self.skipped))
+    def copy(self) -> StreamStats:
+        return replace(
+            self, errors=Counter(self.errors), bad_reasons=Counter(self.bad_reasons), skipped=Counter(self.skipped)
+        )
 
     def as_dict(self) -> dict:
         return {
-            "messages": self.messages, "uplinks": self.uplinks, "decoded": self.decoded,
-            "errors": dict(self.errors), "bad_messages": self.bad_messages,
-            "bad_reasons": dict(self.bad_reasons), "skipped": dict(self.skipped),
-            "redelivered": self.redelivered, "batches": self.batches,
-            "max_latency_s": round(self.max_latency, 6), "mean_latency_s": round(self.mean_latency, 6),
-            "seconds": round(self.seconds, 6), "messages_per_second": round(self.rate, 1),
+            "messages": self.messages,
+            "uplinks": self.uplinks,
+            "decoded": self.decoded,
+            "errors": dict(self.errors),
+            "bad_messages": self.bad_messages,
+            "bad_reasons": dict(self.bad_reasons),
+            "skipped": dict(self.skipped),
+            "redelivered": self.redelivered,
+            "batches": self.batches,
+            "max_latency_s": round(self.max_latency, 6),
+            "mean_latency_s": round(self.mean_latency, 6),
+            "seconds": round(self.seconds, 6),
+            "messages_per_second": round(self.rate, 1),
         }
 
     def format(self) -> str:
@@ -135,8 +144,10 @@ class StreamStats:
         out += [f"  {count:>21,}  {kind}" for kind, count in self.skipped.most_common(8)]
         out.append(f"bad        {self.bad_messages:>12,}")
         out += [f"  {count:>21,}  {reason}" for reason, count in self.bad_reasons.most_common(4)]
-        out.append(f"latency    {self.max_latency * 1e3:>12.1f} ms max, {self.mean_latency * 1e3:.1f} ms mean "
-                   f"(first message of a batch to hand-on)")
+        out.append(
+            f"latency    {self.max_latency * 1e3:>12.1f} ms max, {self.mean_latency * 1e3:.1f} ms mean "
+            f"(first message of a batch to hand-on)"
+        )
         out.append(f"time       {self.seconds:>12.2f} s   ({self.rate:,.0f} messages/s)")
         return "\n".join(out)
 
@@ -153,24 +164,34 @@ _WHERE = re.compile(r"^(?:item \d+: )?(?:packets\[\d+\]: )?")
 
 
 def _reason_kind(why: str) -> str:
-    """"item 2: malformed JSON: ..." -> "malformed JSON": the kind, not where or the varying detail."""
+    """ "item 2: malformed JSON: ..." -> "malformed JSON": the kind, not where or the varying detail."""
     return _WHERE.sub("", why).split(":", 1)[0]
 
 
 class MicroBatch:
     """One closed micro-batch: its decoded rows, errors, positions and the running stats."""
 
-    def __init__(self, index: int, chunk: Any, positions: list, first_line: int,
-                 stats: StreamStats, opened: float, closed: float, reason: str, size: int = 0) -> None:
-        self.index = index            # 0-based number of the batch among those yielded (idle ones too)
-        self.chunk = chunk            # the engine's DecodedChunk (table, by_class(), failed())
-        self.positions = positions    # source position of every message, arrival order
+    def __init__(
+        self,
+        index: int,
+        chunk: Any,
+        positions: list,
+        first_line: int,
+        stats: StreamStats,
+        opened: float,
+        closed: float,
+        reason: str,
+        size: int = 0,
+    ) -> None:
+        self.index = index  # 0-based number of the batch among those yielded (idle ones too)
+        self.chunk = chunk  # the engine's DecodedChunk (table, by_class(), failed())
+        self.positions = positions  # source position of every message, arrival order
         self.first_line = first_line  # stream number of the first message
         self.stats = stats
-        self.opened = opened          # time.monotonic() of the first message's arrival
-        self.closed = closed          # when the batch was closed
-        self.reason = reason          # "rows", "delay", "end", "stop" or "idle"
-        self.size = size              # bytes of message text (what the hand-on estimate goes by)
+        self.opened = opened  # time.monotonic() of the first message's arrival
+        self.closed = closed  # when the batch was closed
+        self.reason = reason  # "rows", "delay", "end", "stop" or "idle"
+        self.size = size  # bytes of message text (what the hand-on estimate goes by)
         self._errors: list[dict] | None = None
 
     @property
@@ -217,8 +238,10 @@ class MicroBatch:
         return self._errors
 
     def __repr__(self) -> str:
-        return (f"MicroBatch(index={self.index}, messages={self.messages}, rows={self.rows}, "
-                f"errors={len(self.errors)}, reason={self.reason!r})")
+        return (
+            f"MicroBatch(index={self.index}, messages={self.messages}, rows={self.rows}, "
+            f"errors={len(self.errors)}, reason={self.reason!r})"
+        )
 
 
 # One uplink of each provider, for warm_up (their devices have no class: the rows fail, which is fine).
@@ -243,14 +266,14 @@ _WARM_UP = [
 class _Batcher:
     """The batching state shared by the sync and async drivers (no waiting in here)."""
 
-    def __init__(self, stage: "StreamStage") -> None:
+    def __init__(self, stage: StreamStage) -> None:
         self.stage = stage
         self.bodies: list[Any] = []
         self.positions: list[Any] = []
         self.redelivered = 0
-        self.size = 0       # bytes of text (a parsed value counts _VALUE_SIZE)
-        self.opened = 0.0   # when the reader got the open batch's first message
-        self.seq = 0        # messages taken so far
+        self.size = 0  # bytes of text (a parsed value counts _VALUE_SIZE)
+        self.opened = 0.0  # when the reader got the open batch's first message
+        self.seq = 0  # messages taken so far
 
     def add(self, item: Any, arrived: float) -> None:
         if not self.bodies:
@@ -286,8 +309,7 @@ class _Batcher:
         return self.opened + max(stage.max_delay - stage._expected_handoff(self.size), 0.0)
 
     def take(self) -> tuple[list, list, int, float, int, int]:
-        out = (self.bodies, self.positions, self.redelivered, self.opened, self.seq - len(self.bodies) + 1,
-               self.size)
+        out = (self.bodies, self.positions, self.redelivered, self.opened, self.seq - len(self.bodies) + 1, self.size)
         self.bodies, self.positions, self.redelivered, self.size = [], [], 0, 0
         return out
 
@@ -301,8 +323,9 @@ class StreamStage:
     ...     source.ack(batch.positions)        # ...then acknowledge
     """
 
-    def __init__(self, engine: Any, *, max_rows: int = MAX_ROWS, max_delay: float = MAX_DELAY,
-                 idle: float | None = None) -> None:
+    def __init__(
+        self, engine: Any, *, max_rows: int = MAX_ROWS, max_delay: float = MAX_DELAY, idle: float | None = None
+    ) -> None:
         """``idle``: when set, also yield an empty batch (reason ``"idle"``) after
         that many seconds without a message, so a caller can do timed work
         (roll an output file) on a quiet stream."""
@@ -343,13 +366,15 @@ class StreamStage:
         for values in (_WARM_UP, [v for v in _WARM_UP for _ in range(256)], _WARM_UP):
             started = time.monotonic()
             norm = normalize_values(values, reader=self._values_reader())
-            chunk = self.engine.decode_uplinks(norm.uplinks, bad_lines=list(norm.bad_lines),
-                                               skipped=Counter(norm.skipped), first_line=1)
+            chunk = self.engine.decode_uplinks(
+                norm.uplinks, bad_lines=list(norm.bad_lines), skipped=Counter(norm.skipped), first_line=1
+            )
             chunk.table  # noqa: B018 - builds the table
             self._handoffs.append((time.monotonic() - started, sum(map(len, values))))
         now = time.monotonic()
-        return MicroBatch(-1, chunk, list(range(1, len(_WARM_UP) + 1)), 1, StreamStats(), now, now, "warm-up",
-                          sum(map(len, _WARM_UP)))
+        return MicroBatch(
+            -1, chunk, list(range(1, len(_WARM_UP) + 1)), 1, StreamStats(), now, now, "warm-up", sum(map(len, _WARM_UP))
+        )
 
     def _values_reader(self) -> Reader:
         if self._reader is None:
@@ -374,8 +399,12 @@ class StreamStage:
         bodies, positions, redelivered, opened, first_line, size = batcher.take()
         norm = normalize_values(bodies, first_line=first_line, reader=self._values_reader())
         chunk = self.engine.decode_uplinks(
-            norm.uplinks, bad_lines=list(norm.bad_lines), skipped=Counter(norm.skipped),
-            lines=norm.lines, first_line=first_line, source="<stream>",
+            norm.uplinks,
+            bad_lines=list(norm.bad_lines),
+            skipped=Counter(norm.skipped),
+            lines=norm.lines,
+            first_line=first_line,
+            source="<stream>",
         )
         s = self.stats
         s.messages += len(bodies)
@@ -397,8 +426,9 @@ class StreamStage:
         if self._empty is None:
             self._empty = self.engine.decode_uplinks(empty_uplinks(), source="<stream>")
         self._stamp_time()
-        return MicroBatch(self._next_index(), self._empty, [], self.stats.messages + 1, self.stats.copy(),
-                          now, now, "idle")
+        return MicroBatch(
+            self._next_index(), self._empty, [], self.stats.messages + 1, self.stats.copy(), now, now, "idle"
+        )
 
     def _next_index(self) -> int:
         self._yielded += 1
@@ -584,7 +614,7 @@ class _AsyncSource:
             self.items.append(entry)
             self.ready.notify()
 
-    def __iter__(self) -> "_AsyncSource":
+    def __iter__(self) -> _AsyncSource:
         return self
 
     def __next__(self) -> Any:
