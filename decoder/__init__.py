@@ -6,6 +6,8 @@ built or loaded, and pyarrow only when a compiled class is used.
 
 from __future__ import annotations
 
+import importlib
+
 from .errors import DecoderError, InputError, ScriptError
 
 __all__ = [
@@ -38,8 +40,6 @@ _LAZY = {
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         module, attr = _LAZY[name]
         value = getattr(importlib.import_module(f".{module}", __name__), attr)
         globals()[name] = value

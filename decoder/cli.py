@@ -84,7 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    _add_decode(sub)
+    _add_stream(sub)
+    _add_check(sub)
+    return ap
 
+
+def _add_decode(sub: Any) -> None:
     dec = sub.add_parser(
         "decode",
         help="decode JSON Lines packet files",
@@ -109,6 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     dec.add_argument("-q", "--quiet", action="store_true", help="no summary")
     dec.set_defaults(func=cmd_decode, parser=dec)
 
+
+def _add_stream(sub: Any) -> None:
     stm = sub.add_parser(
         "stream",
         help="decode a live stream of packets (stdin or MQTT) in micro-batches",
@@ -169,6 +177,8 @@ def _parser() -> argparse.ArgumentParser:
     stm.add_argument("-q", "--quiet", action="store_true", help="no summary")
     stm.set_defaults(func=cmd_stream, parser=stm)
 
+
+def _add_check(sub: Any) -> None:
     chk = sub.add_parser(
         "check",
         help="compile device classes and show their output schema",
@@ -179,7 +189,6 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("--include-hidden", action="store_true", help="show the schema with hidden variables")
     chk.add_argument("--no-kernel", action="store_true", help="check the scripts only; do not build kernels")
     chk.set_defaults(func=cmd_check, parser=chk)
-    return ap
 
 
 def _class_arguments(cmd: argparse.ArgumentParser) -> None:

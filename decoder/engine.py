@@ -78,6 +78,17 @@ def _with_validity(struct: pa.StructArray, null_rows: pa.Array) -> pa.StructArra
     return pa.StructArray.from_arrays(children, fields=list(struct.type), mask=mask)
 
 
+def _merge_errors(pre_error: pa.Array, failed: list[tuple[np.ndarray, pa.Array]], n: int) -> pa.Array:
+    """Each row's error: the one known before decoding, else its class's decode error."""
+    if not failed:
+        return combine(pre_error)
+    all_errs = pa.concat_arrays([errs for _, errs in failed] + [pa.nulls(1, pa.string())])
+    rows = np.concatenate([r for r, _ in failed])
+    idx = np.full(n, len(all_errs) - 1, np.int64)
+    idx[rows] = np.arange(len(rows), dtype=np.int64)
+    return combine(pc.coalesce(pre_error, pc.take(all_errs, pa.array(idx))))
+
+
 @dataclass
 class _ClassPart:
     pos: int  # position in Engine.classes
@@ -404,60 +415,49 @@ class Engine:
         decodable = _np(pc.is_null(pre_error)) if n else np.zeros(0, bool)
 
         parts: list[_ClassPart] = []
-        err_pieces: list[pa.Array] = []
-        err_rows: list[np.ndarray] = []
+        failed: list[tuple[np.ndarray, pa.Array]] = []  # (rows, their decode errors) per class
         stats: Counter = Counter()
         if n and len(self.classes):
             order = np.argsort(class_index, kind="stable")
-            sorted_idx = class_index[order]
-            bounds = np.searchsorted(sorted_idx, np.arange(-1, len(self.classes) + 1))
+            bounds = np.searchsorted(class_index[order], np.arange(-1, len(self.classes) + 1))
             for pos in range(len(self.classes)):
-                rows = order[bounds[pos + 1] : bounds[pos + 2]]
-                if not len(rows):
-                    continue
-                rows = np.sort(rows)
-                ok = rows[decodable[rows]]
-                dc = self.classes[pos]
-                if len(ok):
-                    take = pa.array(ok, pa.int64())
-                    batch = dc.decode(
-                        pc.take(payload, take),
-                        encoding="raw",
-                        ports=pc.take(port, take),
-                        include_hidden=self.include_hidden,
-                    )
-                    struct = batch.to_struct_array()
-                    if isinstance(struct, pa.ChunkedArray):
-                        struct = combine(struct)
-                    errs = combine(batch.error_array())
-                    if struct.type != self.class_types[pos]:
-                        struct = struct.cast(self.class_types[pos])
-                    struct = _with_validity(struct, pc.is_valid(errs))
-                    for key, value in (batch.stats or {}).items():
-                        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-                            stats[key] += int(value)
-                    if errs.null_count < len(errs):
-                        err_pieces.append(errs)
-                        err_rows.append(ok)
-                else:
-                    struct = pa.array([], self.class_types[pos])
-                if len(ok) == len(rows):
-                    decoded = struct
-                else:
-                    local = np.searchsorted(rows, ok)
-                    decoded = pc.take(struct, _positions(local, len(rows)))
-                parts.append(_ClassPart(pos, rows, decoded))
-
-        if err_pieces:
-            all_errs = pa.concat_arrays(err_pieces + [pa.nulls(1, pa.string())])
-            rows_cat = np.concatenate(err_rows)
-            idx = np.full(n, len(all_errs) - 1, np.int64)
-            idx[rows_cat] = np.arange(len(rows_cat), dtype=np.int64)
-            error = pc.coalesce(pre_error, pc.take(all_errs, pa.array(idx)))
-        else:
-            error = pre_error
-        error = combine(error) if isinstance(error, pa.ChunkedArray) else error
+                rows = np.sort(order[bounds[pos + 1] : bounds[pos + 2]])
+                if len(rows):
+                    parts.append(self._decode_class(pos, rows, rows[decodable[rows]], payload, port, failed, stats))
+        error = _merge_errors(pre_error, failed, n)
         return DecodedChunk(self, base, class_index.astype(np.int32), error, parts, decode_stats=stats, **extra)
+
+    def _decode_class(
+        self,
+        pos: int,
+        rows: np.ndarray,
+        ok: np.ndarray,
+        payload: pa.Array,
+        port: pa.Array,
+        failed: list,
+        stats: Counter,
+    ) -> _ClassPart:
+        """Decode the payloads of ``ok`` (the decodable ones of the class's ``rows``) with one
+        kernel call; the struct covers ``rows``, null where a row failed or was not decoded."""
+        if not len(ok):
+            return _ClassPart(pos, rows, pa.nulls(len(rows), self.class_types[pos]))
+        take = pa.array(ok, pa.int64())
+        batch = self.classes[pos].decode(
+            pc.take(payload, take), encoding="raw", ports=pc.take(port, take), include_hidden=self.include_hidden
+        )
+        struct = combine(batch.to_struct_array())
+        errs = combine(batch.error_array())
+        if struct.type != self.class_types[pos]:
+            struct = struct.cast(self.class_types[pos])
+        struct = _with_validity(struct, pc.is_valid(errs))
+        for key, value in (batch.stats or {}).items():
+            if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+                stats[key] += int(value)
+        if errs.null_count < len(errs):
+            failed.append((ok, errs))
+        if len(ok) < len(rows):
+            struct = pc.take(struct, _positions(np.searchsorted(rows, ok), len(rows)))
+        return _ClassPart(pos, rows, struct)
 
     def decode(self, values: Any, *, first_line: int = 1) -> DecodedChunk:
         """Normalize and decode JSON values or lines (all at once) into one chunk.

@@ -47,6 +47,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .compiler import load_classes
 from .errors import InputError
 
 __all__ = ["Registry", "NO_CLASS"]
@@ -142,8 +143,6 @@ class Registry:
 
     def add_classes(self, source: Any) -> list[Any]:
         """Compile and add every class in ``source`` (path or parsed JSON)."""
-        from . import load_classes  # compiler; imported lazily
-
         added = [self.add_class(dc) for dc in load_classes(source)]
         return added
 

@@ -57,7 +57,7 @@ def cache_dir() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def _runtime_fingerprint() -> bytes:
-    import numba
+    import numba  # start-up: numba only once a kernel is built or loaded
 
     package = Path(__file__).resolve().parent.parent
     h = hashlib.sha256(numba.__version__.encode())

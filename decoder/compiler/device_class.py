@@ -1,7 +1,10 @@
 """The library's front door: device-class JSON in, a batch decoder out.
 
 Pipeline (one way): script JSON -> ``script.ClassSpec`` -> ``formula`` AST ->
-``lower`` typed IR -> ``codegen`` kernel source -> ``kernels`` compiled kernel.
+``lower`` typed IR -> ``codegen`` kernel source -> ``cache`` compiled kernel.
+
+numba is imported only when a class first decodes (``payload`` and
+``runtime.bits`` import it), so compiling and describing a class stays cheap.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import pyarrow as pa
 
 from ..errors import ScriptError
 from ..runtime.abi import ERR_INPUT
+from .batch import Column, DecodedBatch
+from .cache import load_kernel
 from .codegen import KernelLayout, generate
 from .ir import Program
 from .lower import lower
@@ -67,8 +72,6 @@ class DeviceClass:
     def kernel(self):
         """The compiled kernel (built on first use; numba is imported only then)."""
         if self._kernel is None:
-            from .cache import load_kernel
-
             self._kernel = load_kernel(self.source)
         return self._kernel
 
@@ -80,7 +83,7 @@ class DeviceClass:
     # ---- decoding --------------------------------------------------------
     def decode(self, payloads: Any, encoding: str = "hex", ports: Any = None, include_hidden: bool = False):
         """Decode a batch of payloads (hex or base64 text, or raw bytes) into a DecodedBatch."""
-        from ..payload import to_buffer
+        from ..payload import to_buffer  # numba: imported on the first decode
 
         if isinstance(payloads, (list, tuple)) and len(payloads) >= _OVERLAP_ROWS:
             # Decode each converted chunk while the next one's text is gathered (two cores).
@@ -175,8 +178,6 @@ class _Outputs:
     """The output arrays of one batch, filled by kernel calls over row ranges."""
 
     def __init__(self, dc: DeviceClass, n: int, ports: Any):
-        from .batch import Column
-
         self.dc = dc
         self.kernel = dc.kernel
         self.rows_done = 0
@@ -196,7 +197,7 @@ class _Outputs:
 
     def run(self, data: np.ndarray, offsets: np.ndarray, in_err: np.ndarray, first: int, count: int) -> None:
         """Decode rows first .. first + count (offsets are absolute positions in data)."""
-        from ..runtime.bits import uniform_stride
+        from ..runtime.bits import uniform_stride  # numba: imported on the first decode
 
         if count <= 0:
             return
@@ -213,8 +214,6 @@ class _Outputs:
         self.rows_done += count
 
     def batch(self, buffer, include_hidden: bool):
-        from .batch import DecodedBatch
-
         err = self.err
         input_errors = buffer.error_messages() if (len(err) and err.max() == ERR_INPUT) else None
         program = self.dc.program

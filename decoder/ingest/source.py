@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import threads
 from ..errors import InputError
@@ -152,8 +153,6 @@ def read_chunks(source, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Normalize
 
 
 def _renumber(chunk: NormalizedChunk, offset: int) -> None:
-    import pyarrow.compute as pc
-
     up = chunk.uplinks
     if up.num_rows:
         k = up.schema.get_field_index("line")

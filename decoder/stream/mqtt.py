@@ -179,7 +179,7 @@ class MqttSource:
         """Connect and subscribe; raise InputError when the broker cannot be reached or refuses."""
         if self._client is not None:
             return self
-        import paho.mqtt.client as mqtt
+        import paho.mqtt.client as mqtt  # start-up: paho only once a source starts
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
