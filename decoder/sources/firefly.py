@@ -158,22 +158,28 @@ class FireflySource:
         self.client = client
         self.args = args
         self.note = note
-        self.since = EPOCH
-        if args.since:
-            since = parse_time(args.since)
-            if since is None:
-                raise UsageError(f"--since {args.since!r}: not an ISO 8601 time (e.g. 2024-01-01T00:00:00)")
-            self.since = since
-        devices = []
-        for eui in args.device or []:
-            if not _EUI.match(eui.strip()):
-                raise UsageError(f"--device {eui!r}: not a 16-digit hexadecimal DevEUI")
-            devices.append(eui.strip().upper())
+        self.since, devices = self.check_args(args)
         self.streams = [Stream(f"device:{e}", f"/devices/eui/{e}/packets") for e in dict.fromkeys(devices)] \
             or [Stream("all", "/packets")]
         self._other: dict[str, Any] = {}     # streams of the state this run does not page
         self.classes_loaded = 0
         self.class_problems = 0
+
+    @staticmethod
+    def check_args(args: argparse.Namespace) -> tuple[datetime, list[str]]:
+        """``--since`` as a time and ``--device`` as upper-case EUIs (UsageError when malformed)."""
+        since = EPOCH
+        if args.since:
+            parsed = parse_time(args.since)
+            if parsed is None:
+                raise UsageError(f"--since {args.since!r}: not an ISO 8601 time (e.g. 2024-01-01T00:00:00)")
+            since = parsed
+        devices = []
+        for eui in args.device or []:
+            if not _EUI.match(eui.strip()):
+                raise UsageError(f"--device {eui!r}: not a 16-digit hexadecimal DevEUI")
+            devices.append(eui.strip().upper())
+        return since, devices
 
     # -- state --------------------------------------------------------------------------
     def restore(self, cursor: dict) -> None:

@@ -93,6 +93,10 @@ class HeliumSource:
         self.warnings = 0
         self.missing = 0
 
+    @staticmethod
+    def check_args(args: argparse.Namespace) -> None:
+        """Nothing beyond what argparse checks (--classes and --devices are required)."""
+
     # -- state --------------------------------------------------------------------------
     def restore(self, cursor: dict) -> None:
         devices = cursor.get("devices") if isinstance(cursor, dict) else None

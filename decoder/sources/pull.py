@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -57,6 +58,9 @@ class Page:
 class Source(Protocol):
     """What :func:`run` needs of a provider."""
 
+    def __init__(self, client: ApiClient, args: argparse.Namespace, *, note: Any) -> None: ...
+    @staticmethod
+    def check_args(args: argparse.Namespace) -> Any: ...   # UsageError before anything is opened
     def registry(self) -> Any: ...            # a decoder.Registry
     def restore(self, cursor: dict) -> None: ...
     def pages(self) -> Iterator[Page]: ...
@@ -123,12 +127,15 @@ class _Plan:
     stamp: str
 
     def part(self, seq: int) -> tuple[str, str | None]:
-        """The output (and raw) path of part ``seq`` of this run."""
+        """The output (and raw) path of part ``seq`` of this run: names no file yet (a sink replaces)."""
         if self.output is not None:
             return self.output, self.raw
-        name = f"part-{self.stamp}-{os.getpid()}-{seq:04d}"
-        out = os.path.join(self.dataset, name + _SUFFIX[self.fmt])
-        return out, (os.path.join(self.raw, name + ".jsonl") if self.raw else None)
+        while True:
+            name = f"part-{self.stamp}-{secrets.token_hex(4)}-{seq:04d}"
+            out = os.path.join(self.dataset, name + _SUFFIX[self.fmt])
+            raw = os.path.join(self.raw, name + ".jsonl") if self.raw else None
+            if not os.path.lexists(out) and not (raw and os.path.lexists(raw)):
+                return out, raw
 
 
 def _plan(args: argparse.Namespace) -> _Plan:
@@ -312,14 +319,14 @@ class _StopRequests:
 # -- the run ------------------------------------------------------------------------------
 
 
-def _make_source(args: argparse.Namespace, client: ApiClient, report: Reporter) -> Source:
-    if args.provider == "firefly":
+def _source_class(provider: str) -> Any:
+    if provider == "firefly":
         from .firefly import FireflySource
 
-        return FireflySource(client, args, note=report.note)
+        return FireflySource
     from .helium import HeliumSource
 
-    return HeliumSource(client, args, note=report.note)
+    return HeliumSource
 
 
 def run(args: argparse.Namespace, *, prog: str, default_api: str, key_env: str) -> int:
@@ -328,6 +335,8 @@ def run(args: argparse.Namespace, *, prog: str, default_api: str, key_env: str) 
     try:
         plan = _plan(args)
         key = _api_key(args, key_env)
+        source_class = _source_class(args.provider)
+        source_class.check_args(args)
     except UsageError as err:
         report.error(str(err))
         return 2
@@ -342,7 +351,7 @@ def run(args: argparse.Namespace, *, prog: str, default_api: str, key_env: str) 
                            retries=args.retries, stopping=lambda: stops.requested,
                            on_wait=lambda s, why: report.progress(f"waiting {s:.1f} s ({why})", force=True),
                            ) as client:
-                source = _make_source(args, client, report)
+                source = source_class(client, args, note=report.note)
                 source.restore(state.cursor)
                 engine = decoder.Engine(source.registry(), include_hidden=args.include_hidden)
                 return _pull(source, engine, plan, state, client, stops, report)

@@ -120,6 +120,7 @@ class StateFile:
         self.cursor: dict[str, Any] = {}
         self.notes: list[str] = []          # what open() found and did, for the person at the terminal
         self._running: list[str] = []
+        self._pending: dict[str, Any] | None = None   # kept until commit, whatever else is saved meanwhile
         self._lock_fd: int | None = None
 
     # -- open / close ---------------------------------------------------------------
@@ -169,12 +170,14 @@ class StateFile:
 
     def prepare(self, cursor: dict[str, Any], outputs: list[str | os.PathLike]) -> None:
         """Save ``cursor`` as pending until ``outputs[0]`` exists (see the module docstring)."""
-        self._save(pending={"cursor": cursor, "outputs": [os.path.abspath(o) for o in outputs]})
+        self._pending = {"cursor": cursor, "outputs": [os.path.abspath(o) for o in outputs]}
+        self._save()
 
     def commit(self, cursor: dict[str, Any]) -> None:
         """Make ``cursor`` the state: the outputs holding its packets are complete."""
         self.cursor = cursor
         self._running = []
+        self._pending = None
         self._save()
 
     # -- internals ------------------------------------------------------------------
@@ -237,13 +240,13 @@ class StateFile:
             if _remove(extra):
                 self.notes.append(f"removed {extra}: its run was interrupted before its output was complete")
 
-    def _save(self, pending: dict[str, Any] | None = None) -> None:
+    def _save(self) -> None:
         doc: dict[str, Any] = {
             "format": FORMAT, "version": VERSION, "provider": self.provider, "api": self.api,
             "cursor": self.cursor,
         }
-        if pending is not None:
-            doc["pending"] = pending
+        if self._pending is not None:
+            doc["pending"] = self._pending
         if self._running:
             doc["running"] = {"pid": os.getpid(), "outputs": self._running}
         doc["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
