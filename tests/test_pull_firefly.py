@@ -532,6 +532,9 @@ def test_since_starts_the_first_pull_at_a_time(api, gen, tmp_path):
     (["-o", "x.parquet", "--device", "12AB"], FIREFLY_KEY, "not a 16-digit hexadecimal DevEUI"),
     (["-o", "x.parquet"], "two words", "contains white space"),
     (["-o", "x.txt"], FIREFLY_KEY, "cannot tell the output format"),
+    (["-o", "x.jsonl", "--api-url", "https://api.example/v1?auth=k"], FIREFLY_KEY, "must not have a query"),
+    (["-o", "x.jsonl", "--api-url", "http://[::1"], FIREFLY_KEY, "--api-url: Invalid port"),
+    (["-o", "x.jsonl", "--roll-rows", "0"], FIREFLY_KEY, "--roll-rows must be at least 1"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(api, tmp_path, monkeypatch, capsys, args, env, message):
     monkeypatch.chdir(tmp_path)

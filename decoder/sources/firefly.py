@@ -241,7 +241,7 @@ class FireflySource:
     def _prime_rate_limit(self) -> None:
         """Learn what is left of the rate limit before the first counted request (GET /rate_limit is free)."""
         try:
-            doc = self.client.get("/rate_limit")
+            doc = self.client.get("/rate_limit", once=True)
         except PullError:
             return  # an older server without it: the first response's headers tell the same
         limit = doc.get("rate_limit") if isinstance(doc, dict) else None

@@ -172,14 +172,15 @@ class ApiClient:
         query = urlencode({k: v for k, v in (params or {}).items() if v is not None})
         return self.redactor.text(f"{self.shown_base}{path}" + (f"?{query}" if query else ""))
 
-    def get(self, path: str, params: Mapping[str, Any] | None = None, *, missing_ok: bool = False) -> Any:
+    def get(self, path: str, params: Mapping[str, Any] | None = None, *, missing_ok: bool = False,
+            once: bool = False) -> Any:
         """The parsed JSON body of ``GET path`` (retried and paced; PullError when it fails for good).
 
-        ``missing_ok``: a 404 returns None instead of failing.
+        ``missing_ok``: a 404 returns None instead of failing. ``once``: no retries.
         """
         params = {k: v for k, v in (params or {}).items() if v is not None}
         shown = self.show(path, params)
-        attempts = self.retries + 1
+        attempts = 1 if once else self.retries + 1
         last = ""
         for attempt in range(1, attempts + 1):
             self._pace()
@@ -191,7 +192,7 @@ class ApiClient:
                 last = "timed out"
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as err:
                 raise PullError(f"GET {shown}: {self.redactor.text(err)}") from None
-            except httpx.TransportError as err:
+            except httpx.RequestError as err:  # connect/read/write errors, a dropped connection, bad gzip
                 last = f"connection failed ({self.redactor.text(err) or type(err).__name__})"
             else:
                 self._note_limits(response)

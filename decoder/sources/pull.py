@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Self
 
+import httpx
 import orjson
 
 import decoder
@@ -38,7 +39,7 @@ from ..engine import Summary
 from ..errors import DecoderError, InputError
 from ..sinks import detect_format, open_sink
 from .errors import PullError, Stopped, UsageError
-from .http import ApiClient, RequestStats
+from .http import ApiClient, Redactor, RequestStats
 from .state import StateFile, fsync_tree, temp_name
 
 __all__ = ["Page", "Reporter", "Source", "run"]
@@ -143,6 +144,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         raise UsageError("--roll-rows must be at least 1")
     if not args.timeout > 0:
         raise UsageError("--timeout must be positive")
+    _check_api_url(args.api_url)
     if args.retries < 0:
         raise UsageError("--retries cannot be negative")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -172,6 +174,17 @@ def _plan(args: argparse.Namespace) -> _Plan:
     if len(set(named)) < len(named):
         raise UsageError("-o, --raw and --state must name different files")
     return plan
+
+
+def _check_api_url(text: str) -> None:
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL as err:
+        raise UsageError(f"--api-url: {Redactor().text(err)}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise UsageError("--api-url must be an http:// or https:// URL with a host")
+    if url.query or url.fragment:
+        raise UsageError("--api-url must not have a query (the key comes from the environment or --api-key-file)")
 
 
 def _api_key(args: argparse.Namespace, env: str) -> str:
@@ -366,6 +379,9 @@ def run(args: argparse.Namespace, *, prog: str, default_api: str, key_env: str) 
         return 130
     except DecoderError as err:  # PullError, InputError, ScriptError: one line
         report.error(str(err))
+        return 1
+    except OSError as err:  # writing the output or the state (disk full, permissions)
+        report.error(f"cannot write {err.filename or 'the output'}: {err.strerror or err}")
         return 1
 
 
