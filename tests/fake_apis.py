@@ -98,10 +98,15 @@ class FakeClock:
             self.now += max(0.0, seconds)
             self.sleeps.append(seconds)
 
-    def timing(self, random: Callable[[], float] = lambda: 0.5) -> Any:
+    def timing(self, random: Callable[[], float] = lambda: 0.5, wall: datetime | None = None) -> Any:
+        """The client's Timing on this clock; ``wall``: the UTC time at the start (default: the real one)."""
         from decoder.sources.http import Timing
 
-        return Timing(clock=self.clock, sleep=self.sleep, random=random)
+        if wall is None:
+            return Timing(clock=self.clock, sleep=self.sleep, random=random)
+        start = self.clock()
+        return Timing(clock=self.clock, sleep=self.sleep, random=random,
+                      wall=lambda: wall + timedelta(seconds=self.clock() - start))
 
 
 @dataclass

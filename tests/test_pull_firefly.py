@@ -151,11 +151,13 @@ def test_a_rerun_fetches_only_newer_packets_and_never_replaces_an_output(api, ge
 
 
 @pytest.mark.parametrize("inclusive", [False, True], ids=["after-exclusive", "after-inclusive"])
-def test_packets_arriving_while_a_pull_pages_come_out_exactly_once(clock, gen, tmp_path, inclusive):
+def test_packets_arriving_while_a_pull_pages_come_out_exactly_once(clock, gen, tmp_path, monkeypatch, inclusive):
     """New packets land while the pull pages: before and after each page is answered, some in the same
     second as the newest, two stored late (received_at 1 and 2 s before a packet already visible), most
     later. With received_after read either way, each packet is written once by this pull or the next.
     (A packet stored later than OVERLAP after a newer one became visible would be missed: by design.)"""
+    # The packets are live: it is their time now (older ones would be settled, with no late ones).
+    monkeypatch.setattr(pull_http, "DEFAULT_TIMING", clock.timing(wall=T0 + timedelta(minutes=3)))
     api = FakeFirefly(clock=clock, inclusive=inclusive)
     api.serve_sample_classes(gen, broken=False)
     packets = firefly_packets(gen, 420, T0, per_second=4)
@@ -183,6 +185,20 @@ def test_packets_arriving_while_a_pull_pages_come_out_exactly_once(clock, gen, t
     got = collections.Counter(r["packet_id"] for r in first + second)
     assert set(got) == set(uids(packets + added)) and max(got.values()) == 1
     assert all(r["error"] is None for r in first + second)
+
+
+def test_a_history_pull_asks_again_only_for_the_last_seconds_of_each_page(api, gen, tmp_path, capsys):
+    """Settled packets (older than an hour) need no overlap: each re-anchored page repeats only those of
+    the last one or two seconds, so the rate limit goes to new packets."""
+    packets = firefly_packets(gen, 3000, T0, per_second=3)
+    api.add_packets(packets)
+    assert pull(api, "-o", str(tmp_path / "out.jsonl")) == 0
+    assert_exactly_once(read_rows(tmp_path / "out.jsonl"), packets)
+    pages = len(packet_requests(api))
+    m = re.search(r"new\s+3,000\s+of ([\d,]+) fetched in (\d+) pages", capsys.readouterr().err)
+    fetched = int(m.group(1).replace(",", ""))
+    assert int(m.group(2)) == pages <= 33
+    assert fetched - 3000 <= pages * 6  # at 3 packets/s: at most two seconds again per page
 
 
 def test_a_burst_of_more_than_a_page_in_one_second_is_paged_by_offset(api, gen, tmp_path):

@@ -26,10 +26,13 @@ are built so that none of those unknowns can lose or repeat a packet:
   one second: strictly earlier than ``after`` whether the server compares
   with > or >=, to the second or finer. What comes back from before
   ``after`` is dropped; what comes back twice is dropped by uid.
-- After each page ``after`` moves up to the newest ``received_at`` seen
-  minus :data:`OVERLAP` (2 s, room for a packet stored a little after a
-  later one became visible), and the next request starts again at offset 0
-  from the new ``received_after``. So ``offset`` is not relied on across
+- After each page ``after`` moves up to the newest ``received_at`` seen,
+  minus :data:`OVERLAP` (2 s) near the live edge: room for a packet stored
+  a little after a later one became visible. Packets older than
+  :data:`LIVE_EDGE` (by the local UTC clock) are settled, so there the
+  overlap is 0 and a page repeats only the packets of the last second or
+  two. The next request starts again at offset 0 from the new
+  ``received_after``. So ``offset`` is not relied on across
   pages: packets arriving or expiring while a pull pages cannot shift a
   page boundary past a packet. Only when more than a page of packets fall
   within the overlap (a burst: the new ``received_after`` would be the
@@ -67,6 +70,7 @@ __all__ = ["OVERLAP", "PAGE_SIZE", "FireflySource", "Stream", "parse_time", "que
 
 PAGE_SIZE = 100                    # the reference's maximum of limit_to_last
 OVERLAP = timedelta(seconds=2)
+LIVE_EDGE = timedelta(hours=1)     # packets younger than this may still be joined by late-stored ones
 EPOCH = datetime(1970, 1, 1)
 _EUI = re.compile(r"^[0-9A-Fa-f]{16}$")
 
@@ -141,11 +145,11 @@ class Stream:
             self.last, self._last_t = str(received), t
         return True
 
-    def advance(self) -> None:
-        """Move ``after`` up to the newest packet seen minus the overlap; forget uids before it."""
+    def advance(self, now: datetime) -> None:
+        """Move ``after`` up to the newest packet seen (minus the overlap near ``now``); forget uids before it."""
         if self._last_t is None:
             return
-        after = self._last_t - OVERLAP
+        after = self._last_t - (OVERLAP if self._last_t > now - LIVE_EDGE else timedelta(0))
         if after > self.after:
             self.after = after
             self.uids = {u: r for u, r in self.uids.items() if (parse_time(r) or after) >= after}
@@ -281,7 +285,7 @@ class FireflySource:
             for packet in packets:
                 if stream.accept(packet):
                     new.append(packet)
-            stream.advance()
+            stream.advance(self.client.timing.wall())
             yield Page(new, len(packets))
             if not packets or not more:
                 return

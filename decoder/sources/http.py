@@ -33,6 +33,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Self
 from urllib.parse import quote, quote_plus, urlencode
 
@@ -91,13 +92,19 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
 @dataclass
 class Timing:
-    """The clock and the sleep the client uses (monotonic seconds); ``random`` draws the jitter."""
+    """The clocks and the sleep the client uses: ``clock`` in monotonic seconds (pacing, waits), ``wall``
+    the UTC time now (naive, like the APIs' timestamps); ``random`` draws the jitter."""
 
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     random: Callable[[], float] = random.random
+    wall: Callable[[], datetime] = _utc_now
 
 
 DEFAULT_TIMING = Timing()
