@@ -363,16 +363,16 @@ def test_a_crash_before_the_output_is_renamed_rolls_back_and_removes_its_raw_fil
 
     packets = firefly_packets(gen, 300, T0)
     api.add_packets(packets)
-    real_close = pull_run._RawWriter.close
+    real_close = pull_run.RawWriter.close
 
     def close_then_die(self):
         real_close(self)
         raise Crash()
 
-    monkeypatch.setattr(pull_run._RawWriter, "close", close_then_die)
+    monkeypatch.setattr(pull_run.RawWriter, "close", close_then_die)
     with pytest.raises(Crash):
         pull(api, "-o", str(tmp_path / "1.jsonl"), "--raw", str(tmp_path / "1.raw.jsonl"))
-    monkeypatch.setattr(pull_run._RawWriter, "close", real_close)
+    monkeypatch.setattr(pull_run.RawWriter, "close", real_close)
     assert (tmp_path / "1.raw.jsonl").exists() and not (tmp_path / "1.jsonl").exists()
     assert pull(api, "-o", str(tmp_path / "2.jsonl"), "--raw", str(tmp_path / "2.raw.jsonl")) == 0
     assert "removed" in capsys.readouterr().err

@@ -117,9 +117,11 @@ class Stream:
 
     # -- state ------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
+        """The stream's position as stored in the state file."""
         return {"after": self.after.isoformat(), "last_received_at": self.last, "uids": dict(self.uids)}
 
     def restore(self, doc: dict[str, Any]) -> None:
+        """Take the position from the state file (InputError if it is damaged)."""
         after = parse_time(doc.get("after"))
         if after is None or not isinstance(doc.get("uids", {}), dict):
             raise InputError(f"the state of stream {self.key} is damaged (no 'after' time or 'uids')")
@@ -187,6 +189,7 @@ class FireflySource:
 
     # -- state --------------------------------------------------------------------------
     def restore(self, cursor: dict) -> None:
+        """Continue each stream where the state file says (a new device stream from the organization's)."""
         saved = cursor.get("streams") if isinstance(cursor, dict) else None
         saved = saved if isinstance(saved, dict) else {}
         self._other = {k: v for k, v in saved.items() if k not in {s.key for s in self.streams}}
@@ -206,6 +209,7 @@ class FireflySource:
                               "of the devices pulled with --device come again")
 
     def cursor(self) -> dict:
+        """The positions covering every packet yielded so far (and the streams this run did not page)."""
         streams = dict(self._other)
         streams.update({s.key: s.to_json() for s in self.streams})
         return {"streams": streams}
@@ -269,6 +273,7 @@ class FireflySource:
 
     # -- packets ----------------------------------------------------------------------------
     def pages(self) -> Iterator[Page]:
+        """New packets, page by page, stream by stream."""
         for stream in self.streams:
             yield from self._pages(stream)
 
@@ -314,6 +319,7 @@ class FireflySource:
                             "(direction=asc); stopping rather than risk missing some")
 
     def summary_lines(self) -> list[str]:
+        """Lines for the end-of-run summary: classes loaded, each stream's mark."""
         lines = []
         if self.classes_loaded or self.class_problems:
             extra = f", {self.class_problems} not usable" if self.class_problems else ""

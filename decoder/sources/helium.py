@@ -99,10 +99,12 @@ class HeliumSource:
 
     # -- state --------------------------------------------------------------------------
     def restore(self, cursor: dict) -> None:
+        """The uplinks written before, per device, from the state file."""
         devices = cursor.get("devices") if isinstance(cursor, dict) else None
         self.state = {str(k): v for k, v in (devices or {}).items() if isinstance(v, dict)}
 
     def cursor(self) -> dict:
+        """Per device: the keys of the uplinks written that may still come back, and the newest event time."""
         return {"devices": {k: dict(v) for k, v in self.state.items()}}
 
     # -- classes -------------------------------------------------------------------------
@@ -129,6 +131,7 @@ class HeliumSource:
 
     # -- events ---------------------------------------------------------------------------
     def pages(self) -> Iterator[Page]:
+        """One page per device: its uplinks not written before, oldest first."""
         for dev in self.devices:
             device_id = str(dev["id"])
             path = f"/devices/{device_id}/events"
@@ -205,6 +208,7 @@ class HeliumSource:
                       "some may have been missed (the API keeps the last 100: pull more often)")
 
     def summary_lines(self) -> list[str]:
+        """Lines for the end-of-run summary: devices, uplinks, other events."""
         lines = [f"devices    {len(self.devices):>12,}   ({self.warnings} with all {EVENTS_KEPT} events new"
                  + (f"; {self.missing} gone" if self.missing else "") + ")",
                  f"uplinks    {self.uplinks_seen:>12,}   in the events (each uplink once)"]

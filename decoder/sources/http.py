@@ -70,9 +70,6 @@ class Redactor:
             out = out.replace(form, MASK)
         return _SECRET_PARAM.sub(lambda m: m.group(1) + MASK, out)
 
-    def bytes(self, value: bytes) -> bytes:
-        return self.text(value.decode("utf-8", "replace")).encode()
-
 
 class _RedactingFilter(logging.Filter):
     def __init__(self, redactor: Redactor) -> None:
@@ -224,6 +221,7 @@ class ApiClient:
         self.reset_at = self.timing.clock() + reset_ms / 1000
 
     def close(self) -> None:
+        """Close the connections and remove the log filter."""
         self._client.close()
         for name in _LOGGERS:
             logging.getLogger(name).removeFilter(self._filter)

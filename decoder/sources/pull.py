@@ -42,7 +42,7 @@ from .errors import PullError, Stopped, UsageError
 from .http import ApiClient, Redactor, RequestStats
 from .state import StateFile, fsync_tree, temp_name
 
-__all__ = ["Page", "Reporter", "Source", "run"]
+__all__ = ["Page", "RawWriter", "Reporter", "Source", "run"]
 
 DECODE_BATCH = 5_000      # packets decoded and written at a time (Parquet row groups of this size)
 _SUFFIX = {"parquet": ".parquet", "arrow": ".arrow", "csv": ".csv", "jsonl": ".jsonl"}
@@ -81,17 +81,20 @@ class Reporter:
         self._last = 0.0
 
     def note(self, text: str) -> None:
+        """One line of news (not with --quiet)."""
         if not self.quiet:
             self._clear()
             self.stream.write(f"{self.prog}: {text}\n")
             self.stream.flush()
 
     def error(self, text: str) -> None:
+        """One error line (always)."""
         self._clear()
         self.stream.write(f"{self.prog}: error: {text}\n")
         self.stream.flush()
 
     def progress(self, text: str, *, force: bool = False) -> None:
+        """Redraw the progress line (on a terminal, at most 10 times a second unless forced)."""
         if not self.live:
             return
         now = time.monotonic()
@@ -108,6 +111,7 @@ class Reporter:
             self._shown = False
 
     def write(self, text: str) -> None:
+        """Lines of text, e.g. the summary (not with --quiet)."""
         if not self.quiet:
             self._clear()
             self.stream.write(text if text.endswith("\n") else text + "\n")
@@ -209,7 +213,7 @@ def _api_key(args: argparse.Namespace, env: str) -> str:
 # -- writing ------------------------------------------------------------------------------
 
 
-class _RawWriter:
+class RawWriter:
     """The packets as JSON Lines, under a temporary name until :meth:`close` renames it."""
 
     def __init__(self, path: str) -> None:
@@ -224,14 +228,17 @@ class _RawWriter:
             raise InputError(f"cannot write {self.path}: {err.strerror or err}") from None
 
     def write(self, packets: list[dict]) -> None:
+        """Append packets, one JSON object per line."""
         self.file.write(b"".join(orjson.dumps(p, option=orjson.OPT_APPEND_NEWLINE) for p in packets))
 
     def close(self) -> None:
+        """Finish the file and rename it into place (fsynced)."""
         self.file.close()
         os.replace(self.tmp, self.path)
         fsync_tree(self.path)
 
     def abort(self) -> None:
+        """Drop the temporary file."""
         try:
             self.file.close()
         except OSError:
@@ -252,17 +259,18 @@ class _Part:
         self.state = state
         self.summary = summary
         self.sink: Any = None
-        self.raw: _RawWriter | None = None
+        self.raw: RawWriter | None = None
         self.buffer: list[dict] = []
         self.rows = 0
 
     def add(self, packets: list[dict]) -> None:
+        """Add new packets (the part opens with the first), decoding and writing them in batches."""
         if not packets:
             return
         if self.sink is None:
             self.state.opening(*[p for p in (self.out, self.raw_path) if p])
             if self.raw_path:
-                self.raw = _RawWriter(self.raw_path)
+                self.raw = RawWriter(self.raw_path)
             self.sink = open_sink(self.out, self.fmt, self.engine)
         if self.raw is not None:
             self.raw.write(packets)
@@ -296,6 +304,7 @@ class _Part:
         return self.out
 
     def abort(self) -> None:
+        """Drop the part's temporary files; nothing of it is committed."""
         if self.sink is not None:
             self.sink.abort()
             self.sink = None
