@@ -367,6 +367,8 @@ def run(args: argparse.Namespace, *, prog: str, default_api: str, key_env: str) 
         with StateFile(plan.state, provider=args.provider, api=args.api_url) as state, stops:
             for text in state.notes:
                 report.note(text)
+            if state.created:
+                report.note(f"no state file yet: a first pull; {plan.state} will record it for the next ones")
             secret = {"auth": key} if args.provider == "firefly" else {}
             header = {"key": key} if args.provider == "helium" else {}
             with ApiClient(args.api_url, secret_params=secret, secret_headers=header, timeout=args.timeout,

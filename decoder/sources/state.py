@@ -119,6 +119,7 @@ class StateFile:
         self.api = api.rstrip("/")
         self.cursor: dict[str, Any] = {}
         self.notes: list[str] = []          # what open() found and did, for the person at the terminal
+        self.created = False                # no state file yet: this is a first pull
         self._running: list[str] = []
         self._pending: dict[str, Any] | None = None   # kept until commit, whatever else is saved meanwhile
         self._lock_fd: int | None = None
@@ -133,6 +134,7 @@ class StateFile:
         self._lock()
         doc = self._read()
         if doc is None:
+            self.created = True
             return self
         self.cursor = doc.get("cursor") or {}
         running = doc.get("running")
