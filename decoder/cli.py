@@ -87,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_decode(sub)
     _add_stream(sub)
     _add_check(sub)
+    _add_pull(sub)
     return ap
 
 
@@ -619,6 +620,32 @@ def cmd_check(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
             sys.stdout.write("\n")
     sys.stdout.write(f"{total - bad} of {total} device classes ok\n")
     return 1 if bad else 0
+
+
+# -- pull (decoder.sources) -----------------------------------------------------------
+
+
+def _add_pull(sub: Any) -> None:
+    """`decoder pull firefly|helium`: the options are defined beside the code that uses them."""
+    # decoder.sources imports only argparse here, so --help stays cheap.
+    from .sources import PROVIDERS, add_pull_arguments
+
+    pull = sub.add_parser(
+        "pull",
+        help="fetch uplinks from the Firefly or Helium API, decode them and write them",
+        description="Fetch the uplinks not pulled before from a provider's HTTP API, decode them and write "
+        "them; a state file records how far the pulls got. See `decoder pull firefly --help`.",
+    )
+    providers = pull.add_subparsers(dest="provider", metavar="PROVIDER", required=True)
+    for name in PROVIDERS:
+        cmd = add_pull_arguments(providers, name)
+        cmd.set_defaults(func=cmd_pull, parser=cmd)
+
+
+def cmd_pull(args: argparse.Namespace, ap: Any) -> int:
+    from .sources import run_pull
+
+    return run_pull(args, prog=f"{PROG} pull {args.provider}")
 
 
 # -- entry -------------------------------------------------------------------------------
