@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from .errors import DecoderError, InputError, ScriptError
 
-__all__ = ["compile", "load_classes", "DeviceClass", "DecodedBatch", "Engine", "Registry",
+__all__ = ["compile", "load_classes", "builtin", "DeviceClass", "DecodedBatch", "Engine", "Registry",
            "StreamStage", "MicroBatch", "Message", "ScriptError", "InputError", "DecoderError"]
 
 _LAZY = {
     "compile": ("compiler", "compile"),
     "load_classes": ("compiler", "load_classes"),
+    "builtin": ("formats", "builtin"),
     "DeviceClass": ("compiler", "DeviceClass"),
     "DecodedBatch": ("batch", "DecodedBatch"),
     "Engine": ("engine", "Engine"),
