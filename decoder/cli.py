@@ -1,6 +1,7 @@
 """The ``decoder`` command line: a thin layer over :mod:`decoder.engine` and :mod:`decoder.sinks`.
 
     decoder decode INPUT... --classes FILE [--devices FILE | --class ID] -o OUT
+    decoder decode INPUT... --class cayenne-lpp -o OUT          (a built-in format: no classes file)
     decoder stream [--mqtt URL] --classes FILE [--devices FILE | --class ID] [-o DIR]
     decoder check CLASSES...
 
@@ -30,7 +31,8 @@ devices (--devices FILE, repeatable):
   or given as ID=FILE, a JSON map {"<class id or name>": <euis response>}, or a
   plain map {"<dev_eui or Helium device id>": <class id or name, or a list>}.
   Without --devices and --class, a classes file with exactly one class decodes
-  every device.
+  every device. A built-in format is a class name that needs no classes file:
+  --class cayenne-lpp, or "cayenne-lpp" as a device's class in a devices map.
 
 output (-o OUT, "-" for stdout; format from the suffix or --format):
   .parquet  one file; several classes -> a directory partitioned by class
@@ -139,9 +141,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _class_arguments(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--classes", action="append", required=True, metavar="FILE",
+    cmd.add_argument("--classes", action="append", metavar="FILE",
                      help="device classes: any Firefly /device_classes response, a class, a list, "
-                          "or a directory of .json files (repeatable)")
+                          "or a directory of .json files (repeatable; not needed for a built-in "
+                          "format such as --class cayenne-lpp)")
     bind = cmd.add_mutually_exclusive_group()
     bind.add_argument("--devices", action="append", metavar="[CLASS=]FILE",
                       help="which device uses which class (repeatable; see below)")
@@ -223,9 +226,11 @@ def _registry(args: argparse.Namespace) -> Any:
     from .registry import Registry
 
     registry = Registry()
-    for path in _class_files(args.classes):
+    if not args.classes and not args.devices and not args.default_class:
+        raise _Usage("no device classes: give --classes FILE, or a built-in format: --class cayenne-lpp")
+    for path in _class_files(args.classes or []):
         registry.add_classes(path)
-    if not registry.classes:
+    if args.classes and not registry.classes:
         raise _InputProblem("the classes files hold no device class")
     for cls, path in _devices_args(args.devices):
         registry.load_devices(path, device_class=cls)

@@ -126,7 +126,22 @@ def _textual(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
         return to_hex(arr.cast(pa.binary()) if pa.types.is_fixed_size_binary(t) else arr)
     if pa.types.is_dictionary(t):
         return arr.dictionary_decode()
+    if pa.types.is_map(t):
+        return _map_text(arr)
     return arr
+
+
+def _map_text(arr: pa.Array) -> pa.Array:
+    """A map column (a built-in format's channels) as JSON object text, ``{"3":27.2}``; null stays null."""
+    dumps, opts = orjson.dumps, orjson.OPT_NON_STR_KEYS
+    return pa.array([None if v is None else dumps(v, option=opts).decode()
+                     for v in arr.to_pylist(maps_as_pydicts="strict")], pa.string())
+
+
+def _has_map(t: pa.DataType) -> bool:
+    if pa.types.is_map(t):
+        return True
+    return pa.types.is_struct(t) and any(_has_map(f.type) for f in t)
 
 
 def _leaves(t: pa.DataType, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], pa.DataType]]:
@@ -147,7 +162,7 @@ def _get(arr: pa.Array, path: tuple[str, ...]) -> pa.Array:
 
 
 def _text_type(t: pa.DataType) -> pa.DataType:
-    if pa.types.is_dictionary(t) or pa.types.is_timestamp(t) or pa.types.is_binary(t):
+    if pa.types.is_dictionary(t) or pa.types.is_timestamp(t) or pa.types.is_binary(t) or pa.types.is_map(t):
         return pa.string()
     return t
 
@@ -487,7 +502,7 @@ class CsvSink(_StreamSink):
             arrays.append(arr.cast(field.type) if arr.type != field.type else arr)
         self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
 
-def _json_rows(table: pa.Table, *, mixed: bool) -> list[dict]:
+def _json_rows(table: pa.Table, *, mixed: bool, maps: bool = False) -> list[dict]:
     arrays = []
     for col in table.columns:
         t = col.type
@@ -497,7 +512,9 @@ def _json_rows(table: pa.Table, *, mixed: bool) -> list[dict]:
             arrays.append(col.cast(t.value_type))  # to_pylist of a dictionary array is ~50x slower
         else:
             arrays.append(col)
-    rows = pa.Table.from_arrays(arrays, names=table.column_names).to_pylist()
+    table = pa.Table.from_arrays(arrays, names=table.column_names)
+    # maps (a built-in format's channels) as dicts: JSON objects, dumped with _MAP_OPTS
+    rows = table.to_pylist(maps_as_pydicts="strict") if maps else table.to_pylist()
     if mixed:
         for row in rows:
             dec = row.get("decoded")
@@ -507,6 +524,7 @@ def _json_rows(table: pa.Table, *, mixed: bool) -> list[dict]:
 
 
 _JSON_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
+_MAP_OPTS = _JSON_OPTS | orjson.OPT_NON_STR_KEYS  # integer map keys; ~10% slower, so only with maps
 
 
 class JsonlSink(_StreamSink):
@@ -516,11 +534,13 @@ class JsonlSink(_StreamSink):
         self.path = path
         self.engine = engine
         self.stream, self.target = _open_text_target(path, stdout)
+        self._maps = any(_has_map(f.type) for f in engine.schema)
 
     def rows_of(self, chunk: Any) -> bytes:
         """The JSON Lines of a chunk's rows."""
-        dumps = orjson.dumps
-        return b"".join(dumps(r, option=_JSON_OPTS) for r in _json_rows(chunk.table, mixed=self.engine.mixed))
+        dumps, opts = orjson.dumps, _MAP_OPTS if self._maps else _JSON_OPTS
+        rows = _json_rows(chunk.table, mixed=self.engine.mixed, maps=self._maps)
+        return b"".join(dumps(r, option=opts) for r in rows)
 
     def write(self, chunk: Any) -> None:
         self.stream.write(self.rows_of(chunk))
