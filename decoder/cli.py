@@ -221,13 +221,17 @@ def _devices_args(items: Sequence[str] | None) -> list[tuple[str | None, str]]:
 # -- decode ----------------------------------------------------------------------------
 
 
+def _check_class_arguments(args: argparse.Namespace) -> None:
+    """Some classes must be named: a classes file, or a built-in format by --class or --devices."""
+    if not args.classes and not args.devices and not args.default_class:
+        raise _Usage("no device classes: give --classes FILE, or a built-in format: --class cayenne-lpp")
+
+
 def _registry(args: argparse.Namespace) -> Any:
     """The Registry of --classes with --devices or --class (usage and input problems raised)."""
     from .registry import Registry
 
     registry = Registry()
-    if not args.classes and not args.devices and not args.default_class:
-        raise _Usage("no device classes: give --classes FILE, or a built-in format: --class cayenne-lpp")
     for path in _class_files(args.classes or []):
         registry.add_classes(path)
     if args.classes and not registry.classes:
@@ -309,6 +313,7 @@ class _Tracked:
 
 def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     # Usage checks that need no imports beyond the standard library.
+    _check_class_arguments(args)
     if args.inputs.count("-") > 1:
         raise _Usage("stdin ('-') can be read only once")
     if args.output == "-" and args.errors == "-":
@@ -441,6 +446,7 @@ def _json_default(value: Any) -> Any:
 
 
 def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
+    _check_class_arguments(args)
     if args.max_rows < 1:
         raise _Usage("--max-rows must be at least 1")
     if not args.max_delay > 0:
