@@ -52,7 +52,6 @@ before it (The Things Stack drops the whole payload).
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,124 +105,73 @@ TYPES: tuple[LppType, ...] = (
 # Row outcomes written by the kernel.
 _OK, _INPUT, _UNKNOWN, _TRUNCATED, _NO_TYPE = 0, 1, 2, 3, 4
 
-# Lookup tables handed to the kernel: a type's slot is its position in TYPES;
-# an item's key is slot * 256 + channel.
+# Lookup tables handed to the kernels: a type's slot is its position in TYPES;
+# an item's key is slot * 256 + channel, so keys sort by type code, then channel.
 _SLOT_OF = np.full(256, -1, np.int8)
 for _slot, _t in enumerate(TYPES):
     _SLOT_OF[_t.code] = _slot
 _VALUE_BYTES = np.array([t.size for t in TYPES], np.int64)
 _WIDTH = np.array([t.width for t in TYPES], np.int64)
 _COMPONENTS = np.array([len(t.scales) for t in TYPES], np.int64)
-_SIGNED = np.array([t.signed for t in TYPES], np.uint8)
+_SIGNED = np.array([t.signed for t in TYPES], np.bool_)
+_SCALE = np.ones((len(TYPES), 3), np.float64)
+for _slot, _t in enumerate(TYPES):
+    _SCALE[_slot, :len(_t.scales)] = _t.scales
+_INTEGER = np.array([t.int_type is not None for t in TYPES], np.bool_)
 _KEYS = len(TYPES) * 256
+_LAYOUT = (_WIDTH, _COMPONENTS, _SIGNED)
 
 
-def _decode_items(data, offsets, in_err, slot_of, value_bytes, width, components, signed,
-                  item_row, item_key, item_raw, row_items, row_err, err_at, err_type, last_row, last_item):
-    """Every row's items into item arrays (raw integers), one pass; returns the number of items.
+def _kernels():
+    """The numba kernels module (imported on first use: numba is not imported with decoder)."""
+    from . import _lpp_kernels
 
-    Compiled by numba (see _kernel). A row's items are contiguous:
-    row_items[r] .. row_items[r + 1]. A key repeated in a row overwrites its
-    earlier item, so each key occurs at most once per row.
-    """
-    m = 0
-    row_items[0] = 0
-    for r in range(in_err.shape[0]):
-        start = offsets[r]
-        end = offsets[r + 1]
-        pos = start
-        outcome = _OK
-        if in_err[r] != 0:
-            outcome = _INPUT
-        while outcome == _OK and pos < end:
-            if end - pos < 2:
-                outcome = _NO_TYPE
-                break
-            slot = np.int64(slot_of[data[pos + 1]])
-            if slot < 0:
-                outcome = _UNKNOWN
-                err_type[r] = data[pos + 1]
-                break
-            if end - pos - 2 < value_bytes[slot]:
-                outcome = _TRUNCATED
-                err_type[r] = data[pos + 1]
-                break
-            key = slot * 256 + np.int64(data[pos])
-            if last_row[key] == r:
-                k = last_item[key]
-            else:
-                k = m
-                m += 1
-                last_row[key] = r
-                last_item[key] = k
-                item_row[k] = r
-                item_key[k] = key
-            w = width[slot]
-            p = pos + 2
-            for c in range(components[slot]):
-                v = np.int64(0)
-                for b in range(w):
-                    v = (v << 8) | np.int64(data[p + b])
-                if signed[slot] and v >= (np.int64(1) << (8 * w - 1)):
-                    v -= np.int64(1) << (8 * w)
-                item_raw[k, c] = v
-                p += w
-            pos = p
-        row_err[r] = outcome
-        err_at[r] = pos - start
-        row_items[r + 1] = m
-    return m
-
-
-_kernel_lock = threading.Lock()
-_compiled = None
-
-
-def _kernel():
-    """The numba-compiled _decode_items (numba is imported here, not at import: `import decoder` stays cheap)."""
-    global _compiled
-    with _kernel_lock:
-        if _compiled is None:
-            import numba
-
-            _compiled = numba.njit(nogil=True, cache=True)(_decode_items)
-        return _compiled
+    return _lpp_kernels
 
 
 @dataclass(frozen=True)
 class _Items:
-    """The kernel's output for one batch."""
+    """What the decode kernel found in one batch (see _lpp_kernels.decode_items)."""
 
     n: int
-    row: np.ndarray        # int64 per item
+    data: np.ndarray       # uint8: the payload bytes (values are read from here on export)
+    offsets: np.ndarray    # int64, n + 1
     key: np.ndarray        # int16 per item: slot * 256 + channel
-    raw: np.ndarray        # int32 (items, 3): raw component values
-    row_items: np.ndarray  # int64, n + 1
+    pos: np.ndarray        # int32 per item: where its value starts, from the row's start
+    row_items: np.ndarray  # int64, n + 1: row r's items are row_items[r] .. row_items[r + 1]
+    key_rows: np.ndarray   # int64 per key: rows holding it
     row_err: np.ndarray    # uint8 per row: _OK, _INPUT, ...
     err_at: np.ndarray     # int64 per row: byte offset of the item that failed
     err_type: np.ndarray   # uint8 per row: its type byte
-    row_bytes: np.ndarray  # int64 per row: payload length
+
+    @property
+    def row_bytes(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def rows(self) -> np.ndarray:
+        """The row of every item."""
+        return np.repeat(np.arange(self.n), np.diff(self.row_items))
 
 
 def _run_kernel(buffer) -> _Items:
     n = len(buffer)
     data, offsets, in_err = buffer.data, buffer.offsets, buffer.error
+    if n and int((offsets[1:] - offsets[:-1]).max()) >= 1 << 31:
+        raise ValueError("a payload of 2 GiB or more is not Cayenne LPP")  # item positions are int32
     capacity = int(offsets[n] - offsets[0]) // 3 + 1 if n else 1   # an item takes at least 3 bytes
-    item_row = np.empty(capacity, np.int64)
     item_key = np.empty(capacity, np.int16)
-    item_raw = np.empty((capacity, 3), np.int32)
+    item_pos = np.empty(capacity, np.int32)
     row_items = np.empty(n + 1, np.int64)
     row_err = np.empty(n, np.uint8)
     err_at = np.empty(n, np.int64)
     err_type = np.zeros(n, np.uint8)
-    last_row = np.full(_KEYS, -1, np.int64)
-    last_item = np.empty(_KEYS, np.int64)
+    key_rows = np.zeros(_KEYS, np.int64)
     if len(data) == 0:
         data = np.zeros(1, np.uint8)  # numba needs a buffer; no row reads it
-    m = _kernel()(data, offsets, in_err, _SLOT_OF, _VALUE_BYTES, _WIDTH, _COMPONENTS, _SIGNED,
-                  item_row, item_key, item_raw, row_items, row_err, err_at, err_type, last_row, last_item)
-    return _Items(n, item_row[:m], item_key[:m], item_raw[:m], row_items, row_err, err_at, err_type,
-                  np.diff(offsets))
+    m = _kernels().decode_items(data, offsets, in_err, _SLOT_OF, _VALUE_BYTES, item_key, item_pos, row_items,
+                                row_err, err_at, err_type, key_rows, np.full(_KEYS, -1, np.int64),
+                                np.empty(_KEYS, np.int64))
+    return _Items(n, data, offsets, item_key[:m], item_pos[:m], row_items, key_rows, row_err, err_at, err_type)
 
 
 def _values(t: LppType, raw: np.ndarray) -> pa.Array:
@@ -234,6 +182,23 @@ def _values(t: LppType, raw: np.ndarray) -> pa.Array:
         return pa.array(raw[:, 0] / t.scales[0])  # float64 division: the correctly rounded quotient
     children = [pa.array(raw[:, c] / scale) for c, scale in enumerate(t.scales)]
     return pa.StructArray.from_arrays(children, fields=list(t.value_type))
+
+
+def _leaf(t: LppType, values: np.ndarray) -> pa.Array:
+    """One component's values (contiguous: float64, or raw integers for an integer type) as Arrow, no nulls."""
+    arrow_type = t.int_type if t.int_type is not None else pa.float64()
+    values = np.ascontiguousarray(values, dtype=arrow_type.to_pandas_dtype())
+    # from_buffers: pa.array() of a row of a 2-D array takes ~30 ms per million values
+    return pa.Array.from_buffers(arrow_type, len(values), [None, pa.py_buffer(values)])
+
+
+def _with_bitmap(t: LppType, n: int, bitmap: np.ndarray, children: list[pa.Array]) -> pa.Array:
+    """An n-long array of type t's values: children (one per component) and an Arrow validity bitmap."""
+    validity = pa.py_buffer(bitmap)
+    if t.fields:
+        return pa.Array.from_buffers(t.value_type, n, [validity], children=children)
+    (child,) = children
+    return pa.Array.from_buffers(child.type, n, [validity, child.buffers()[1]])
 
 
 def _fixed_type() -> pa.StructType:
@@ -269,51 +234,61 @@ class CayenneBatch:
         return self._items.row_err == _OK
 
     # ---- columns -----------------------------------------------------------
-    def _by_key(self) -> list[tuple[int, np.ndarray]]:
-        """(key, item indices in row order) for every key present, by key."""
-        key = self._items.key
-        if not len(key):
-            return []
-        order = np.argsort(key, kind="stable")
-        sorted_key = key[order]
-        cuts = np.flatnonzero(sorted_key[1:] != sorted_key[:-1]) + 1
-        starts = np.concatenate(([0], cuts))
-        ends = np.concatenate((cuts, [len(key)]))
-        return [(int(sorted_key[s]), order[s:e]) for s, e in zip(starts, ends)]
-
     def _dense(self) -> tuple[list[str], list[pa.Array]]:
         """One array per (type, channel): n long, null where the row has no such item."""
         if self._columns is None:
-            n = self._items.n
+            it = self._items
+            n = it.n
+            present = np.flatnonzero(it.key_rows)  # by type code, then channel
+            integer = _INTEGER[present >> 8]
+            widths = np.where(integer, 1, _COMPONENTS[present >> 8])
+            column_of = np.full(_KEYS, -1, np.int64)
+            column_of[present] = np.arange(len(present))
+            leaf_of = np.zeros(_KEYS, np.int64)  # a row of ints for an integer type, of floats otherwise
+            leaf_of[present] = np.where(integer, np.cumsum(integer) - 1, np.cumsum(widths * ~integer) - widths)
+            # zeros: no garbage under nulls; uint16 holds every integer type at a quarter of float64's memory
+            floats = np.zeros((int((widths * ~integer).sum()), n), np.float64)
+            ints = np.zeros((int(integer.sum()), n), np.uint16)
+            valid = np.zeros((len(present), (n + 7) // 8), np.uint8)
+            _kernels().fill_columns(it.data, it.offsets, it.row_items, it.key, it.pos, *_LAYOUT, _SCALE, _INTEGER,
+                                    column_of, leaf_of, floats, ints, valid)
             names, arrays = [], []
-            for key, idx in self._by_key():
+            for col, key in enumerate(present.tolist()):
                 t = TYPES[key >> 8]
-                rows = self._items.row[idx]
-                positions = np.full(n, -1, np.int64)
-                positions[rows] = np.arange(len(rows))
-                # take() with null indices scatters the values to their rows, nulls elsewhere.
-                arrays.append(_values(t, self._items.raw[idx]).take(pa.array(positions, mask=positions < 0)))
+                first = int(leaf_of[key])
+                if t.int_type is not None:
+                    children = [_leaf(t, ints[first])]
+                else:
+                    children = [_leaf(t, floats[first + c]) for c in range(len(t.scales))]
+                arrays.append(_with_bitmap(t, n, valid[col], children))
                 names.append(f"{t.name}_{key & 255}")
             self._columns = (names, arrays)
         return self._columns
 
     def _maps(self) -> list[pa.Array]:
         """One map<uint8, value> per type, n long, null where the row has no item of that type."""
-        n = self._items.n
-        slot = (self._items.key >> 8).astype(np.int8)
-        order = np.argsort(slot, kind="stable")   # keeps row order within a type
-        bounds = np.searchsorted(slot[order], np.arange(len(TYPES) + 1))
+        it = self._items
+        n, m = it.n, len(it.key)
+        per_slot = it.key_rows.reshape(len(TYPES), 256).sum(axis=1)
+        slot_start = np.concatenate(([0], np.cumsum(per_slot)))
+        value_start = np.concatenate(([0], np.cumsum(per_slot * _COMPONENTS)))
+        map_offsets = np.empty((len(TYPES), n + 1), np.int32)
+        map_valid = np.zeros((len(TYPES), (n + 7) // 8), np.uint8)
+        channel = np.empty(m, np.uint8)
+        values = np.empty(int(value_start[-1]), np.float64)
+        _kernels().fill_maps(it.data, it.offsets, it.row_items, it.key, it.pos, *_LAYOUT, _SCALE,
+                             slot_start, value_start, map_offsets, map_valid, channel, values)
         maps = []
         for s, t in enumerate(TYPES):
-            idx = order[bounds[s]:bounds[s + 1]]
-            counts = np.bincount(self._items.row[idx], minlength=n)
-            offsets = np.zeros(n + 1, np.int32)
-            np.cumsum(counts, out=offsets[1:])
-            channels = pa.array((self._items.key[idx] & 255).astype(np.uint8))
-            maps.append(pa.MapArray.from_arrays(
-                pa.array(offsets), channels, _values(t, self._items.raw[idx]),
-                type=pa.map_(pa.uint8(), t.value_type), mask=pa.array(counts == 0),
-            ))
+            a, b, count = int(slot_start[s]), int(slot_start[s + 1]), int(per_slot[s])
+            map_type = pa.map_(pa.uint8(), t.value_type)
+            first = int(value_start[s])
+            children = [_leaf(t, values[first + c * count:first + (c + 1) * count]) for c in range(len(t.scales))]
+            items = pa.StructArray.from_arrays(children, fields=list(t.value_type)) if t.fields else children[0]
+            entries = pa.StructArray.from_arrays([pa.array(channel[a:b]), items],
+                                                 fields=[map_type.key_field, map_type.item_field])
+            maps.append(pa.Array.from_buffers(map_type, n, [pa.py_buffer(map_valid[s]),
+                                                            pa.py_buffer(map_offsets[s])], children=[entries]))
         return maps
 
     def _row_mask(self) -> pa.Array | None:
@@ -341,16 +316,22 @@ class CayenneBatch:
     def to_pylist(self) -> list[dict]:
         """One dict per payload with the items it holds, in payload order, like The Things Stack's ``decoded_payload``."""
         it = self._items
-        names: list[str | None] = [None] * len(it.key)
-        values: list[Any] = [None] * len(it.key)
-        for key, idx in self._by_key():
+        m = len(it.key)
+        raw = np.zeros((m, 3), np.int64)
+        _kernels().read_raw(it.data, it.offsets, it.row_items, it.key, it.pos, *_LAYOUT, raw)
+        names: list[str | None] = [None] * m
+        values: list[Any] = [None] * m
+        order = np.argsort(it.key, kind="stable")
+        bounds = np.searchsorted(it.key[order], np.flatnonzero(it.key_rows), side="left").tolist() + [m]
+        for key, a, b in zip(np.flatnonzero(it.key_rows).tolist(), bounds, bounds[1:]):
             t = TYPES[key >> 8]
             name = f"{t.name}_{key & 255}"
-            for k, value in zip(idx.tolist(), _values(t, it.raw[idx]).to_pylist()):
+            idx = order[a:b]
+            for k, value in zip(idx.tolist(), _values(t, raw[idx]).to_pylist()):
                 names[k] = name
                 values[k] = value
         rows: list[dict] = [{} for _ in range(it.n)]
-        for row, name, value in zip(it.row.tolist(), names, values):
+        for row, name, value in zip(it.rows().tolist(), names, values):
             rows[row][name] = value
         return rows
 
