@@ -281,6 +281,35 @@ def test_batch_split_does_not_matter(batch):
     assert whole == [row for p in batch for row in LPP.decode([p.hex()]).to_pylist()]
 
 
+@pytest.mark.parametrize("odd_item", [None, 1234])  # None, an int: the conversion falls back mid-way
+def test_long_lists_decoded_while_converted_equal_the_reference(odd_item):
+    """70,000 payloads take the path that decodes chunks while the next are converted (and its fallback)."""
+    import random
+
+    rng = random.Random(7)
+    codes = sorted(SPEC)
+    batch = []
+    for i in range(70_000):
+        body = b""
+        for _ in range(rng.randint(0, 5)):
+            code = rng.choice(codes)
+            size = SPEC[code][1] * len(SPEC[code][3])
+            body += bytes([rng.randint(0, 5), code]) + rng.randbytes(size)
+        if i % 97 == 0:
+            body += bytes([1, 0x67, 0])                  # truncated temperature
+        batch.append(body)
+    texts: list = [p.hex() for p in batch]
+    ours = LPP.decode(texts)
+    expected = [reference_decode(p) for p in batch]
+    assert ours.to_pylist() == [values for values, _ in expected]
+    assert ours.error_array().to_pylist() == [error for _, error in expected]
+    texts[40_000] = odd_item
+    odd = LPP.decode(texts)
+    assert odd.error_message(40_000) in ("payload is missing", "payload has the wrong type: int, expected str or bytes")
+    assert odd.to_pylist()[40_001:] == [values for values, _ in expected[40_001:]]
+    assert odd.stats["errors"] == ours.stats["errors"] + (expected[40_000][1] is None)
+
+
 # ---------------------------------------------------------------------------------------------
 # The Engine and the command line.
 

@@ -153,25 +153,78 @@ class _Items:
         return np.repeat(np.arange(self.n), np.diff(self.row_items))
 
 
-def _run_kernel(buffer) -> _Items:
-    n = len(buffer)
-    data, offsets, in_err = buffer.data, buffer.offsets, buffer.error
-    if n and int((offsets[1:] - offsets[:-1]).max()) >= 1 << 31:
-        raise ValueError("a payload of 2 GiB or more is not Cayenne LPP")  # item positions are int32
-    capacity = int(offsets[n] - offsets[0]) // 3 + 1 if n else 1   # an item takes at least 3 bytes
-    item_key = np.empty(capacity, np.int16)
-    item_pos = np.empty(capacity, np.int32)
-    row_items = np.empty(n + 1, np.int64)
-    row_err = np.empty(n, np.uint8)
-    err_at = np.empty(n, np.int64)
-    err_type = np.zeros(n, np.uint8)
-    key_rows = np.zeros(_KEYS, np.int64)
-    if len(data) == 0:
-        data = np.zeros(1, np.uint8)  # numba needs a buffer; no row reads it
-    m = _kernels().decode_items(data, offsets, in_err, _SLOT_OF, _VALUE_BYTES, item_key, item_pos, row_items,
-                                row_err, err_at, err_type, key_rows, np.full(_KEYS, -1, np.int64),
-                                np.empty(_KEYS, np.int64))
-    return _Items(n, data, offsets, item_key[:m], item_pos[:m], row_items, key_rows, row_err, err_at, err_type)
+class _Decoder:
+    """Runs the decode kernel over rows as they are converted to bytes, chunk by chunk.
+
+    ``run`` fits ``payload.to_buffer``'s ``on_rows``: for a long list of text
+    it is called from a worker thread as soon as a chunk is converted, while
+    the next chunk's text is still being gathered (two cores share the work).
+    """
+
+    def __init__(self, n: int):
+        self.n = n
+        self.rows_done = 0
+        self.items = 0
+        self.row_items = np.empty(n + 1, np.int64)
+        self.row_items[0] = 0
+        self.row_err = np.empty(n, np.uint8)
+        self.err_at = np.empty(n, np.int64)
+        self.err_type = np.zeros(n, np.uint8)
+        self.key_rows = np.zeros(_KEYS, np.int64)
+        self.keys: list[np.ndarray] = []
+        self.positions: list[np.ndarray] = []
+
+    def run(self, data: np.ndarray, offsets: np.ndarray, in_err: np.ndarray, first: int, count: int) -> None:
+        """Decode rows first .. first + count (offsets are absolute positions in data)."""
+        if count <= 0:
+            return
+        row_offsets = offsets[first:first + count + 1]
+        if int((row_offsets[1:] - row_offsets[:-1]).max()) >= 1 << 31:
+            raise ValueError("a payload of 2 GiB or more is not Cayenne LPP")  # item positions are int32
+        capacity = int(row_offsets[-1] - row_offsets[0]) // 3 + 1   # an item takes at least 3 bytes
+        key = np.empty(capacity, np.int16)
+        pos = np.empty(capacity, np.int32)
+        row_items = np.empty(count + 1, np.int64)
+        rows = slice(first, first + count)
+        m = _kernels().decode_items(
+            data if len(data) else np.zeros(1, np.uint8), row_offsets, in_err[rows], _SLOT_OF, _VALUE_BYTES,
+            key, pos, row_items, self.row_err[rows], self.err_at[rows], self.err_type[rows], self.key_rows,
+            np.full(_KEYS, -1, np.int64), np.empty(_KEYS, np.int64),
+        )
+        self.row_items[first + 1:first + count + 1] = row_items[1:] + self.items
+        self.items += m
+        self.keys.append(key[:m])
+        self.positions.append(pos[:m])
+        self.rows_done += count
+
+    def result(self, buffer) -> _Items:
+        """The items of every row, once run has seen them all."""
+        def joined(parts: list[np.ndarray], dtype) -> np.ndarray:
+            return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0, dtype)
+
+        data = buffer.data if len(buffer.data) else np.zeros(1, np.uint8)
+        return _Items(self.n, data, buffer.offsets, joined(self.keys, np.int16), joined(self.positions, np.int32),
+                      self.row_items, self.key_rows, self.row_err, self.err_at, self.err_type)
+
+
+_OVERLAP_ROWS = 1 << 16   # lists at least this long are decoded chunk by chunk as they are converted
+
+
+def _decode_buffer(payloads: Any, encoding: str):
+    """(payload buffer, items) of a batch: to bytes, then the decode kernel (overlapped for long lists)."""
+    from ..payload import to_buffer  # imports numba: not at module import
+
+    if isinstance(payloads, (list, tuple)) and len(payloads) >= _OVERLAP_ROWS:
+        decoder = _Decoder(len(payloads))
+        buffer = to_buffer(payloads, encoding, on_rows=decoder.run)
+        if decoder.rows_done == len(buffer):
+            return buffer, decoder.result(buffer)
+        # The conversion took its general path: decode the whole buffer at once.
+    else:
+        buffer = to_buffer(payloads, encoding)
+    decoder = _Decoder(len(buffer))
+    decoder.run(buffer.data, buffer.offsets, buffer.error, 0, len(buffer))
+    return buffer, decoder.result(buffer)
 
 
 def _values(t: LppType, raw: np.ndarray) -> pa.Array:
@@ -409,10 +462,8 @@ class CayenneLPP:
         return self._decode(payloads, encoding, fixed=True)
 
     def _decode(self, payloads: Any, encoding: str, fixed: bool) -> CayenneBatch:
-        from ..payload import to_buffer  # imports numba: not at module import
-
-        buffer = to_buffer(payloads, encoding)
-        return CayenneBatch(_run_kernel(buffer), buffer, fixed)
+        buffer, items = _decode_buffer(payloads, encoding)
+        return CayenneBatch(items, buffer, fixed)
 
     def output_schema(self, include_hidden: bool = False) -> pa.Schema:
         """Arrow schema of ``decode_fixed(...).to_arrow()``: one map<uint8 channel, value> per type."""
