@@ -179,9 +179,10 @@ class _Decoder:
         if count <= 0:
             return
         row_offsets = offsets[first:first + count + 1]
-        if int((row_offsets[1:] - row_offsets[:-1]).max()) >= 1 << 31:
+        span = int(row_offsets[-1] - row_offsets[0])
+        if span >= 1 << 31 and int(np.diff(row_offsets).max()) >= 1 << 31:
             raise ValueError("a payload of 2 GiB or more is not Cayenne LPP")  # item positions are int32
-        capacity = int(row_offsets[-1] - row_offsets[0]) // 3 + 1   # an item takes at least 3 bytes
+        capacity = span // 3 + 1   # an item takes at least 3 bytes
         key = np.empty(capacity, np.int16)
         pos = np.empty(capacity, np.int32)
         row_items = np.empty(count + 1, np.int64)
