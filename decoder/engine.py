@@ -173,6 +173,10 @@ class DecodedChunk:
                     else:
                         children.append(pc.take(part.decoded, _positions(part.rows, n)))
                 mask = pc.is_valid(self.error) if n else pa.array([], pa.bool_())
+                for pos, dc in enumerate(eng.classes):
+                    if getattr(dc, "decode_fixed", None) is not None and pos in by_pos:
+                        # a built-in format keeps the values read before a row's error
+                        mask = pc.and_not(mask, pc.is_valid(children[pos]))
                 if self.error.null_count == n:
                     mask = None
                 decoded = pa.StructArray.from_arrays(children, fields=list(eng.decoded_type), mask=mask) \

@@ -24,6 +24,7 @@ import subprocess
 import sys
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -363,6 +364,12 @@ def test_registry_binds_devices_to_the_builtin_by_name(seed_classes):
     # Device 3 keeps its compiled class: its 12 bytes are read as that class's 9-byte layout.
     assert parts["Test Device Class"].column("error").to_pylist() == [None]
     assert set(parts["Test Device Class"].column("decoded")[0].as_py()) == {"batteryLevel", "gps"}
+    # In the one table of several classes, the row with an error keeps its values too.
+    table = engine.decode_packets(LINES)
+    assert table.column("error").to_pylist()[2] == "unknown Cayenne LPP type 0x42 at byte 11"
+    lpp_values = pc.struct_field(table.column("decoded"), "cayenne-lpp").to_pylist(maps_as_pydicts="strict")
+    assert lpp_values[2]["gps"] == {1: {"latitude": 42.3519, "longitude": -87.9094, "altitude": 10.0}}
+    assert lpp_values[4] is None  # device 3's row belongs to the other class
     with pytest.raises(InputError, match=r"unknown device class 'cayenne' \(loaded: .*built in: cayenne-lpp\)"):
         registry.bind("70B3D57ED0000009", "cayenne")
 
