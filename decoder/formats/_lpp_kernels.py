@@ -21,15 +21,15 @@ _OPTIONS = {"nogil": True, "cache": True}
 def _component(data, p, width, signed):
     """The big-endian integer of `width` (1..3) bytes at data[p], sign-extended if `signed`.
 
-    Reads three bytes and shifts, without branching on the width: item types
-    come in any order, and loops of 1 to 3 rounds mispredict.
+    A switch on the width measured faster than a loop of 1 to 3 rounds and
+    than reading three bytes and shifting (item types come in any order).
     """
-    if p + 3 <= data.shape[0]:
-        v = ((np.int64(data[p]) << 16) | (np.int64(data[p + 1]) << 8) | np.int64(data[p + 2])) >> (24 - 8 * width)
-    else:  # the buffer's last bytes: read only what is there
-        v = np.int64(0)
-        for b in range(width):
-            v = (v << 8) | np.int64(data[p + b])
+    if width == 2:
+        v = (np.int64(data[p]) << 8) | np.int64(data[p + 1])
+    elif width == 1:
+        v = np.int64(data[p])
+    else:
+        v = (np.int64(data[p]) << 16) | (np.int64(data[p + 1]) << 8) | np.int64(data[p + 2])
     shift = 64 - 8 * width
     extended = (v << shift) >> shift  # int64 >> is arithmetic: the sign bit fills
     return extended if signed else v
