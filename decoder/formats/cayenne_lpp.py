@@ -1,5 +1,8 @@
 """Cayenne LPP (Low Power Payload), decoded for a whole batch in one numba loop.
 
+The decode is one pass over every byte of the batch (``_lpp_kernels``); each
+Arrow form is then one more native pass over the items it found.
+
 A payload is a sequence of items, each ``channel (1 byte) | type (1 byte) |
 value (big-endian)``. The standard types (myDevices' Cayenne LPP
 specification; the type is the IPSO object id minus 3200):
