@@ -13,9 +13,12 @@ Timed, median of ``--runs`` runs each:
   the one-loop kernel; every value is decoded into the batch.
 - ``decode + to_arrow``: also the table of one column per (type, channel).
 - ``decode_fixed + to_arrow``: the Engine's form, one map column per type.
+- ``raw: decode_fixed + to_arrow``: the same from an Arrow binary array of
+  raw bytes, which is what the Engine hands over.
 - ``reference``: ``reference_decode(bytes.fromhex(p))`` from
-  tests/test_cayenne_lpp.py for every payload, run on ``--sample`` payloads
-  and scaled to ``-n`` (printed as such).
+  tests/test_cayenne_lpp.py for every payload; ``reference (raw)`` from
+  bytes. Run on ``--sample`` payloads and scaled to ``-n`` (printed as
+  such). Each of ours is compared with the reference of the same input.
 
 The outputs are checked equal on the sample first. The load average is
 printed at the start and the end: the machine is shared.
@@ -38,9 +41,9 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import decoder  # noqa: E402 - the tree's decoder, not an installed one
-from decoder.formats.cayenne_lpp import TYPES  # noqa: E402
-from decoder.sinks import to_hex  # noqa: E402
+import decoder
+from decoder.formats.cayenne_lpp import TYPES
+from decoder.sinks import to_hex
 
 
 def reference_module():
@@ -52,8 +55,8 @@ def reference_module():
     return module
 
 
-def generate(n: int, channels: int, seed: int) -> list[str]:
-    """n hex payloads of 3-6 random items each (vectorized: items laid out with cumulative sums)."""
+def generate(n: int, channels: int, seed: int) -> pa.Array:
+    """n payloads of 3-6 random items each as an Arrow binary array (items laid out with cumulative sums)."""
     rng = np.random.default_rng(seed)
     counts = rng.integers(3, 7, n)
     slots = rng.integers(0, len(TYPES), int(counts.sum()))
@@ -66,8 +69,7 @@ def generate(n: int, channels: int, seed: int) -> list[str]:
     data[item_start + 1] = codes
     row_end = item_end[np.cumsum(counts) - 1]
     offsets = np.concatenate(([0], row_end)).astype(np.int64)
-    binary = pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-    return to_hex(binary).to_pylist()
+    return pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
 def median_time(fn, runs: int) -> tuple[float, list[float]]:
@@ -99,8 +101,10 @@ def main() -> None:
     print(f"decoder from {Path(decoder.__file__).parent}")
     ref = reference_module()
     lpp = decoder.builtin("cayenne-lpp")
-    payloads = generate(a.n, a.channels, a.seed)
+    raw = generate(a.n, a.channels, a.seed)
+    payloads = to_hex(raw).to_pylist()
     sample = payloads[:min(a.sample, a.n)]
+    raw_sample = raw.slice(0, len(sample)).to_pylist()
     mean_bytes = sum(map(len, payloads)) / 2 / a.n
     print(f"{a.n:,} payloads, 3-6 items each, channels 0..{a.channels - 1}, {mean_bytes:.1f} bytes on average")
 
@@ -112,31 +116,35 @@ def main() -> None:
     assert batch.error_array().to_pylist() == [error for _, error in expected], "errors differ"
     print(f"checked: {len(check):,} payloads equal to the reference, values and errors")
 
-    def reference():
-        decode = ref.reference_decode
-        return [decode(bytes.fromhex(p)) for p in sample]
-
-    plan = {
-        "decode": lambda: lpp.decode(payloads),
-        "decode + to_arrow": lambda: lpp.decode(payloads).to_arrow(),
-        "decode_fixed + to_arrow": lambda: lpp.decode_fixed(payloads).to_arrow(),
+    decode = ref.reference_decode
+    plan = {  # name: (function, the reference it is compared with)
+        "decode": (lambda: lpp.decode(payloads), "reference"),
+        "decode + to_arrow": (lambda: lpp.decode(payloads).to_arrow(), "reference"),
+        "decode_fixed + to_arrow": (lambda: lpp.decode_fixed(payloads).to_arrow(), "reference"),
+        "raw: decode_fixed + to_arrow": (lambda: lpp.decode_fixed(raw, encoding="raw").to_arrow(), "reference (raw)"),
     }
-    results = {}
-    for name, fn in plan.items():
-        results[name] = median_time(fn, a.runs)
-    ref_median, ref_times = median_time(reference, a.runs)
+    references = {
+        "reference": lambda: [decode(bytes.fromhex(p)) for p in sample],
+        "reference (raw)": lambda: [decode(p) for p in raw_sample],
+    }
+    results = {name: median_time(fn, a.runs) for name, (fn, _) in plan.items()}
     scale = a.n / len(sample)
-    ref_scaled = ref_median * scale
+    scaled = {}
+    for name, fn in references.items():
+        med, times = median_time(fn, a.runs)
+        scaled[name] = (med * scale, [t * scale for t in times])
     print(f"reference: run on {len(sample):,} payloads, scaled x{scale:g} to {a.n:,}")
 
     table = lpp.decode(payloads).to_arrow()
     print(f"decode columns: {table.num_columns}; values: {lpp.decode(payloads).stats['values']:,}")
-    print(f"\n{'':<26}{'median s':>10}{'ns/payload':>12}{'x reference':>13}   runs (s)")
+    print(f"\n{'':<30}{'median s':>10}{'ns/payload':>12}{'x reference':>13}   runs (s)")
     for name, (med, times) in results.items():
-        print(f"{name:<26}{med:>10.3f}{med / a.n * 1e9:>12.0f}{ref_scaled / med:>13.1f}   "
+        versus = scaled[plan[name][1]][0]
+        print(f"{name:<30}{med:>10.3f}{med / a.n * 1e9:>12.0f}{versus / med:>13.1f}   "
               + ", ".join(f"{t:.3f}" for t in times))
-    print(f"{'reference (scaled)':<26}{ref_scaled:>10.3f}{ref_scaled / a.n * 1e9:>12.0f}{1.0:>13.1f}   "
-          + ", ".join(f"{t * scale:.3f}" for t in ref_times))
+    for name, (med, times) in scaled.items():
+        print(f"{name + ' (scaled)':<30}{med:>10.3f}{med / a.n * 1e9:>12.0f}{1.0:>13.1f}   "
+              + ", ".join(f"{t:.3f}" for t in times))
     print(f"\nuptime at end: {uptime()}")
 
 

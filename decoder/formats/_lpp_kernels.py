@@ -14,7 +14,8 @@ import numpy as np
 
 from .cayenne_lpp import _INPUT, _NO_TYPE, _OK, _TRUNCATED, _UNKNOWN
 
-_OPTIONS = {"nogil": True, "cache": True}
+# error_model "numpy": no zero-division branch before each division (scales are never zero)
+_OPTIONS = {"nogil": True, "cache": True, "error_model": "numpy"}
 
 
 @numba.njit(inline="always", **_OPTIONS)
