@@ -51,7 +51,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import InputError
-from .formats import BUILTIN_NAMES, builtin, is_builtin  # names only: a format's module loads when named
+# Built-in format names only: a format's own module (pyarrow, numba) loads when it is named.
+from .formats import BUILTIN_NAMES, builtin, is_builtin
 
 __all__ = ["Registry", "NO_CLASS"]
 
