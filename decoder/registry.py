@@ -51,8 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import InputError
-# Built-in format names only: a format's own module (pyarrow, numba) loads when it is named.
-from .formats import BUILTIN_NAMES, builtin, is_builtin
+from .formats import BUILTIN_NAMES, builtin, is_builtin  # cheap: a format loads when named
 
 __all__ = ["Registry", "NO_CLASS"]
 
