@@ -35,7 +35,8 @@ port) or ``device class N is not loaded`` (the device names a class that is
 not in the classes file).
 
 Nothing here imports numba: classes arrive compiled (or are compiled by
-:func:`decoder.load_classes` on demand).
+:func:`decoder.load_classes` on demand), and :mod:`decoder.formats` is only
+a table of names until a built-in format is named.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import InputError
-from .formats import BUILTIN_NAMES, builtin, is_builtin  # cheap: a format loads when named
+from .formats import BUILTIN_NAMES, builtin, is_builtin
 
 __all__ = ["Registry", "NO_CLASS"]
 
