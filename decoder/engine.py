@@ -46,6 +46,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .arrays import combine
+from .compiler.normalized import normalize as normalize_payload
+from .compiler.normalized import normalized_type
 from .errors import InputError
 from .ingest import empty_uplinks, normalize_values, read_chunks
 from .options import CHUNK_BYTES
@@ -54,7 +56,9 @@ from .registry import Registry
 __all__ = ["Engine", "DecodedChunk", "Summary"]
 CLASS_COLUMN = "device_class"
 DECODED_COLUMN = "decoded"
+NORMALIZED_COLUMN = "normalized"
 ERROR_COLUMN = "error"
+WARNINGS_COLUMN = "warnings"
 NO_PAYLOAD = "no payload"
 
 
@@ -80,6 +84,18 @@ def _with_validity(struct: pa.StructArray, null_rows: pa.Array) -> pa.StructArra
     return pa.StructArray.from_arrays(children, fields=list(struct.type), mask=mask)
 
 
+def _merge_warnings(known: pa.Array, warned: list[tuple[np.ndarray, list]], n: int) -> pa.Array:
+    """Each row's warnings: the reader's, then its class's ("; " between them)."""
+    if not warned:
+        return known
+    texts = known.to_pylist()
+    for rows, warnings in warned:
+        for row, text in zip(rows.tolist(), warnings):
+            if text is not None:
+                texts[row] = text if texts[row] is None else f"{texts[row]}; {text}"
+    return pa.array(texts, pa.string())
+
+
 def _merge_errors(pre_error: pa.Array, failed: list[tuple[np.ndarray, pa.Array]], n: int) -> pa.Array:
     """Each row's error: the one known before decoding, else its class's decode error."""
     if not failed:
@@ -92,10 +108,30 @@ def _merge_errors(pre_error: pa.Array, failed: list[tuple[np.ndarray, pa.Array]]
 
 
 @dataclass
+class _Found:
+    """What decoding a chunk's classes found besides their values."""
+
+    failed: list = field(default_factory=list)  # (rows, their decode errors) per class
+    warned: list = field(default_factory=list)  # (rows, a warning or None per row) per class
+    stats: Counter = field(default_factory=Counter)
+
+
+def _conform(struct: pa.StructArray, type_: pa.StructType) -> pa.StructArray:
+    """A class's output as the engine's type for it: fields it leaves out (hidden ones) dropped."""
+    names = [f.name for f in type_]
+    if [f.name for f in struct.type] == names:
+        return struct.cast(type_)
+    children = [struct.field(name).cast(f.type) for name, f in zip(names, type_)]
+    mask = pc.is_null(struct) if struct.null_count else None
+    return pa.StructArray.from_arrays(children, fields=list(type_), mask=mask)
+
+
+@dataclass
 class _ClassPart:
     pos: int  # position in Engine.classes
     rows: np.ndarray  # row positions in the chunk (ascending)
     decoded: pa.StructArray  # len(rows): the class's output, null on failed rows
+    normalized: pa.StructArray | None = None  # len(rows): its normalized payload, when the engine has one
 
 
 class DecodedChunk:
@@ -108,6 +144,7 @@ class DecodedChunk:
         class_index: np.ndarray,
         error: pa.Array,
         parts: list[_ClassPart],
+        warnings: pa.Array,
         *,
         bad_lines: list[tuple[int, str]] | None = None,
         skipped: Counter | None = None,
@@ -120,6 +157,7 @@ class DecodedChunk:
         self.base = base  # normalized columns, without `error`
         self.class_index = class_index  # int32, -1: no class
         self.error = error  # final error per row
+        self.warnings = warnings  # per row: null, or what was coerced or dropped ("; " between several)
         self.parts = parts
         self.bad_lines = bad_lines or []
         self.skipped = skipped or Counter()
@@ -151,12 +189,41 @@ class DecodedChunk:
         idx = self.class_index if rows is None else self.class_index[rows]
         return pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32(), mask=idx < 0), self.engine._class_dictionary)
 
-    def _assemble(self, base: pa.Table, device_class: pa.Array, decoded: pa.Array, error: pa.Array) -> pa.Table:
-        return (
-            base.append_column(CLASS_COLUMN, device_class)
-            .append_column(pa.field(DECODED_COLUMN, decoded.type), decoded)
-            .append_column(ERROR_COLUMN, error)
+    def _assemble(
+        self,
+        base: pa.Table,
+        device_class: pa.Array,
+        decoded: pa.Array,
+        rows: np.ndarray | None,
+        normalized: pa.Array | None = None,
+    ) -> pa.Table:
+        """The output columns: the normalized uplink columns, then the class, its output, its
+        normalized payload (when a class maps one), the error and the warnings of ``rows`` (None: all)."""
+        take = None if rows is None else pa.array(rows, pa.int64())
+        table = base.append_column(CLASS_COLUMN, device_class).append_column(
+            pa.field(DECODED_COLUMN, decoded.type), decoded
         )
+        normalized_type = self.engine.normalized_type
+        if normalized_type is not None:
+            if normalized is None:
+                normalized = pa.nulls(table.num_rows, normalized_type)
+            table = table.append_column(pa.field(NORMALIZED_COLUMN, normalized_type), normalized)
+        error = self.error if take is None else self.error.take(take)
+        warnings = self.warnings if take is None else self.warnings.take(take)
+        return table.append_column(ERROR_COLUMN, error).append_column(WARNINGS_COLUMN, warnings)
+
+    def _normalized(self, n: int) -> pa.Array | None:
+        """The normalized payloads of every row, in input order (None when no class maps one)."""
+        if self.engine.normalized_type is None:
+            return None
+        parts = [p for p in self.parts if p.normalized is not None]
+        if not parts:
+            return pa.nulls(n, self.engine.normalized_type)
+        rows = np.concatenate([p.rows for p in parts])
+        values = pa.concat_arrays([p.normalized for p in parts] + [pa.nulls(1, self.engine.normalized_type)])
+        idx = np.full(n, len(values) - 1, np.int64)
+        idx[rows] = np.arange(len(rows), dtype=np.int64)
+        return values.take(pa.array(idx))
 
     @property
     def table(self) -> pa.Table:
@@ -191,7 +258,7 @@ class DecodedChunk:
                     if eng.classes
                     else pa.nulls(n, eng.decoded_type)
                 )
-            self._table = self._assemble(self.base, self._class_column(), decoded, self.error)
+            self._table = self._assemble(self.base, self._class_column(), decoded, None, self._normalized(n))
         return self._table
 
     def by_class(self) -> dict[str | None, pa.Table]:
@@ -203,19 +270,17 @@ class DecodedChunk:
         out: dict[str | None, pa.Table] = {}
         eng = self.engine
         for part in self.parts:
-            rows = pa.array(part.rows, pa.int64())
-            base = self.base.take(rows)
+            base = self.base.take(pa.array(part.rows, pa.int64()))
             out[eng.classes[part.pos].name] = self._assemble(
-                base, self._class_column(part.rows), part.decoded, self.error.take(rows)
+                base, self._class_column(part.rows), part.decoded, part.rows, part.normalized
             )
         none_rows = np.flatnonzero(self.class_index < 0)
         if len(none_rows):
-            rows = pa.array(none_rows, pa.int64())
             out[None] = self._assemble(
-                self.base.take(rows),
+                self.base.take(pa.array(none_rows, pa.int64())),
                 self._class_column(none_rows),
                 pa.nulls(len(none_rows)),
-                self.error.take(rows),
+                none_rows,
             )
         return out
 
@@ -237,6 +302,7 @@ class Summary:
     decoded: int = 0
     errors: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)
+    warned: int = 0  # rows with a warning
     bad_lines: int = 0
     lines: int = 0
     by_class: Counter = field(default_factory=Counter)
@@ -249,6 +315,7 @@ class Summary:
         self.decoded += chunk.decoded
         self.errors.update(chunk.errors)
         self.skipped.update(chunk.skipped)
+        self.warned += len(chunk.warnings) - chunk.warnings.null_count
         self.bad_lines += len(chunk.bad_lines)
         self.lines += chunk.lines
         self.decode_stats.update(chunk.decode_stats)
@@ -279,6 +346,7 @@ class Summary:
             "decoded": self.decoded,
             "errors": dict(self.errors),
             "skipped": dict(self.skipped),
+            "warned": self.warned,
             "bad_lines": self.bad_lines,
             "lines": self.lines,
             "by_class": {str(k): v for k, v in self.by_class.items()},
@@ -302,6 +370,10 @@ class Summary:
         out.append(f"skipped    {skipped:>12,}")
         for kind, count in self.skipped.most_common(top):
             out.append(f"  {count:>21,}  {kind}")
+        if self.warned:
+            out.append(
+                f"warnings   {self.warned:>12,}   (rows with a value coerced or dropped: see the warnings column)"
+            )
         out.append(f"bad lines  {self.bad_lines:>12,}")
         if len([k for k in self.by_class if k is not None]) > 1:
             for name, count in sorted(self.by_class.items(), key=lambda kv: -kv[1]):
@@ -359,6 +431,9 @@ class Engine:
             self.decoded_type = self.class_types[0]
         else:
             self.decoded_type = pa.struct([])
+        # The quantities any class maps onto the normalized payload schema: one type for all classes.
+        mapped = [name for dc in self.classes for name in (getattr(dc, "normalized", None) or {})]
+        self.normalized_type: pa.StructType | None = normalized_type(mapped) if mapped else None
         self._schema: pa.Schema | None = None
 
     # -- schema ------------------------------------------------------------
@@ -390,8 +465,9 @@ class Engine:
             raise InputError("the registry changed after the Engine was built; build a new Engine")
         n = uplinks.num_rows
         names = uplinks.column_names
-        base = uplinks.drop_columns([ERROR_COLUMN]) if ERROR_COLUMN in names else uplinks
+        base = uplinks.drop_columns([c for c in (ERROR_COLUMN, WARNINGS_COLUMN) if c in names])
         in_error = combine(uplinks[ERROR_COLUMN]) if ERROR_COLUMN in names else pa.nulls(n, pa.string())
+        in_warnings = combine(uplinks[WARNINGS_COLUMN]) if WARNINGS_COLUMN in names else pa.nulls(n, pa.string())
 
         def col(name: str) -> pa.Array | None:
             return combine(uplinks[name]) if name in names else None
@@ -421,54 +497,59 @@ class Engine:
         decodable = _np(pc.is_null(pre_error)) if n else np.zeros(0, bool)
 
         parts: list[_ClassPart] = []
-        failed: list[tuple[np.ndarray, pa.Array]] = []  # (rows, their decode errors) per class
-        stats: Counter = Counter()
+        found = _Found()
         if n and len(self.classes):
             order = np.argsort(class_index, kind="stable")
             bounds = np.searchsorted(class_index[order], np.arange(-1, len(self.classes) + 1))
             for pos in range(len(self.classes)):
                 rows = np.sort(order[bounds[pos + 1] : bounds[pos + 2]])
                 if len(rows):
-                    parts.append(self._decode_class(pos, rows, rows[decodable[rows]], payload, port, failed, stats))
-        error = _merge_errors(pre_error, failed, n)
-        return DecodedChunk(self, base, class_index.astype(np.int32), error, parts, decode_stats=stats, **extra)
+                    parts.append(self._decode_class(pos, rows, rows[decodable[rows]], payload, port, found))
+        error = _merge_errors(pre_error, found.failed, n)
+        warnings = _merge_warnings(in_warnings, found.warned, n)
+        return DecodedChunk(
+            self, base, class_index.astype(np.int32), error, parts, warnings, decode_stats=found.stats, **extra
+        )
 
     def _decode_class(
-        self,
-        pos: int,
-        rows: np.ndarray,
-        ok: np.ndarray,
-        payload: pa.Array,
-        port: pa.Array,
-        failed: list,
-        stats: Counter,
+        self, pos: int, rows: np.ndarray, ok: np.ndarray, payload: pa.Array, port: pa.Array, found: _Found
     ) -> _ClassPart:
         """Decode the payloads of ``ok`` (the decodable ones of the class's ``rows``) with one
-        kernel call; the struct covers ``rows``, null where a row failed or was not decoded."""
-        if not len(ok):
-            return _ClassPart(pos, rows, pa.nulls(len(rows), self.class_types[pos]))
-        take = pa.array(ok, pa.int64())
+        kernel call; the structs cover ``rows``, null where a row failed or was not decoded."""
         dc = self.classes[pos]
+        mapping = getattr(dc, "normalized", None) if self.normalized_type is not None else None
+        if not len(ok):
+            normalized = pa.nulls(len(rows), self.normalized_type) if mapping else None
+            return _ClassPart(pos, rows, pa.nulls(len(rows), self.class_types[pos]), normalized)
+        take = pa.array(ok, pa.int64())
         # A built-in format whose decode() columns depend on the batch (Cayenne LPP) has
         # decode_fixed(): the one type output_schema() promises, for every chunk.
         fixed = getattr(dc, "decode_fixed", None)
+        hidden = self.include_hidden or bool(mapping)  # a normalized map may name a hidden variable
         batch = (fixed or dc.decode)(
-            pc.take(payload, take), encoding="raw", ports=pc.take(port, take), include_hidden=self.include_hidden
+            pc.take(payload, take), encoding="raw", ports=pc.take(port, take), include_hidden=hidden
         )
         struct = combine(batch.to_struct_array())
         errs = combine(batch.error_array())
-        if struct.type != self.class_types[pos]:
-            struct = struct.cast(self.class_types[pos])
         if fixed is None:  # a built-in format keeps the values read before a row's error
             struct = _with_validity(struct, pc.is_valid(errs))
+        normalized = None
+        if mapping:
+            normalized, warnings = normalize_payload(struct, mapping, self.normalized_type)
+            if warnings is not None:
+                found.warned.append((ok, warnings))
+        if struct.type != self.class_types[pos]:
+            struct = _conform(struct, self.class_types[pos])
         for key, value in (batch.stats or {}).items():
             if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-                stats[key] += int(value)
+                found.stats[key] += int(value)
         if errs.null_count < len(errs):
-            failed.append((ok, errs))
+            found.failed.append((ok, errs))
         if len(ok) < len(rows):
-            struct = pc.take(struct, _positions(np.searchsorted(rows, ok), len(rows)))
-        return _ClassPart(pos, rows, struct)
+            at = _positions(np.searchsorted(rows, ok), len(rows))
+            struct = pc.take(struct, at)
+            normalized = None if normalized is None else pc.take(normalized, at)
+        return _ClassPart(pos, rows, struct, normalized)
 
     def decode(self, values: Any, *, first_line: int = 1) -> DecodedChunk:
         """Normalize and decode JSON values or lines (all at once) into one chunk.

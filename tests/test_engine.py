@@ -77,7 +77,7 @@ def test_mixed_classes_one_table_in_input_order(engine, classes):
     chunk = engine.decode_uplinks(table_in)
     t = chunk.table
     assert engine.mixed and t.schema == engine.schema
-    assert t.column_names[-3:] == ["device_class", "decoded", "error"]
+    assert t.column_names[-5:] == ["device_class", "decoded", "normalized", "error", "warnings"]
     assert t["line"].to_pylist() == [1, 2, 3, 4, 5, 6]
     assert t["device_class"].to_pylist() == [
         "Test Device Class",

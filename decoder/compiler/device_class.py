@@ -21,6 +21,7 @@ from .cache import load_kernel
 from .codegen import KernelLayout, generate
 from .ir import Program
 from .lower import lower
+from .normalized import check_outputs
 from .script import ClassSpec, load_specs
 
 __all__ = ["DeviceClass", "compile", "load_classes"]
@@ -63,6 +64,11 @@ class DeviceClass:
     @property
     def ports(self) -> tuple[int, ...] | None:
         return self.spec.ports
+
+    @property
+    def normalized(self) -> dict[str, tuple[str, ...]]:
+        """Which output gives which quantity of the normalized payload schema (may be empty)."""
+        return self.spec.normalized
 
     def __repr__(self) -> str:
         return f"<DeviceClass {self.name!r} id={self.id} outputs={len(self.layout.outputs)}>"
@@ -142,6 +148,9 @@ class DeviceClass:
         for field in self.output_schema(include_hidden=True):
             hidden = " (hidden)" if self.spec.is_hidden(field.name) else ""
             lines.append(f"    {field.name}: {field.type}{hidden}")
+        if self.normalized:
+            lines.append("  normalized payload:")
+            lines += [f"    {name} <- {'.'.join(source)}" for name, source in self.normalized.items()]
         return "\n".join(lines)
 
 
@@ -236,7 +245,9 @@ def _build(spec: ClassSpec) -> DeviceClass:
     except ScriptError as err:
         raise err.located(device_class=spec.name) from None
     source, layout = generate(program)
-    return DeviceClass(spec, program, source, layout)
+    dc = DeviceClass(spec, program, source, layout)
+    check_outputs(spec.normalized, dc.output_schema(include_hidden=True), spec.name)
+    return dc
 
 
 def load_classes(source: Any) -> list[DeviceClass]:

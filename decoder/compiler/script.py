@@ -9,13 +9,14 @@ file path. Nothing here evaluates a formula: formulas are only parsed later.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ..errors import ScriptError
+from .normalized import parse_map
 
 __all__ = ["ParseElement", "CalcElement", "ClassSpec", "class_objects", "load_specs"]
 
@@ -57,6 +58,8 @@ class ClassSpec:
     parse_elements: tuple[ParseElement, ...]
     calculate_elements: tuple[CalcElement, ...]
     ports: tuple[int, ...] | None
+    # normalized payload quantity ("air.temperature") -> the output it comes from
+    normalized: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def is_hidden(self, root: str) -> bool:
         return self.variable_types.get(root) == "hidden"
@@ -249,6 +252,7 @@ def _spec(obj: dict, position: int) -> ClassSpec:
         parse_elements=parse,
         calculate_elements=calc,
         ports=ports,
+        normalized=parse_map(obj.get("normalized", script.get("normalized")), name),
     )
 
 

@@ -367,6 +367,11 @@ class CsvSink(_StreamSink):
                 for name, sources, t in self._decoded_columns():
                     fields.append(pa.field(name, t))
                     self.plan.append((name, ("decoded", sources, t)))
+            elif pa.types.is_struct(f.type):  # the normalized payload: one column per quantity
+                for path, leaf in _leaves(f.type):
+                    name = ".".join((f.name, *path))
+                    fields.append(pa.field(name, _text_type(leaf)))
+                    self.plan.append((name, ("leaf", f.name, path)))
             else:
                 fields.append(pa.field(f.name, _text_type(f.type)))
                 self.plan.append((f.name, ("column", f.name)))
@@ -400,6 +405,8 @@ class CsvSink(_StreamSink):
         for (_name, how), field in zip(self.plan, self.schema):
             if how[0] == "column":
                 arr = textual(table[how[1]])
+            elif how[0] == "leaf":
+                arr = textual(_get(combine(table[how[1]]), how[2])) if n else pa.array([], field.type)
             elif n == 0:
                 arr = pa.array([], field.type)
             else:
@@ -413,7 +420,6 @@ class CsvSink(_StreamSink):
 
 
 _JSON_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
-_MAP_OPTS = _JSON_OPTS | orjson.OPT_NON_STR_KEYS  # integer map keys; ~10% slower, so only with maps
 _MAP_OPTS = _JSON_OPTS | orjson.OPT_NON_STR_KEYS  # integer map keys; ~10% slower, so only with maps
 
 
