@@ -57,6 +57,7 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 _JSON = [(b"content-type", b"application/json")]
 _CLOSE = [(b"content-type", b"application/json"), (b"connection", b"close")]
 _ACCEPTED = b'{"status":"accepted"}'
+_FLUSHES = 2  # flushes of the log running at once: the disk serves two about as fast as one
 
 
 # -- shapes ----------------------------------------------------------------------------
@@ -237,7 +238,7 @@ class _Committer:
         self.wakeup: asyncio.Event | None = None
         self.failed: BaseException | None = None
         self.closing = False
-        self.flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decoder-wal")
+        self.flusher = ThreadPoolExecutor(max_workers=_FLUSHES, thread_name_prefix="decoder-wal")
         self.task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -255,32 +256,63 @@ class _Committer:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        flushing: set[asyncio.Future] = set()
         while True:
             await self.wakeup.wait()
             self.wakeup.clear()
+            if self.failed is not None:
+                return
             if not self.pending:
                 if self.closing:
+                    if flushing:
+                        await asyncio.wait(flushing)
                     return
                 continue
+            while len(flushing) >= _FLUSHES or (flushing and self.wal.rotation_due):
+                await asyncio.wait(flushing, return_when=asyncio.FIRST_COMPLETED)
+            if self.failed is not None:
+                return
             group, self.pending = self.pending, []
             try:
-                last = self.wal.append([body for body, _ in group])
-                started = time.perf_counter()
-                await loop.run_in_executor(self.flusher, self.wal.sync)
-                self.metrics.syncs += 1
-                self.metrics.sync_seconds += time.perf_counter() - started
+                flush = self.wal.append([body for body, _ in group])
             except Exception as err:  # noqa: BLE001 - a disk problem: refuse this group and what follows
-                self.failed = err
-                for _, future in group + self.pending:
-                    if not future.done():
-                        future.set_exception(_WalFailed(str(err)))
-                self.pending = []
-                self.on_failure(err)
+                self._fail(err, group)
                 return
-            first = last - len(group) + 1
-            for k, (_, future) in enumerate(group):
-                if not future.done():  # a client that left is still in the log: it counts
-                    future.set_result(first + k)
+            task = loop.run_in_executor(self.flusher, self._sync, flush)
+            flushing.add(task)
+            task.add_done_callback(lambda done, group=group, flush=flush: self._flushed(done, group, flush, flushing))
+            if self.pending:
+                self.wakeup.set()
+
+    def _sync(self, flush: Any) -> float:
+        started = time.perf_counter()
+        self.wal.sync(flush)
+        return time.perf_counter() - started
+
+    def _flushed(self, done: asyncio.Future, group: list, flush: Any, flushing: set) -> None:
+        flushing.discard(done)
+        self.wakeup.set()  # the loop may wait for a free flush
+        err = done.exception()
+        if err is not None or self.failed is not None:
+            # After a failed flush no later one is trusted: the kernel may have dropped the pages.
+            self._fail(err or self.failed, group)
+            return
+        self.metrics.syncs += 1
+        self.metrics.sync_seconds += done.result()
+        first = flush.last - len(group) + 1
+        for k, (_, future) in enumerate(group):
+            if not future.done():  # a client that left is still in the log: it counts
+                future.set_result(first + k)
+
+    def _fail(self, err: BaseException, group: list) -> None:
+        if self.failed is None:
+            self.failed = err
+            self.on_failure(err)
+        for _, future in group + self.pending:
+            if not future.done():
+                future.set_exception(_WalFailed(str(err)))
+        self.pending = []
+        self.wakeup.set()
 
     async def close(self) -> None:
         """Flush what is pending, then stop (after the server stopped taking requests)."""

@@ -54,7 +54,7 @@ from typing import Any
 from ..errors import InputError
 from .stage import Message
 
-__all__ = ["WriteAheadLog", "CoveringSink", "SEGMENT_BYTES", "FOOTER_LOG", "FOOTER_FIRST", "FOOTER_LAST"]
+__all__ = ["WriteAheadLog", "CoveringSink", "Flush", "SEGMENT_BYTES", "FOOTER_LOG", "FOOTER_FIRST", "FOOTER_LAST"]
 
 SEGMENT_BYTES = 64 << 20  # a new segment after this many bytes
 FOOTER_LOG = "decoder.wal.log"
@@ -75,6 +75,17 @@ class _Segment:
     durable: int  # bytes known to be on disk (a sealed segment: its valid records)
     last: int  # position of its last durable record (first - 1: none)
     sealed: bool  # no more records come to it
+    listed: bool = True  # its directory entry is on disk
+
+
+@dataclass(frozen=True)
+class Flush:
+    """What one ``sync`` puts on disk: the segment written to, up to which byte and position."""
+
+    fd: int
+    segment: _Segment
+    size: int
+    last: int
 
 
 def _fsync_dir(path: Path) -> None:
@@ -127,7 +138,6 @@ class WriteAheadLog:
         self._closed = False
         self._fd: int | None = None  # the segment being written
         self._size = 0  # its bytes written (flushed or not)
-        self._new_segment = False  # created since the last sync: the directory needs a flush too
         self.replayed_from = 0
         self.id = ""
         self._open()
@@ -231,11 +241,20 @@ class WriteAheadLog:
         return covered
 
     # -- writing ---------------------------------------------------------------
-    def append(self, bodies: list[bytes]) -> int:
-        """Write records for ``bodies`` (not yet flushed); return the position of the last."""
+    @property
+    def rotation_due(self) -> bool:
+        """The next ``append`` starts a new segment (no flush may be running then)."""
+        return self._fd is None or self._size >= self.segment_bytes
+
+    def append(self, bodies: list[bytes]) -> Flush:
+        """Write records for ``bodies`` (not yet on disk); return what to pass to :meth:`sync`.
+
+        Appends come from one thread, one at a time. Flushes of earlier
+        appends may still run, except when :attr:`rotation_due`.
+        """
         if self._closed:
             raise ValueError("the log is closed")
-        if self._fd is None or self._size >= self.segment_bytes:
+        if self.rotation_due:
             self._start_segment()
         parts = []
         position = self.next
@@ -251,7 +270,7 @@ class WriteAheadLog:
             view = view[os.write(self._fd, view) :]
         self._size += len(data)
         self.next = position
-        return position - 1
+        return Flush(self._fd, self._segments[-1], self._size, position - 1)
 
     def _start_segment(self) -> None:
         if self._fd is not None:
@@ -262,23 +281,27 @@ class WriteAheadLog:
         path = self.directory / f"wal-{self.next:020d}.log"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         os.write(fd, _HEADER.pack(_MAGIC, bytes.fromhex(self.id), self.next))
-        self._fd, self._size, self._new_segment = fd, _HEADER.size, True
+        self._fd, self._size = fd, _HEADER.size
         with self._cond:
-            self._segments.append(_Segment(self.next, path, _HEADER.size, self.next - 1, False))
+            self._segments.append(_Segment(self.next, path, _HEADER.size, self.next - 1, False, listed=False))
 
-    def sync(self) -> None:
-        """Flush what ``append`` wrote to disk; then the reader may hand it on."""
-        if self._fd is None:
-            return
-        size, last = self._size, self.next - 1
-        os.fsync(self._fd)
-        if self._new_segment:
+    def sync(self, flush: Flush | None = None) -> None:
+        """Put what ``append`` wrote (up to ``flush``; default: everything) on disk; then the
+        reader may hand it on. Two flushes may run at once (from two threads): the disk
+        takes them together, which is what lets the log keep up with many clients."""
+        if flush is None:
+            if self._fd is None:
+                return
+            flush = Flush(self._fd, self._segments[-1], self._size, self.next - 1)
+        os.fsync(flush.fd)
+        segment = flush.segment
+        if not segment.listed:  # a new segment: its name must be on disk before its records count
             _fsync_dir(self.directory)
-            self._new_segment = False
+            segment.listed = True
         with self._cond:
-            segment = self._segments[-1]
-            segment.durable, segment.last = size, last
-            self.synced = last
+            segment.durable = max(segment.durable, flush.size)
+            segment.last = max(segment.last, flush.last)
+            self.synced = max(self.synced, flush.last)
             self._cond.notify_all()
 
     def close(self) -> None:
