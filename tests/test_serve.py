@@ -58,7 +58,7 @@ def server(tmp_path_factory):
 def test_every_shape_of_both_providers_is_accepted_and_decoded_as_decode_does(server, tmp_path):
     firefly, helium = _bodies(PACKETS / "firefly.jsonl"), _bodies(PACKETS / "helium.jsonl")
     firefly = [b for b in firefly if b'"datr"' not in b]  # see test_reader_keeps_datr_after_learning
-    generated = generated_lines(60, seed=5)
+    generated = generated_lines(40, seed=5)
     arrays = [b"[" + b",".join(generated[i : i + 3]) + b"]" for i in range(0, 12, 3)]
     pretty = [json.dumps(json.loads(line), indent=2).encode() for line in generated[12:15]]
     bodies = firefly + helium + generated[15:] + arrays + pretty
@@ -285,13 +285,13 @@ def test_kill_9_under_load_then_restart_loses_nothing_acknowledged_and_duplicate
     with ServeProcess(*args) as first:
         load = _Load(first.url, lines)
         deadline = time.monotonic() + 60
-        while len(load.acked) < 1500 and time.monotonic() < deadline:
+        while len(load.acked) < 800 and time.monotonic() < deadline:
             time.sleep(0.05)
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait(timeout=10)
         load.join()
     acked, sent = set(load.acked), set(load.sent)
-    assert len(acked) >= 1500
+    assert len(acked) >= 800
     assert any(out.rglob("part-*.parquet")), "no roll happened before the kill"
 
     # The restart replays the log; then a last few posts must be written by the SIGTERM drain.
