@@ -58,10 +58,12 @@ def server(tmp_path_factory):
 def test_every_shape_of_both_providers_is_accepted_and_decoded_as_decode_does(server, tmp_path):
     firefly, helium = _bodies(PACKETS / "firefly.jsonl"), _bodies(PACKETS / "helium.jsonl")
     firefly = [b for b in firefly if b'"datr"' not in b]  # see test_reader_keeps_datr_after_learning
-    generated = generated_lines(40, seed=5)
+    mixed = [b for b in _bodies(PACKETS / "mixed.jsonl")[:40] if b'"datr"' not in b]
+    every_kind = "firefly=0.3,helium_event=0.2,helium_body=0.2,helium_integration=0.2,helium_downlink=0.1"
+    generated = generated_lines(40, seed=5, mix=every_kind)
     arrays = [b"[" + b",".join(generated[i : i + 3]) + b"]" for i in range(0, 12, 3)]
     pretty = [json.dumps(json.loads(line), indent=2).encode() for line in generated[12:15]]
-    bodies = firefly + helium + generated[15:] + arrays + pretty
+    bodies = firefly + helium + mixed + generated[15:] + arrays + pretty
     paths = ["/uplinks", "/helium", "/firefly"]
     before = len(_rows(server.out))
     for k, body in enumerate(bodies):
