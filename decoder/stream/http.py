@@ -138,7 +138,6 @@ class _Metrics:
         self.stats: Any = None  # the stage's StreamStats of the last batch
         self.files = 0
         self.bytes_written = 0
-        self.started = time.time()
 
     def answered(self, path: str, code: int, seconds: float) -> None:
         self.requests[(path, code)] += 1
@@ -164,12 +163,14 @@ class _Metrics:
             )
 
         requests = [(f'{{path="{_label(p)}",code="{c}"}}', n) for (p, c), n in sorted(self.requests.items())]
-        metric("decoder_http_requests_total", "counter", "HTTP requests answered, by path and status code.", requests)
+        metric(
+            "decoder_http_requests_total", "counter", "POSTs to the ingest paths answered, by path and code.", requests
+        )
         cumulative, samples = 0, []
         for bound, count in zip((*_LATENCY_BUCKETS, float("inf")), self.buckets):
             cumulative += count
             samples.append((f'_bucket{{le="{"+Inf" if bound == float("inf") else f"{bound:g}"}"}}', cumulative))
-        out.append("# HELP decoder_http_request_duration_seconds Time from a request's headers to its answer.")
+        out.append("# HELP decoder_http_request_duration_seconds Time from a POST's headers to its answer.")
         out.append("# TYPE decoder_http_request_duration_seconds histogram")
         out.extend(f"decoder_http_request_duration_seconds{labels} {value}" for labels, value in samples)
         out.append(f"decoder_http_request_duration_seconds_sum {self.latency_sum:.6f}")
