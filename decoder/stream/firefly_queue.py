@@ -292,7 +292,7 @@ class FireflyQueueSource:
         if count:
             self._empty_polls = 0
             return self.interval
-        self._empty_polls += 1
+        self._empty_polls = min(self._empty_polls + 1, 32)  # 2**31 intervals is past any cap
         return min(self.interval * 2 ** (self._empty_polls - 1), self.interval * IDLE_FACTOR)
 
     def _wait(self, seconds: float) -> bool:
@@ -350,7 +350,9 @@ class FireflyQueueSource:
         return True
 
     def _on_wait(self, seconds: float, why: str) -> None:
-        if not why.startswith("retry after") or not self._may_warn("retry", self.timing.clock()):
+        """One line per kind of failure a minute (a rate-limit pause is normal: no line)."""
+        kind = why.split(" (", 1)[0]
+        if not why.startswith("retry after") or not self._may_warn(kind, self.timing.clock()):
             return
         lost = ""
         if "timed out" in why or "connection failed" in why:
