@@ -17,8 +17,9 @@ at most ``limit`` (all without it), and removes them: nothing acknowledges
 or returns an event again. Events no poll fetched within 2 hours (on the
 fixture's clock) are dropped. ``encoding=json`` answers a JSON array of the
 events (as objects, or with ``queue_items="texts"`` as the JSON text a
-template renders); another encoding joins them with ``separator`` (default
-a newline). A poll that fails (a fault) removes nothing. What each poll
+template renders); another encoding (or ``queue_items="lines"``, a server
+that does not honour ``encoding``) joins them with ``separator`` (default a
+newline). A poll that fails (a fault) removes nothing. What each poll
 handed out is kept in :attr:`FakeFirefly.handed_out`.
 
 Helium (``FakeHelium``): the key in the ``key`` header; ``GET /devices``,
@@ -385,7 +386,7 @@ class FakeFirefly(FakeApi):
         limit = int(q["limit"]) if "limit" in q else len(queue)
         events = [queue.popleft()[1] for _ in range(min(limit, len(queue)))]
         self.handed_out[uid].append(events)
-        if q.get("encoding", "json") == "json":
+        if q.get("encoding", "json") == "json" and self.queue_items != "lines":
             if self.queue_items == "texts":
                 return 200, [json.dumps(e) for e in events]
             return 200, events

@@ -81,10 +81,11 @@ def poll_times(api) -> list[float]:
 # -- polling --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("items", ["objects", "texts"])
+@pytest.mark.parametrize("items", ["objects", "texts", "lines"])
 def test_each_event_comes_out_once_in_order_and_is_journaled_before_it_goes_on(api, clock, tmp_path, items):
-    """Objects, or the JSON text a template renders: the same events, in queue order, each once; a full
-    page is followed by the next poll at once, a short one after the interval."""
+    """A JSON array of objects, or of the JSON text a template renders, or (a server that ignores
+    encoding=json) one event per line: the same events, in queue order, each once; a full page is
+    followed by the next poll at once."""
     api.queue_items = items
     sent = events(250, seed=1, received=NOW)
     api.enqueue(UID, sent)

@@ -81,7 +81,7 @@ FIREFLY_API = DEFAULT_API["firefly"]
 DEFAULT_LIMIT = POLL_LIMIT  # events per poll at most
 DEFAULT_INTERVAL = POLL_INTERVAL  # seconds between polls that did not come back full
 IDLE_FACTOR = 10  # empty polls back off up to this many intervals
-DEFAULT_RETRIES = 10  # about five minutes of back-off before a failing API ends the stream
+DEFAULT_RETRIES = 10  # a few minutes of back-off (1, 2, 4 ... 60 s) before a failing API ends the stream
 LIFETIME = timedelta(hours=2)  # how long Firefly keeps an event no poll fetched
 BEHIND = timedelta(minutes=90)  # events this old arriving: polls are falling behind
 FULL_FOR = 300.0  # seconds of full pages on every poll before that is worth a warning
@@ -96,8 +96,11 @@ def _events(body: bytes) -> tuple[list[bytes], list[Any]]:
     A JSON array is a list of events; an item that is a string is a
     template's output and is taken as the JSON text it holds. ``null`` or an
     empty body is no event; another JSON value is one. A body that is not
-    JSON is taken line by line (one event per non-blank line), so that
-    nothing Firefly handed out is dropped for its format.
+    one JSON value is kept, never dropped: JSON values one per line (the
+    events joined by a newline, as encodings other than json join them) as
+    those events; else, if it looks like JSON, as one event (its line
+    breaks, white space in JSON, made spaces) for the stage to tell why it
+    holds no uplink; else line by line.
     """
     text = body.strip()
     if not text:
@@ -105,11 +108,17 @@ def _events(body: bytes) -> tuple[list[bytes], list[Any]]:
     try:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError:
-        lines = [line.strip() for line in text.split(b"\n")]
-        return [line for line in lines if line], []
-    if doc is None:
-        return [], []
-    items = doc if isinstance(doc, list) else [doc]
+        lines = [line.strip() for line in text.split(b"\n") if line.strip()]
+        try:
+            items = [orjson.loads(line) for line in lines]
+        except orjson.JSONDecodeError:
+            if text[:1] in (b"[", b"{"):
+                return [text.replace(b"\r", b" ").replace(b"\n", b" ")], []
+            return lines, []
+    else:
+        if doc is None:
+            return [], []
+        items = doc if isinstance(doc, list) else [doc]
     values = []
     for item in items:
         if isinstance(item, str):
@@ -131,8 +140,10 @@ def check_queue_uid(text: str) -> str:
     """The queue's uid as it goes into the URL (InputError unless it is a UUID, as the reference says)."""
     uid = text.strip()
     try:
-        uuid.UUID(uid)
+        canonical = str(uuid.UUID(uid)) == uid.lower()  # not the {...} or urn: forms: it goes into a path
     except ValueError:
+        canonical = False
+    if not canonical:
         raise InputError(f"{text!r} is not a queue uid (a UUID such as eeb95e33-d1ba-4a46-b22f-0c27a5955e53)") from None
     return uid
 
