@@ -565,6 +565,8 @@ def _check_stream_args(args: argparse.Namespace) -> None:
             raise _Usage(f"--max-rows: at most {MQTT_MAX_ROWS:,} with --mqtt")
     if args.poll_limit < 1 or not args.poll_interval > 0:
         raise _Usage("--poll-limit and --poll-interval must be positive")
+    if not args.firefly_queue and (args.journal or args.api_key_file):
+        raise _Usage("--journal and --api-key-file go with --firefly-queue")
 
 
 def _queue_settings(args: argparse.Namespace) -> dict[str, str]:
@@ -689,17 +691,20 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
             except OSError:
                 pass  # its write error, if any, was reported above
     if not args.quiet:
-        text = stage.stats.format()
-        if queue is not None:
-            text += "\n" + "\n".join(source.summary_lines())
-        if rolling:
-            text += (
-                f"\noutput     {len(sink.files_written):,} Parquet files in {args.output} ({sink.rows_written:,} rows)"
-            )
-        sys.stderr.write(text + "\n")
+        _stream_summary(args, stage, sink, source if queue is not None else None)
     if failure is not None:
         return _fail(str(failure))
     return 0
+
+
+def _stream_summary(args: argparse.Namespace, stage: Any, sink: Any, queue: Any) -> None:
+    """The end-of-stream summary on stderr: the stage's counts, the queue's polls, the files written."""
+    text = stage.stats.format()
+    if queue is not None:
+        text += "\n" + "\n".join(queue.summary_lines())
+    if args.output is not None:
+        text += f"\noutput     {len(sink.files_written):,} Parquet files in {args.output} ({sink.rows_written:,} rows)"
+    sys.stderr.write(text + "\n")
 
 
 # -- check -----------------------------------------------------------------------------

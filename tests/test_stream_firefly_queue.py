@@ -255,6 +255,7 @@ def test_the_journal_replays_what_was_not_covered_ignores_a_torn_tail_and_never_
         (["--firefly-queue", UID, "--api-url", "https://h/v1?auth=k"], FIREFLY_KEY, "must not have a query"),
         (["--firefly-queue", UID, "--poll-limit", "0"], FIREFLY_KEY, "--poll-limit and --poll-interval"),
         (["--firefly-queue", UID, "--mqtt", "mqtt://h/t"], FIREFLY_KEY, "not allowed with argument"),
+        (["--journal", "j"], FIREFLY_KEY, "--journal and --api-key-file go with --firefly-queue"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(monkeypatch, capsys, args, key, message):
