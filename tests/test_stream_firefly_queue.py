@@ -199,17 +199,17 @@ def test_stop_and_close_return_promptly_and_a_poll_in_flight_is_journaled(tmp_pa
 
 def test_falling_behind_is_warned_about_at_most_once_a_minute(api, clock, tmp_path):
     """Events 95 minutes old (of their 2 hours); full pages on every poll for 5 minutes."""
-    api.before = lambda seen: clock.sleep(5.0)  # each poll takes 5 s: time passes while pages stay full
-    api.enqueue(UID, events(40, seed=5, received=NOW - timedelta(minutes=95)))
-    api.enqueue(UID, events(800, seed=6, received=NOW))
+    api.before = lambda seen: clock.sleep(10.0)  # each poll takes 10 s: time passes while pages stay full
+    api.enqueue(UID, events(4, seed=5, received=NOW - timedelta(minutes=95)))
+    api.enqueue(UID, events(76, seed=6, received=NOW))
     notes: list[str] = []
-    src = source(api, clock, tmp_path, notes, limit=10)
-    list(itertools.islice(src, 840))
+    src = source(api, clock, tmp_path, notes, limit=2)
+    list(itertools.islice(src, 80))
     src.close()
     behind = [n for n in notes if "min after Firefly received them" in n]
     full = [n for n in notes if "came back full" in n]
-    # The old events come in the first 4 polls (20 s): one warning. 84 full polls take 420 s: the
-    # full-page warning comes once 300 s are reached, and again a minute later.
+    # The old events come in the first 2 polls (20 s apart): one warning. 40 full polls take 400 s: the
+    # full-page warning comes once 300 s are reached (poll 31), and again a minute later (poll 37).
     assert len(behind) == 1 and "events arrive 95 min after" in behind[0]
     assert len(full) == 2, notes
     assert all(n.startswith("warning: ") and "\n" not in n for n in behind + full)
