@@ -13,6 +13,7 @@ from .errors import DecoderError, InputError, ScriptError
 __all__ = [
     "compile",
     "load_classes",
+    "builtin",
     "DeviceClass",
     "DecodedBatch",
     "Engine",
@@ -28,6 +29,7 @@ __all__ = [
 _LAZY = {
     "compile": ("compiler", "compile"),
     "load_classes": ("compiler", "load_classes"),
+    "builtin": ("formats", "builtin"),
     "DeviceClass": ("compiler", "DeviceClass"),
     "DecodedBatch": ("compiler.batch", "DecodedBatch"),
     "Engine": ("engine", "Engine"),

@@ -1,6 +1,7 @@
 """The ``decoder`` command line: a thin layer over the engine, the outputs and the stream stage.
 
     decoder decode INPUT... --classes FILE [--devices FILE | --class ID] -o OUT
+    decoder decode INPUT... --class cayenne-lpp -o OUT          (a built-in format: no classes file)
     decoder stream [--mqtt URL | --firefly-queue UID] --classes FILE [--devices FILE | --class ID] [-o DIR]
     decoder check CLASSES...
 
@@ -36,7 +37,8 @@ devices (--devices FILE, repeatable):
   or given as ID=FILE, a JSON map {"<class id or name>": <euis response>}, or a
   plain map {"<dev_eui or Helium device id>": <class id or name, or a list>}.
   Without --devices and --class, a classes file with exactly one class decodes
-  every device.
+  every device. A built-in format is a class name that needs no classes file:
+  --class cayenne-lpp, or "cayenne-lpp" as a device's class in a devices map.
 
 output (-o OUT, "-" for stdout; format from the suffix or --format):
   .parquet  one file; several classes -> a directory partitioned by class
@@ -247,10 +249,10 @@ def _class_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--classes",
         action="append",
-        required=True,
         metavar="FILE",
         help="device classes: any Firefly /device_classes response, a class, a list, "
-        "or a directory of .json files (repeatable)",
+        "or a directory of .json files (repeatable; not needed for a built-in "
+        "format such as --class cayenne-lpp)",
     )
     bind = cmd.add_mutually_exclusive_group()
     bind.add_argument(
@@ -333,14 +335,20 @@ def _devices_args(items: Sequence[str] | None) -> list[tuple[str | None, str]]:
 # -- decode ----------------------------------------------------------------------------
 
 
+def _check_class_arguments(args: argparse.Namespace) -> None:
+    """Some classes must be named: a classes file, or a built-in format by --class or --devices."""
+    if not args.classes and not args.devices and not args.default_class:
+        raise _Usage("no device classes: give --classes FILE, or a built-in format: --class cayenne-lpp")
+
+
 def _registry(args: argparse.Namespace) -> Any:
     """The Registry of --classes with --devices or --class (usage and input problems raised)."""
     from .registry import Registry  # start-up: imports numpy and pyarrow
 
     registry = Registry()
-    for path in _class_files(args.classes):
+    for path in _class_files(args.classes or []):
         registry.add_classes(path)
-    if not registry.classes:
+    if args.classes and not registry.classes:
         raise _InputProblem("the classes files hold no device class")
     for cls, path in _devices_args(args.devices):
         registry.load_devices(path, device_class=cls)
@@ -419,6 +427,7 @@ class _Tracked:
 
 def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     # Usage checks that need no imports beyond the standard library.
+    _check_class_arguments(args)
     if args.inputs.count("-") > 1:
         raise _Usage("stdin ('-') can be read only once")
     if args.output == "-" and args.errors == "-":
@@ -544,6 +553,7 @@ def _json_default(value: Any) -> Any:
 
 
 def _check_stream_args(args: argparse.Namespace) -> None:
+    _check_class_arguments(args)
     if args.max_rows < 1:
         raise _Usage("--max-rows must be at least 1")
     if not args.max_delay > 0:

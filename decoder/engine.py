@@ -8,7 +8,9 @@ with one kernel call (no Python per row). The result of a chunk is a
 - :attr:`DecodedChunk.table`: one row per uplink, in input order: the
   normalized columns (docs/schema.md), ``device_class`` (the class name,
   dictionary-encoded), ``decoded`` (a struct with the class's output) and
-  ``error`` (null, or the reason the row was not decoded).
+  ``error`` (null, or the reason the row was not decoded). A built-in
+  format (Cayenne LPP) gives its fixed struct (``decode_fixed``) and keeps
+  the values read before a row's error.
 
   When the registry binds more than one class, the classes' outputs have
   different types and cannot share one struct type. ``decoded`` is then a
@@ -178,6 +180,10 @@ class DecodedChunk:
                     else:
                         children.append(pc.take(part.decoded, _positions(part.rows, n)))
                 mask = pc.is_valid(self.error) if n else pa.array([], pa.bool_())
+                for pos, dc in enumerate(eng.classes):
+                    if getattr(dc, "decode_fixed", None) is not None and pos in by_pos:
+                        # a built-in format keeps the values read before a row's error
+                        mask = pc.and_not(mask, pc.is_valid(children[pos]))
                 if self.error.null_count == n:
                     mask = None
                 decoded = (
@@ -442,14 +448,19 @@ class Engine:
         if not len(ok):
             return _ClassPart(pos, rows, pa.nulls(len(rows), self.class_types[pos]))
         take = pa.array(ok, pa.int64())
-        batch = self.classes[pos].decode(
+        dc = self.classes[pos]
+        # A built-in format whose decode() columns depend on the batch (Cayenne LPP) has
+        # decode_fixed(): the one type output_schema() promises, for every chunk.
+        fixed = getattr(dc, "decode_fixed", None)
+        batch = (fixed or dc.decode)(
             pc.take(payload, take), encoding="raw", ports=pc.take(port, take), include_hidden=self.include_hidden
         )
         struct = combine(batch.to_struct_array())
         errs = combine(batch.error_array())
         if struct.type != self.class_types[pos]:
             struct = struct.cast(self.class_types[pos])
-        struct = _with_validity(struct, pc.is_valid(errs))
+        if fixed is None:  # a built-in format keeps the values read before a row's error
+            struct = _with_validity(struct, pc.is_valid(errs))
         for key, value in (batch.stats or {}).items():
             if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
                 stats[key] += int(value)

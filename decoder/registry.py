@@ -18,6 +18,10 @@ devices to them. Bindings come from:
   list of them for a device with one class per port;
 - one class for everything (:meth:`Registry.bind_all`, ``--class``).
 
+A class may also be a built-in format named anywhere a class name goes
+(``"cayenne-lpp"``, see :mod:`decoder.formats`): it is added to the registry
+when first named, with no classes file.
+
 Choosing the class of a packet: the device's own bindings are used when it
 has any (looked up by DevEUI, then by Helium device id, then by device
 address), otherwise the classes bound to everything. Among those, a class
@@ -31,7 +35,8 @@ port) or ``device class N is not loaded`` (the device names a class that is
 not in the classes file).
 
 Nothing here imports numba: classes arrive compiled (or are compiled by
-:func:`decoder.load_classes` on demand).
+:func:`decoder.load_classes` on demand), and :mod:`decoder.formats` is only
+a table of names until a built-in format is named.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import pyarrow.compute as pc
 
 from .compiler import load_classes
 from .errors import InputError
+from .formats import BUILTIN_NAMES, builtin, is_builtin
 
 __all__ = ["Registry", "NO_CLASS"]
 
@@ -184,12 +190,17 @@ class Registry:
                 return self._by_id[int(text)]
             if text in self._by_name:
                 return self._by_name[text][0]
+            if is_builtin(text):  # "cayenne-lpp": loaded on first mention
+                self.add_class(builtin(text))
+                return self._by_name[builtin(text).name][0]
         if required:
             names = (
                 ", ".join(f"{dc.id}={dc.name!r}" if dc.id is not None else repr(dc.name) for dc in self.classes)
                 or "none"
             )
-            raise InputError(f"unknown device class {_class_label(ref)} (loaded: {names})")
+            raise InputError(
+                f"unknown device class {_class_label(ref)} (loaded: {names}; built in: {', '.join(BUILTIN_NAMES)})"
+            )
         return None
 
     def resolve(self, ref: Any) -> Any:

@@ -67,8 +67,10 @@ def _read_source(source: Any) -> Any:
         path = Path(source)
         try:
             raw = path.read_bytes()
-        except OSError as err:
-            raise ScriptError(f"cannot read device classes from {str(path)!r}: {err.strerror or err}") from None
+        except (OSError, ValueError) as err:  # ValueError: a NUL in the name
+            raise ScriptError(
+                f"cannot read device classes from {str(path)!r}: {getattr(err, 'strerror', None) or err}"
+            ) from None
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as err:

@@ -6,12 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..arrays import combine
 
-__all__ = ["to_hex", "to_iso", "textual", "json_rows", "error_records", "ERROR_COLUMNS"]
+__all__ = ["to_hex", "to_iso", "textual", "json_rows", "has_map", "error_records", "ERROR_COLUMNS"]
 
 _HEX = np.frombuffer(b"0123456789ABCDEF", np.uint8)
 _HEX_LUT = np.stack([_HEX[np.arange(256) >> 4], _HEX[np.arange(256) & 15]], axis=1).astype(np.uint8)
@@ -64,10 +65,28 @@ def textual(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
         return to_hex(arr.cast(pa.binary()) if pa.types.is_fixed_size_binary(t) else arr)
     if pa.types.is_dictionary(t):
         return arr.dictionary_decode()
+    if pa.types.is_map(t):
+        return _map_text(arr)
     return arr
 
 
-def json_rows(table: pa.Table, *, mixed: bool) -> list[dict]:
+def _map_text(arr: pa.Array) -> pa.Array:
+    """A map column (a built-in format's channels) as JSON object text, ``{"3":27.2}``; null stays null."""
+    dumps, opts = orjson.dumps, orjson.OPT_NON_STR_KEYS
+    return pa.array(
+        [None if v is None else dumps(v, option=opts).decode() for v in arr.to_pylist(maps_as_pydicts="strict")],
+        pa.string(),
+    )
+
+
+def has_map(t: pa.DataType) -> bool:
+    """Whether a type is or holds a map (what CSV cannot write and JSON needs integer keys for)."""
+    if pa.types.is_map(t):
+        return True
+    return pa.types.is_struct(t) and any(has_map(f.type) for f in t)
+
+
+def json_rows(table: pa.Table, *, mixed: bool, maps: bool = False) -> list[dict]:
     arrays = []
     for col in table.columns:
         t = col.type
@@ -77,7 +96,9 @@ def json_rows(table: pa.Table, *, mixed: bool) -> list[dict]:
             arrays.append(col.cast(t.value_type))  # to_pylist of a dictionary array is ~50x slower
         else:
             arrays.append(col)
-    rows = pa.Table.from_arrays(arrays, names=table.column_names).to_pylist()
+    table = pa.Table.from_arrays(arrays, names=table.column_names)
+    # maps (a built-in format's channels) as dicts: JSON objects, dumped with OPT_NON_STR_KEYS
+    rows = table.to_pylist(maps_as_pydicts="strict") if maps else table.to_pylist()
     if mixed:
         for row in rows:
             dec = row.get("decoded")
