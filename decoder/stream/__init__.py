@@ -1,5 +1,5 @@
 """Live messages -> micro-batches of Arrow: the stage (``stage``), its reader thread (``handoff``),
-the write-then-acknowledge loop (``deliver``) and sources (``mqtt``)."""
+the write-then-acknowledge loop (``deliver``) and sources (``mqtt``, ``firefly_queue``)."""
 
 from __future__ import annotations
 
