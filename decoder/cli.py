@@ -2,7 +2,7 @@
 
     decoder decode INPUT... --classes FILE [--devices FILE | --class ID] -o OUT
     decoder decode INPUT... --class cayenne-lpp -o OUT          (a built-in format: no classes file)
-    decoder stream [--mqtt URL] --classes FILE [--devices FILE | --class ID] [-o DIR]
+    decoder stream [--mqtt URL | --firefly-queue UID] --classes FILE [--devices FILE | --class ID] [-o DIR]
     decoder serve --classes FILE [--devices FILE | --class ID] -o DIR [--host H --port P]
     decoder check CLASSES...
 
@@ -62,6 +62,15 @@ delivery (at least once):
   its unacknowledged messages again on restart with the same --client-id
   (counted as redelivered); nothing is lost, a few rows may come twice.
 
+Firefly http_pull queues (--firefly-queue UID):
+  A poll removes the events it returns from the queue, so every answer is
+  written to a journal and flushed to disk before its events go on; a
+  restart replays the events whose rows were not yet written. The journal is
+  DIR/_firefly-queue-<UID> with -o, else under $XDG_STATE_HOME/decoder (or
+  --journal DIR). The API key comes from FIREFLY_API_KEY or --api-key-file,
+  never the command line. Firefly keeps unfetched events 2 hours: a warning
+  says when polls fall behind.
+
 output:
   stdout    one JSON object per row, flushed after every micro-batch
   -o DIR    DIR/part-<UTC time>-<n>.parquet, one per --roll-rows or --roll-seconds,
@@ -69,8 +78,8 @@ output:
             several classes -> DIR/device_class=<name>/part-....parquet
   errors    {"line", "position", "error", ...} per failed row or bad message
 
-exit status: 0 on EOF, Ctrl-C or SIGTERM; 1 when the classes, devices or the
-  broker cannot be read or reached; 2 usage.
+exit status: 0 on EOF, Ctrl-C or SIGTERM; 1 when the classes, devices, the
+  broker or the API cannot be read or reached (the API: after retries); 2 usage.
 """
 
 
@@ -153,18 +162,25 @@ def _add_decode(sub: Any) -> None:
 def _add_stream(sub: Any) -> None:
     stm = sub.add_parser(
         "stream",
-        help="decode a live stream of packets (stdin or MQTT) in micro-batches",
-        description="Decode packets as they arrive, one JSON message per stdin line or per MQTT message, "
+        help="decode a live stream of packets (stdin, MQTT or a Firefly queue) in micro-batches",
+        description="Decode packets as they arrive, one JSON message per stdin line, MQTT message or "
+        "Firefly queue event, "
         "in micro-batches that close at --max-rows messages or --max-delay seconds. Decoded "
         "rows go to stdout as JSON Lines, flushed per batch, or with -o DIR to rolling Parquet "
         "files. EOF, Ctrl-C or SIGTERM hands on the open batch and exits 0.",
         epilog=EPILOG_STREAM,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    stm.add_argument(
+    where = stm.add_mutually_exclusive_group()
+    where.add_argument(
         "--mqtt",
         metavar="URL",
         help="subscribe to mqtt://[user:pass@]host[:port]/topic/# (QoS 1) instead of reading stdin",
+    )
+    where.add_argument(
+        "--firefly-queue",
+        metavar="UID",
+        help="poll the Firefly subscription queue UID (type http_pull) instead of reading stdin",
     )
     _class_arguments(stm)
     stm.add_argument(
@@ -180,9 +196,44 @@ def _add_stream(sub: Any) -> None:
         help="MQTT client id; keep it across restarts to get unacknowledged messages again "
         "(default: derived from the broker and topic)",
     )
+    _queue_arguments(stm)
     stm.add_argument("--include-hidden", action="store_true", help="also output variables of type hidden")
     stm.add_argument("-q", "--quiet", action="store_true", help="no summary")
     stm.set_defaults(func=cmd_stream, parser=stm)
+
+
+def _queue_arguments(stm: argparse.ArgumentParser) -> None:
+    """The options of --firefly-queue."""
+    from .sources import DEFAULT_API, KEY_ENV  # argparse only: --help stays cheap
+
+    queue = stm.add_argument_group("with --firefly-queue")
+    queue.add_argument(
+        "--api-url", metavar="URL", default=DEFAULT_API["firefly"], help="the API's base URL (default %(default)s)"
+    )
+    queue.add_argument(
+        "--api-key-file", metavar="FILE", help=f"read the API key from FILE (default: ${KEY_ENV['firefly']})"
+    )
+    queue.add_argument(
+        "--journal",
+        metavar="DIR",
+        help="keep fetched events here until their rows are written "
+        "(default: DIR/_firefly-queue-UID with -o, else $XDG_STATE_HOME/decoder/firefly-queue-UID)",
+    )
+    queue.add_argument(
+        "--poll-limit",
+        type=int,
+        default=options.POLL_LIMIT,
+        metavar="N",
+        help=f"ask for at most N events per poll (default {options.POLL_LIMIT})",
+    )
+    queue.add_argument(
+        "--poll-interval",
+        type=float,
+        default=options.POLL_INTERVAL,
+        metavar="SECONDS",
+        help=f"wait this long after a poll that was not full (default {options.POLL_INTERVAL:g}; an empty "
+        "queue is polled less often, down to once per 10 intervals)",
+    )
 
 
 def _add_serve(sub: Any) -> None:
@@ -576,7 +627,8 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _check_stream_args(args: argparse.Namespace) -> None:
+def _check_batch_args(args: argparse.Namespace) -> None:
+    """The checks stream and serve share: classes, batches, rolls, the output directory."""
     _check_class_arguments(args)
     if args.max_rows < 1:
         raise _Usage("--max-rows must be at least 1")
@@ -586,7 +638,11 @@ def _check_stream_args(args: argparse.Namespace) -> None:
         raise _Usage("--roll-rows and --roll-seconds must be positive")
     if args.output is not None and os.path.exists(args.output) and not os.path.isdir(args.output):
         raise _Usage(f"-o {args.output}: not a directory (-o names a directory of rolling Parquet files)")
-    if getattr(args, "mqtt", None):
+
+
+def _check_stream_args(args: argparse.Namespace) -> None:
+    _check_batch_args(args)
+    if args.mqtt:
         from .stream.mqtt import MQTT_MAX_ROWS, parse_url  # start-up: no paho until needed
 
         try:
@@ -597,10 +653,65 @@ def _check_stream_args(args: argparse.Namespace) -> None:
             # Two batches, our buffer and what waits for an open Parquet file must stay
             # unacknowledged within MQTT's 65,535 packet ids.
             raise _Usage(f"--max-rows: at most {MQTT_MAX_ROWS:,} with --mqtt")
+    if args.poll_limit < 1 or not args.poll_interval > 0:
+        raise _Usage("--poll-limit and --poll-interval must be positive")
+    if not args.firefly_queue and (args.journal or args.api_key_file):
+        raise _Usage("--journal and --api-key-file go with --firefly-queue")
+
+
+def _queue_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The queue uid, the API key and the journal directory of --firefly-queue (usage errors raised)."""
+    from .sources import KEY_ENV
+    from .sources.errors import UsageError
+    from .sources.http import check_api_url, read_api_key
+    from .stream.firefly_queue import check_queue_uid
+
+    try:
+        uid = check_queue_uid(args.firefly_queue)
+    except DecoderError as err:
+        raise _Usage(f"--firefly-queue: {err}") from None
+    try:
+        check_api_url(args.api_url)
+        key = read_api_key(args.api_key_file, KEY_ENV["firefly"])
+    except UsageError as err:
+        raise _Usage(str(err)) from None
+    journal = args.journal
+    if journal is None and args.output is not None:
+        journal = os.path.join(args.output, f"_firefly-queue-{uid}")  # "_": dataset readers skip it
+    elif journal is None:
+        state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+        journal = os.path.join(state, "decoder", f"firefly-queue-{uid}")
+    return {"uid": uid, "key": key, "journal": journal}
+
+
+def _open_queue(args: argparse.Namespace, settings: dict[str, str]) -> Any:
+    """A started FireflyQueueSource (its journal open and locked)."""
+    from .stream.firefly_queue import FireflyQueueSource
+
+    source = FireflyQueueSource(
+        settings["uid"],
+        api_key=settings["key"],
+        journal=settings["journal"],
+        api_url=args.api_url,
+        limit=args.poll_limit,
+        interval=args.poll_interval,
+        log=_note,
+    )
+    try:
+        source.start()
+    except BaseException:
+        source.close()
+        raise
+    if not args.quiet:
+        replay = f"; replaying {source.pending:,} events it holds" if source.pending else ""
+        where = f"{source.client.shown_base} (journal {settings['journal']}{replay})"
+        _note(f"polling Firefly queue {source.uid} at {where}")
+    return source
 
 
 def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     _check_stream_args(args)
+    queue = _queue_settings(args) if args.firefly_queue else None
     # start-up: the engine, the stage and the outputs import numpy, pyarrow and numba
     import orjson
 
@@ -630,8 +741,14 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
         errors_out.flush()
 
     source: Any = None
+    failure = None
     try:
-        if args.mqtt:
+        if queue is not None:
+            source = _open_queue(args, queue)
+            with _StopOnSignals(stage):
+                deliver(stage, source, sink, ack=source.ack, on_errors=write_errors)
+            failure = source.failure
+        elif args.mqtt:
             from .stream.mqtt import MqttSource
 
             source = MqttSource(args.mqtt, client_id=args.client_id, log=_note).start()
@@ -664,13 +781,20 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
             except OSError:
                 pass  # its write error, if any, was reported above
     if not args.quiet:
-        text = stage.stats.format()
-        if rolling:
-            text += (
-                f"\noutput     {len(sink.files_written):,} Parquet files in {args.output} ({sink.rows_written:,} rows)"
-            )
-        sys.stderr.write(text + "\n")
+        _stream_summary(args, stage, sink, source if queue is not None else None)
+    if failure is not None:
+        return _fail(str(failure))
     return 0
+
+
+def _stream_summary(args: argparse.Namespace, stage: Any, sink: Any, queue: Any) -> None:
+    """The end-of-stream summary on stderr: the stage's counts, the queue's polls, the files written."""
+    text = stage.stats.format()
+    if queue is not None:
+        text += "\n" + "\n".join(queue.summary_lines())
+    if args.output is not None:
+        text += f"\noutput     {len(sink.files_written):,} Parquet files in {args.output} ({sink.rows_written:,} rows)"
+    sys.stderr.write(text + "\n")
 
 
 # -- serve -----------------------------------------------------------------------------
@@ -703,7 +827,7 @@ def _loopback(host: str) -> bool:
 
 
 def cmd_serve(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
-    _check_stream_args(args)
+    _check_batch_args(args)
     if not 0 <= args.port < 65536:
         raise _Usage("--port must be 0..65535")
     if not args.timeout > 0:

@@ -17,6 +17,8 @@ __all__ = [
     "MAX_DELAY",
     "ROLL_ROWS",
     "ROLL_SECONDS",
+    "POLL_LIMIT",
+    "POLL_INTERVAL",
 ]
 
 # -- reading ---------------------------------------------------------------------------
@@ -27,6 +29,10 @@ MAX_ROWS = 10_000  # messages per micro-batch at most
 MAX_DELAY = 1.0  # seconds a message may wait in the stage
 ROLL_ROWS = 50_000  # rows per rolling Parquet file at most
 ROLL_SECONDS = 60.0  # seconds a rolling Parquet file stays open at most
+
+# -- polled sources (Firefly http_pull queues) ------------------------------------------
+POLL_LIMIT = 1000  # events asked for per poll at most
+POLL_INTERVAL = 1.0  # seconds after a poll that did not come back full
 
 # -- output formats ------------------------------------------------------------------------
 FORMATS = ("parquet", "arrow", "csv", "jsonl")

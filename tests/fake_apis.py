@@ -11,6 +11,17 @@ at most 100), ``offset``, ``received_after`` and ``more``; every response
 carries ``x-ratelimit-limit`` / ``-remaining`` / ``-reset`` (milliseconds)
 and a request beyond the limit gets a 429.
 
+Firefly subscription queues of type ``http_pull`` (``FakeFirefly.add_queue``):
+``GET /subscriptions/http_pull/{uid}`` hands out the queue's oldest events,
+at most ``limit`` (all without it), and removes them: nothing acknowledges
+or returns an event again. Events no poll fetched within 2 hours (on the
+fixture's clock) are dropped. ``encoding=json`` answers a JSON array of the
+events (as objects, or with ``queue_items="texts"`` as the JSON text a
+template renders); another encoding (or ``queue_items="lines"``, a server
+that does not honour ``encoding``) joins them with ``separator`` (default a
+newline). A poll that fails (a fault) removes nothing. What each poll
+handed out is kept in :attr:`FakeFirefly.handed_out`.
+
 Helium (``FakeHelium``): the key in the ``key`` header; ``GET /devices``,
 ``/devices/:id/events`` (the last 100, newest first) and
 ``?sub_category=uplink_integration_req`` (the last 10 of those).
@@ -31,6 +42,7 @@ wait instant and exactly measurable; without one, real monotonic time.
 from __future__ import annotations
 
 import base64
+import collections
 import copy
 import gzip
 import json
@@ -330,6 +342,9 @@ class FakeFirefly(FakeApi):
         self.asc_offset = asc_offset
         self.honor_direction = honor_direction
         self.packets: list[dict] = []
+        self.queues: dict[str, collections.deque] = {}  # uid -> (time enqueued, event), oldest first
+        self.handed_out: dict[str, list[list[dict]]] = {}  # uid -> the events of each poll
+        self.queue_items = "objects"
         self.classes: list[dict] = []
         self.bindings: dict[int, list[dict]] = {}  # class id -> [{"id", "eui", "address"}]
 
@@ -345,7 +360,41 @@ class FakeFirefly(FakeApi):
     def free(self, seen: Seen) -> bool:
         return seen.path == self.prefix + "/rate_limit"  # "will not count against the rate limits"
 
+    # -- subscription queues ------------------------------------------------------------------
+    QUEUE_LIFETIME = 2 * 3600.0  # "events will only be kept for 2 hours"
+
+    def add_queue(self, uid: str) -> None:
+        with self.lock:
+            self.queues.setdefault(uid, collections.deque())
+            self.handed_out.setdefault(uid, [])
+
+    def enqueue(self, uid: str, events: list[dict]) -> None:
+        """Events the queue's bindings produced now (on the fixture's clock)."""
+        with self.lock:
+            now = self.now()
+            self.queues[uid].extend((now, copy.deepcopy(e)) for e in events)
+
+    def all_handed_out(self, uid: str) -> list[dict]:
+        return [e for poll in self.handed_out[uid] for e in poll]
+
+    def _poll_queue(self, uid: str, q: dict[str, str]) -> tuple[int, Any]:
+        queue = self.queues.get(uid)
+        if queue is None:
+            return 404, {"error": "queue not found"}
+        while queue and queue[0][0] < self.now() - self.QUEUE_LIFETIME:
+            queue.popleft()  # not fetched within 2 hours: gone
+        limit = int(q["limit"]) if "limit" in q else len(queue)
+        events = [queue.popleft()[1] for _ in range(min(limit, len(queue)))]
+        self.handed_out[uid].append(events)
+        if q.get("encoding", "json") == "json" and self.queue_items != "lines":
+            if self.queue_items == "texts":
+                return 200, [json.dumps(e) for e in events]
+            return 200, events
+        return 200, q.get("separator", "\n").join(json.dumps(e) for e in events).encode()
+
     def route(self, path: str, q: dict[str, str]) -> tuple[int, Any]:
+        if path.startswith("/subscriptions/http_pull/"):
+            return self._poll_queue(path.rsplit("/", 1)[1], q)
         if path == "/rate_limit":
             rate = self.rate or RateLimit()
             left = (

@@ -22,15 +22,15 @@ from typing import Any
 
 from .. import options
 
-__all__ = ["PROVIDERS", "add_pull_arguments", "run_pull"]
+__all__ = ["DEFAULT_API", "KEY_ENV", "PROVIDERS", "add_pull_arguments", "run_pull"]
 
 PROVIDERS = ("firefly", "helium")
 
-_DEFAULT_API = {
+DEFAULT_API = {
     "firefly": "https://api.fireflyiot.com/api/v1",
     "helium": "https://console.helium.com/api/v1",
 }
-_KEY_ENV = {"firefly": "FIREFLY_API_KEY", "helium": "HELIUM_API_KEY"}
+KEY_ENV = {"firefly": "FIREFLY_API_KEY", "helium": "HELIUM_API_KEY"}
 
 _EPILOG = {
     "firefly": """\
@@ -114,12 +114,12 @@ def add_pull_arguments(commands: Any, provider: str) -> argparse.ArgumentParser:
     )
     cmd.add_argument(
         "--api-url",
-        default=_DEFAULT_API[provider],
+        default=DEFAULT_API[provider],
         metavar="URL",
-        help=f"the API's base URL (default {_DEFAULT_API[provider]})",
+        help=f"the API's base URL (default {DEFAULT_API[provider]})",
     )
     cmd.add_argument(
-        "--api-key-file", metavar="FILE", help=f"read the API key from FILE (default: ${_KEY_ENV[provider]})"
+        "--api-key-file", metavar="FILE", help=f"read the API key from FILE (default: ${KEY_ENV[provider]})"
     )
     cmd.add_argument(
         "--classes",
@@ -183,4 +183,4 @@ def run_pull(args: argparse.Namespace, *, prog: str) -> int:
     """Run ``decoder pull`` with parsed arguments; messages go to stderr; returns the exit status."""
     from .pull import run
 
-    return run(args, prog=prog, default_api=_DEFAULT_API[args.provider], key_env=_KEY_ENV[args.provider])
+    return run(args, prog=prog, default_api=DEFAULT_API[args.provider], key_env=KEY_ENV[args.provider])

@@ -28,21 +28,23 @@ tests replace it so nothing really waits.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Self
 from urllib.parse import quote, quote_plus, urlencode
 
 import httpx
 import orjson
 
-from .errors import PullError, Stopped
+from .errors import PullError, Stopped, UsageError
 
-__all__ = ["DEFAULT_TIMING", "ApiClient", "Redactor", "RequestStats", "Timing"]
+__all__ = ["DEFAULT_TIMING", "ApiClient", "Redactor", "RequestStats", "Timing", "check_api_url", "read_api_key"]
 
 MASK = "***"
 USER_AGENT = "decoder-pull"
@@ -94,6 +96,37 @@ class _RedactingFilter(logging.Filter):
             record.exc_text = self.redactor.text(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
+
+
+def read_api_key(key_file: str | None, env: str) -> str:
+    """The API key from ``key_file`` if given, else from the environment variable ``env`` (never the command line)."""
+    if key_file:
+        try:
+            text = Path(key_file).read_text(encoding="utf-8")
+        except OSError as err:
+            raise UsageError(f"cannot read the API key file {key_file}: {err.strerror or err}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"the API key file {key_file} is not text") from None
+        key, where = text.strip(), key_file
+    else:
+        key, where = os.environ.get(env, "").strip(), f"${env}"
+    if not key:
+        raise UsageError(f"no API key: set {env} in the environment or give --api-key-file FILE")
+    if any(ch.isspace() for ch in key):
+        raise UsageError(f"the API key in {where} contains white space")
+    return key
+
+
+def check_api_url(text: str) -> None:
+    """UsageError unless ``text`` is an http(s) URL with a host and no query (a key must not ride in it)."""
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL as err:
+        raise UsageError(f"--api-url: {Redactor().text(err)}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise UsageError("--api-url must be an http:// or https:// URL with a host")
+    if url.query or url.fragment:
+        raise UsageError("--api-url must not have a query (the key comes from the environment or --api-key-file)")
 
 
 def _utc_now() -> datetime:
@@ -184,11 +217,19 @@ class ApiClient:
         return self.redactor.text(f"{self.shown_base}{path}" + (f"?{query}" if query else ""))
 
     def get(
-        self, path: str, params: Mapping[str, Any] | None = None, *, missing_ok: bool = False, once: bool = False
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        missing_ok: bool = False,
+        once: bool = False,
+        raw: bool = False,
     ) -> Any:
         """The parsed JSON body of ``GET path`` (retried and paced; PullError when it fails for good).
 
         ``missing_ok``: a 404 returns None instead of failing. ``once``: no retries.
+        ``raw``: the body of a 2xx as bytes, unparsed and never asked for again (a
+        queue that removes what it returns must not be polled twice for one answer).
         """
         params = {k: v for k, v in (params or {}).items() if v is not None}
         shown = self.show(path, params)
@@ -210,7 +251,7 @@ class ApiClient:
                 self._note_limits(response)
                 if missing_ok and response.status_code == 404:
                     return None
-                outcome = self._judge(response, shown)
+                outcome = self._judge(response, shown, raw)
                 if not isinstance(outcome, _Retry):
                     return outcome
                 last = outcome.reason
@@ -241,7 +282,7 @@ class ApiClient:
         self.close()
 
     # -- internals ----------------------------------------------------------------
-    def _judge(self, response: httpx.Response, shown: str) -> Any:
+    def _judge(self, response: httpx.Response, shown: str, raw: bool = False) -> Any:
         status = response.status_code
         if status == 429:
             self.stats.rate_limited += 1
@@ -258,6 +299,8 @@ class ApiClient:
             raise PullError(f"GET {shown}: HTTP {status}, a redirect to {where} (not followed; check --api-url)")
         if status >= 400 or status < 200:
             raise PullError(f"GET {shown}: HTTP {status}{self._body_hint(response)}")
+        if raw:
+            return response.content
         try:
             return orjson.loads(response.content)
         except orjson.JSONDecodeError:

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Self
 
-import httpx
 import orjson
 
 import decoder
@@ -40,7 +39,7 @@ from ..errors import DecoderError, InputError
 from ..options import detect_format
 from ..output import open_sink
 from .errors import PullError, Stopped, UsageError
-from .http import ApiClient, Redactor, RequestStats
+from .http import ApiClient, RequestStats, check_api_url, read_api_key
 from .state import StateFile, fsync_tree, temp_name
 
 __all__ = ["Page", "RawWriter", "Reporter", "Source", "run"]
@@ -149,7 +148,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         raise UsageError("--roll-rows must be at least 1")
     if not args.timeout > 0:
         raise UsageError("--timeout must be positive")
-    _check_api_url(args.api_url)
+    check_api_url(args.api_url)
     if args.retries < 0:
         raise UsageError("--retries cannot be negative")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -181,36 +180,6 @@ def _plan(args: argparse.Namespace) -> _Plan:
     if len(set(named)) < len(named):
         raise UsageError("-o, --raw and --state must name different files")
     return plan
-
-
-def _check_api_url(text: str) -> None:
-    try:
-        url = httpx.URL(text)
-    except httpx.InvalidURL as err:
-        raise UsageError(f"--api-url: {Redactor().text(err)}") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise UsageError("--api-url must be an http:// or https:// URL with a host")
-    if url.query or url.fragment:
-        raise UsageError("--api-url must not have a query (the key comes from the environment or --api-key-file)")
-
-
-def _api_key(args: argparse.Namespace, env: str) -> str:
-    """The key from --api-key-file or the environment (never the command line)."""
-    if args.api_key_file:
-        try:
-            text = Path(args.api_key_file).read_text(encoding="utf-8")
-        except OSError as err:
-            raise UsageError(f"cannot read the API key file {args.api_key_file}: {err.strerror or err}") from None
-        except UnicodeDecodeError:
-            raise UsageError(f"the API key file {args.api_key_file} is not text") from None
-        key, where = text.strip(), args.api_key_file
-    else:
-        key, where = os.environ.get(env, "").strip(), f"${env}"
-    if not key:
-        raise UsageError(f"no API key: set {env} in the environment or give --api-key-file FILE")
-    if any(ch.isspace() for ch in key):
-        raise UsageError(f"the API key in {where} contains white space")
-    return key
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -359,7 +328,7 @@ def run(args: argparse.Namespace, *, prog: str, default_api: str, key_env: str) 
     report = Reporter(prog, quiet=args.quiet)
     try:
         plan = _plan(args)
-        key = _api_key(args, key_env)
+        key = read_api_key(args.api_key_file, key_env)
         source_class = _source_class(args.provider)
         source_class.check_args(args)
     except UsageError as err:

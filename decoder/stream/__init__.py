@@ -1,6 +1,6 @@
 """Live messages -> micro-batches of Arrow: the stage (``stage``), its reader thread (``handoff``),
-the write-then-acknowledge loop (``deliver``), sources (``mqtt``), and the webhook server
-(``http``, ``decoder serve``) over its write-ahead log (``wal``)."""
+the write-then-acknowledge loop (``deliver``), sources (``mqtt``, ``firefly_queue``), and the
+webhook server (``http``, ``decoder serve``) over its write-ahead log (``wal``)."""
 
 from __future__ import annotations
 
