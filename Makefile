@@ -29,6 +29,10 @@ bench: $(STAMP)
 bench-stream: $(STAMP)
 	$(PY) benchmarks/bench_stream.py
 
+.PHONY: bench-serve
+bench-serve: $(STAMP)
+	$(PY) benchmarks/bench_serve.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

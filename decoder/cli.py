@@ -3,6 +3,7 @@
     decoder decode INPUT... --classes FILE [--devices FILE | --class ID] -o OUT
     decoder decode INPUT... --class cayenne-lpp -o OUT          (a built-in format: no classes file)
     decoder stream [--mqtt URL | --firefly-queue UID] --classes FILE [--devices FILE | --class ID] [-o DIR]
+    decoder serve --classes FILE [--devices FILE | --class ID] -o DIR [--host H --port P]
     decoder check CLASSES...
 
 Exit codes: 0 success (also when some rows failed to decode: they are in
@@ -82,6 +83,35 @@ exit status: 0 on EOF, Ctrl-C or SIGTERM; 1 when the classes, devices, the
 """
 
 
+EPILOG_SERVE = """\
+devices (--devices FILE): as for `decoder decode --help`.
+
+endpoints:
+  POST /uplinks   one JSON value a request, any shape `decoder decode` reads (a Firefly
+                  packet or envelope, a Helium event or integration body, an array);
+                  /helium and /firefly are the same endpoint
+  GET  /healthz   200 while messages are taken
+  GET  /metrics   Prometheus text format (with the token, when one is set)
+
+delivery:
+  200 only once the body is in the write-ahead log DIR/.wal and the log is flushed to
+  disk; the stream stage reads the log back into DIR/part-....parquet. A crash, kill -9
+  or power cut after a 200 loses nothing and writes nothing twice: the start replays
+  the log from the last message in a complete Parquet file. Without a 200 the
+  provider sends again.
+
+answers: 400 malformed JSON or no known shape (the body goes to --errors), 401 no or a
+  wrong token, 408 body too slow (--timeout), 413 body over --max-body, 503 the log
+  cannot be written.
+
+token: DECODER_TOKEN or --token-file FILE (never on the command line); requests then
+  need "Authorization: Bearer <token>". Without a token only a loopback --host is allowed.
+
+exit status: 0 after Ctrl-C or SIGTERM (the open batch is written first); 1 when the
+  classes, devices or output cannot be read or written, or the port is taken; 2 usage.
+"""
+
+
 class _Usage(Exception):
     """A usage error found after parsing (exit 2)."""
 
@@ -97,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_decode(sub)
     _add_stream(sub)
+    _add_serve(sub)
     _add_check(sub)
     _add_pull(sub)
     return ap
@@ -158,34 +189,7 @@ def _add_stream(sub: Any) -> None:
     stm.add_argument(
         "--errors", metavar="FILE", help="append failed rows and bad messages here as JSON Lines (default: stderr)"
     )
-    stm.add_argument(
-        "--max-rows",
-        type=int,
-        default=options.MAX_ROWS,
-        metavar="N",
-        help=f"close a micro-batch at N messages (default {options.MAX_ROWS})",
-    )
-    stm.add_argument(
-        "--max-delay",
-        type=float,
-        default=options.MAX_DELAY,
-        metavar="SECONDS",
-        help=f"hand on a message at most this long after it arrived (default {options.MAX_DELAY:g})",
-    )
-    stm.add_argument(
-        "--roll-rows",
-        type=int,
-        default=options.ROLL_ROWS,
-        metavar="N",
-        help=f"with -o: start a new Parquet file after N rows (default {options.ROLL_ROWS})",
-    )
-    stm.add_argument(
-        "--roll-seconds",
-        type=float,
-        default=options.ROLL_SECONDS,
-        metavar="SECONDS",
-        help=f"with -o: start a new Parquet file after this many seconds (default {options.ROLL_SECONDS:g})",
-    )
+    _batch_arguments(stm)
     stm.add_argument(
         "--client-id",
         metavar="ID",
@@ -232,6 +236,45 @@ def _queue_arguments(stm: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_serve(sub: Any) -> None:
+    srv = sub.add_parser(
+        "serve",
+        help="receive pushed uplinks over HTTP (Helium HTTP integration, Firefly http_push) into Parquet",
+        description="An HTTP server for the providers' webhooks: each POST is answered 200 once it is on "
+        "disk in a write-ahead log, then decoded in micro-batches into rolling Parquet files in DIR. "
+        "Ctrl-C or SIGTERM stops taking requests, writes the open batch and exits 0.",
+        epilog=EPILOG_SERVE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _class_arguments(srv)
+    srv.add_argument("-o", "--output", required=True, metavar="DIR", help="write rolling Parquet files into DIR")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0: any free port)")
+    srv.add_argument(
+        "--token-file", metavar="FILE", help="file holding the bearer token (default: the DECODER_TOKEN variable)"
+    )
+    srv.add_argument(
+        "--errors", metavar="FILE", help="append refused bodies, failed rows and bad messages here (default: stderr)"
+    )
+    srv.add_argument(
+        "--max-body",
+        default="1M",
+        metavar="BYTES",
+        help="largest request body (default 1M); larger ones get 413",
+    )
+    srv.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time a client has to send its headers, and again its body (default 10)",
+    )
+    _batch_arguments(srv)
+    srv.add_argument("--include-hidden", action="store_true", help="also output variables of type hidden")
+    srv.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    srv.set_defaults(func=cmd_serve, parser=srv)
+
+
 def _add_check(sub: Any) -> None:
     chk = sub.add_parser(
         "check",
@@ -243,6 +286,38 @@ def _add_check(sub: Any) -> None:
     chk.add_argument("--include-hidden", action="store_true", help="show the schema with hidden variables")
     chk.add_argument("--no-kernel", action="store_true", help="check the scripts only; do not build kernels")
     chk.set_defaults(func=cmd_check, parser=chk)
+
+
+def _batch_arguments(cmd: argparse.ArgumentParser) -> None:
+    """--max-rows, --max-delay, --roll-rows, --roll-seconds (stream and serve)."""
+    cmd.add_argument(
+        "--max-rows",
+        type=int,
+        default=options.MAX_ROWS,
+        metavar="N",
+        help=f"close a micro-batch at N messages (default {options.MAX_ROWS})",
+    )
+    cmd.add_argument(
+        "--max-delay",
+        type=float,
+        default=options.MAX_DELAY,
+        metavar="SECONDS",
+        help=f"hand on a message at most this long after it arrived (default {options.MAX_DELAY:g})",
+    )
+    cmd.add_argument(
+        "--roll-rows",
+        type=int,
+        default=options.ROLL_ROWS,
+        metavar="N",
+        help=f"with -o: start a new Parquet file after N rows (default {options.ROLL_ROWS})",
+    )
+    cmd.add_argument(
+        "--roll-seconds",
+        type=float,
+        default=options.ROLL_SECONDS,
+        metavar="SECONDS",
+        help=f"with -o: start a new Parquet file after this many seconds (default {options.ROLL_SECONDS:g})",
+    )
 
 
 def _class_arguments(cmd: argparse.ArgumentParser) -> None:
@@ -288,7 +363,7 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _size(text: str) -> int:
+def _size(text: str, option: str = "--chunk-size", minimum: int = 1024) -> int:
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     t = text.strip().upper().removesuffix("B").removesuffix("I")
     unit = t[-1:] if t[-1:] in units and t[-1:] else ""
@@ -296,9 +371,9 @@ def _size(text: str) -> int:
     try:
         value = int(float(number) * units[unit])
     except ValueError:
-        raise _Usage(f"--chunk-size: not a size: {text!r} (e.g. 16M)") from None
-    if value < 1024:
-        raise _Usage("--chunk-size must be at least 1K")
+        raise _Usage(f"{option}: not a size: {text!r} (e.g. 16M)") from None
+    if value < minimum:
+        raise _Usage(f"{option} must be at least {minimum // 1024}K")
     return value
 
 
@@ -552,7 +627,8 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _check_stream_args(args: argparse.Namespace) -> None:
+def _check_batch_args(args: argparse.Namespace) -> None:
+    """The checks stream and serve share: classes, batches, rolls, the output directory."""
     _check_class_arguments(args)
     if args.max_rows < 1:
         raise _Usage("--max-rows must be at least 1")
@@ -562,6 +638,10 @@ def _check_stream_args(args: argparse.Namespace) -> None:
         raise _Usage("--roll-rows and --roll-seconds must be positive")
     if args.output is not None and os.path.exists(args.output) and not os.path.isdir(args.output):
         raise _Usage(f"-o {args.output}: not a directory (-o names a directory of rolling Parquet files)")
+
+
+def _check_stream_args(args: argparse.Namespace) -> None:
+    _check_batch_args(args)
     if args.mqtt:
         from .stream.mqtt import MQTT_MAX_ROWS, parse_url  # start-up: no paho until needed
 
@@ -715,6 +795,105 @@ def _stream_summary(args: argparse.Namespace, stage: Any, sink: Any, queue: Any)
     if args.output is not None:
         text += f"\noutput     {len(sink.files_written):,} Parquet files in {args.output} ({sink.rows_written:,} rows)"
     sys.stderr.write(text + "\n")
+
+
+# -- serve -----------------------------------------------------------------------------
+
+
+def _token(args: argparse.Namespace) -> bytes | None:
+    """The bearer token: --token-file, else DECODER_TOKEN, else None (never from the command line)."""
+    if args.token_file:
+        try:
+            with open(args.token_file, "rb") as f:
+                token = f.read().strip()
+        except OSError as err:
+            raise _InputProblem(f"cannot read {args.token_file}: {err.strerror or err}") from None
+        if not token:
+            raise _InputProblem(f"{args.token_file}: empty (it should hold the bearer token)")
+        return token
+    token = os.environ.get("DECODER_TOKEN", "").strip()
+    return token.encode() if token else None
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
+    _check_batch_args(args)
+    if not 0 <= args.port < 65536:
+        raise _Usage("--port must be 0..65535")
+    if not args.timeout > 0:
+        raise _Usage("--timeout must be positive")
+    max_body = _size(args.max_body, "--max-body", minimum=1024)
+    token = _token(args)
+    if token is None and not _loopback(args.host):
+        raise _Usage(
+            f"--host {args.host}: without a token the server listens on loopback only; "
+            "set DECODER_TOKEN or --token-file FILE to take requests from other hosts"
+        )
+    # start-up: the engine, the stage and the server import numpy, pyarrow, numba and uvicorn
+    import threading
+
+    import orjson
+
+    from .engine import Engine
+    from .stream.http import WebhookServer
+
+    engine = Engine(_registry(args), include_hidden=args.include_hidden)
+    try:
+        errors_out = sys.stderr.buffer if args.errors is None else open(args.errors, "ab")
+    except OSError as err:
+        raise _InputProblem(f"cannot write {args.errors}: {err.strerror or err}") from None
+    lock = threading.Lock()  # refused bodies come from the server, failed rows from the stage
+    opts = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
+
+    def write_errors(records: list[dict]) -> None:
+        data = b"".join(orjson.dumps(e, default=_json_default, option=opts) for e in records)
+        with lock:
+            errors_out.write(data)
+            errors_out.flush()
+
+    if token is None:
+        _note("no token set (DECODER_TOKEN or --token-file): requests are not authenticated; loopback only")
+    server = WebhookServer(
+        engine,
+        args.output,
+        host=args.host,
+        port=args.port,
+        token=token,
+        max_body=max_body,
+        timeout=args.timeout,
+        max_rows=args.max_rows,
+        max_delay=args.max_delay,
+        roll_rows=args.roll_rows,
+        roll_seconds=args.roll_seconds,
+        on_errors=write_errors,
+        log=_note,
+    )
+    try:
+        code = server.run()
+    finally:
+        if args.errors is not None:
+            try:
+                errors_out.close()
+            except OSError:
+                pass
+    if not args.quiet and server.stage is not None:
+        sink = server.sink.rolling
+        sys.stderr.write(
+            server.stage.stats.format()
+            + f"\noutput     {len(sink.files_written):,} Parquet files in {args.output} ({sink.rows_written:,} rows)"
+            + f"\nlog        {server.wal.pending:,} messages not yet in Parquet ({server.wal.size:,} bytes)\n"
+        )
+    return code
 
 
 # -- check -----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -116,16 +117,34 @@ class RollingParquetSink:
         now = time.monotonic() if now is None else now
         return self.rows >= self.roll_rows or now - self.opened >= self.roll_seconds
 
-    def roll(self) -> list[Path]:
-        """Complete the open file(s): close, flush to disk, rename into place. Returns the new files."""
-        done: list[Path] = []
-        for name, (writer, tmp, final) in list(self._writers.items()):
+    def roll(
+        self,
+        *,
+        metadata: dict[str, str] | None = None,
+        before_rename: Callable[[list[tuple[Path, Path]]], Any] | None = None,
+    ) -> list[Path]:
+        """Complete the open file(s): close, flush to disk, rename into place. Returns the new files.
+
+        ``metadata``: key-value pairs added to each file's footer.
+        ``before_rename``: called with every (temporary, final) path pair once
+        all the files are complete on disk and before any is renamed, for a
+        caller that records what a roll covers (a crash between two renames
+        then leaves a record to finish them from).
+        """
+        entries = list(self._writers.values())
+        for writer, tmp, _ in entries:
+            if metadata:
+                writer.add_key_value_metadata(metadata)
             writer.close()
             _fsync(tmp)
+        if before_rename is not None and entries:
+            before_rename([(tmp, final) for _, tmp, final in entries])
+        done: list[Path] = []
+        for _, tmp, final in entries:
             os.replace(tmp, final)
             _fsync(final.parent)
             done.append(final)
-            del self._writers[name]
+        self._writers.clear()
         self.files_written.extend(done)
         self.rows_written += self.rows
         self.rows = 0

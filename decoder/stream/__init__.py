@@ -1,5 +1,6 @@
 """Live messages -> micro-batches of Arrow: the stage (``stage``), its reader thread (``handoff``),
-the write-then-acknowledge loop (``deliver``) and sources (``mqtt``, ``firefly_queue``)."""
+the write-then-acknowledge loop (``deliver``), sources (``mqtt``, ``firefly_queue``), and the
+webhook server (``http``, ``decoder serve``) over its write-ahead log (``wal``)."""
 
 from __future__ import annotations
 
