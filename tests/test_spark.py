@@ -8,6 +8,7 @@ so CI can never pass by skipping them.
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import os
 import shutil
@@ -18,7 +19,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT, sample_generator
-from engine_cases import EVERY_TYPE_ARROW, EVERY_TYPE_CLASS, EVERY_TYPE_PORT, every_type_payloads, rows
+from engine_cases import (
+    EVERY_TYPE_ARROW,
+    EVERY_TYPE_CLASS,
+    EVERY_TYPE_PORT,
+    every_type_payloads,
+    rows,
+)
 
 import decoder
 
@@ -50,8 +57,8 @@ def _java() -> str | None:
 @pytest.fixture(scope="session")
 def spark():
     try:
-        import pyspark  # noqa: F401
         import pandas  # noqa: F401  (PySpark's mapInArrow requires it)
+        import pyspark  # noqa: F401
     except ImportError as err:
         _missing(f"{err.name} is not installed")
     if _java() is None:
@@ -336,9 +343,7 @@ def test_decode_payloads_equals_device_class_decode(spark, tmp_path):
     classes.write_bytes(decoder_json(EVERY_TYPE_CLASS))
     payloads = every_type_payloads(700, seed=3)
     ports = [None if k % 11 == 0 else EVERY_TYPE_PORT for k in range(len(payloads))]
-    import datetime as dt
-
-    when = [dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=k) for k in range(len(payloads))]
+    when = [dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=k) for k in range(len(payloads))]
     table = pa.table({"id": pa.array(range(len(payloads)), pa.int64()), "payload": payloads,
                       "port": pa.array(ports, pa.int32()), "at": pa.array(when, pa.timestamp("us", tz="UTC"))})
     df = spark.createDataFrame(table).repartition(3)  # several tasks; order restored by id below
