@@ -109,3 +109,31 @@ def rows(table: pa.Table | pa.RecordBatch) -> list[dict]:
         columns.append(column)
     plain = pa.table(columns, names=table.schema.names)
     return [comparable(r) for r in plain.to_pylist()]
+
+
+MIXED_GROUPS = ("Test Device Class:9:2", "Room Climate Sensor:6:1", "Multi Sensor:10:1")
+MIXED_SHAPES = "firefly=0.4,helium_event=0.2,helium_body=0.2,helium_integration=0.1,helium_downlink=0.1"
+
+
+def mixed_uplinks(n: int, classes_dir, seed: int = 5) -> tuple[pa.Table, dict]:
+    """``n`` generated lines of three classes and every provider shape, normalized and decoded by the Engine.
+
+    Returns the Engine's table (one row per uplink: raw ``payload`` bytes,
+    ``port``, ``device_class``, ``decoded`` as a struct of class structs,
+    ``error``) and the compiled classes by name.
+    """
+    from conftest import sample_generator
+
+    import decoder
+
+    gen_module = sample_generator()
+    groups = [gen_module.parse_group(g) for g in MIXED_GROUPS]
+    gen = gen_module.Generator(groups, 80, gen_module.parse_mix(MIXED_SHAPES), seed=seed)
+    devices = {gen_module.device_eui(g, i): groups[g].name for g, i in gen.devices}
+    devices.update({gen_module.device_uuid(g, i): groups[g].name for g, i in gen.devices})
+    classes = [dc for path in sorted(classes_dir.glob("*.json")) for dc in decoder.load_classes(path)]
+    registry = decoder.Registry(classes)
+    registry.load_devices(devices)
+    table = decoder.Engine(registry).decode_packets([line.encode() for line in gen.lines(n)])
+    return table, {dc.name: dc for dc in classes}
+
