@@ -43,6 +43,8 @@ def conform(array: pa.Array | pa.ChunkedArray, target: pa.DataType, path: str = 
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
     source = array.type
+    if source == target:  # field names and order included
+        return array
     if pa.types.is_struct(target):
         if not pa.types.is_struct(source):
             raise TypeError(f"{path or 'column'}: expected a struct, got {source}")
