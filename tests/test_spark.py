@@ -55,12 +55,16 @@ def _java() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def spark():
+def pyspark_installed() -> None:
     try:
         import pandas  # noqa: F401  (PySpark's mapInArrow requires it)
         import pyspark  # noqa: F401
     except ImportError as err:
         _missing(f"{err.name} is not installed")
+
+
+@pytest.fixture(scope="session")
+def spark(pyspark_installed):
     if _java() is None:
         _missing("java is not installed")
     from pyspark.sql import SparkSession
@@ -131,7 +135,7 @@ def _engine(**kw) -> decoder.Engine:
 # -- the schema mapping -------------------------------------------------------------------------
 
 
-def test_spark_schema_maps_every_output_type():
+def test_spark_schema_maps_every_output_type(pyspark_installed):
     from pyspark.sql import types as T
 
     from decoder.spark import spark_schema
@@ -169,7 +173,7 @@ def test_spark_schema_maps_every_output_type():
     ([pa.field("s", pa.struct([("a", pa.int8()), ("A", pa.int8())]))], "'s.A' beside 'a'"),
     ([pa.field("x", pa.list_(pa.int8()))], "no Spark type"),
 ])
-def test_spark_schema_refuses_what_spark_cannot_hold(fields, message):
+def test_spark_schema_refuses_what_spark_cannot_hold(pyspark_installed, fields, message):
     from decoder.spark import spark_schema
 
     with pytest.raises((decoder.InputError, TypeError), match=message):
