@@ -311,6 +311,19 @@ def test_decode_lines_numbers_only_the_first_split_of_a_large_file(spark, mixed_
     assert [unplaced(r) for r in got] == [unplaced(w) for w in want]
 
 
+def test_decode_lines_of_bytes_not_from_files(spark):
+    """Lines that do not come from files (a table, Kafka's binary value): no input or line, nothing else lost."""
+    from decoder.spark import decode_lines
+
+    path = SAMPLES / "packets" / "bad.jsonl"
+    lines = _read_lines(path)
+    df = spark.createDataFrame([(line,) for line in lines], "body binary").coalesce(1)
+    got = rows(decode_lines(df, classes=CLASSES, device_class=2, column="body").toArrow())
+    want = expected_lines(_engine(classes=str(CLASSES / "test_device_class.json"), default=2), [path])
+    assert all(r["input"] is None and r["line"] is None for r in got)
+    assert [dict(r, input=None, line=None) for r in got] == [dict(w, input=None, line=None) for w in want]
+
+
 def test_decode_lines_checks_on_the_driver(spark):
     from decoder.spark import decode_lines
 
