@@ -49,9 +49,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
-import pyarrow as pa
+import pyarrow as pa  # noqa: E402
 
-import decoder
+import decoder  # noqa: E402
 
 CLASSES = ROOT / "samples" / "classes" / "test_device_class.json"
 GROUP = 1 << 16
@@ -95,8 +95,10 @@ def make_input(n: int, work: Path) -> Path:
     path = work / f"packets_{n}.jsonl"
     if not path.exists():
         tmp = path.with_suffix(".tmp")
-        subprocess.run([sys.executable, str(ROOT / "samples" / "generate.py"), "-n", str(n), "--seed", "1",
-                        "-o", str(tmp)], check=True)
+        subprocess.run(
+            [sys.executable, str(ROOT / "samples" / "generate.py"), "-n", str(n), "--seed", "1", "-o", str(tmp)],
+            check=True,
+        )
         tmp.rename(path)
     return path
 
@@ -104,8 +106,11 @@ def make_input(n: int, work: Path) -> Path:
 def run_cli(path: Path, out: Path) -> None:
     shutil.rmtree(out, ignore_errors=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    subprocess.run([sys.executable, "-m", "decoder", "decode", str(path), "--classes", str(CLASSES),
-                    "-o", str(out), "-q"], check=True, env=env)
+    subprocess.run(
+        [sys.executable, "-m", "decoder", "decode", str(path), "--classes", str(CLASSES), "-o", str(out), "-q"],
+        check=True,
+        env=env,
+    )
 
 
 def run_engine(path: Path) -> None:
@@ -114,7 +119,7 @@ def run_engine(path: Path) -> None:
     with open(path, "rb") as f:
         lines = f.read().split(b"\n")
     for k in range(0, len(lines), GROUP):
-        engine.decode(lines[k:k + GROUP]).table  # noqa: B018 - the table is the work
+        engine.decode(lines[k : k + GROUP]).table  # noqa: B018 - the table is the work
 
 
 # -- Spark ------------------------------------------------------------------------------------------
@@ -131,10 +136,15 @@ def start_session(master: str):
     os.environ["PYSPARK_PYTHON"] = sys.executable
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     t = time.perf_counter()
-    spark = (SparkSession.builder.master(master).appName("decoder-bench")
-             .config("spark.sql.session.timeZone", "UTC").config("spark.ui.enabled", "false")
-             .config("spark.ui.showConsoleProgress", "false").config("spark.driver.memory", "2g")
-             .getOrCreate())
+    spark = (
+        SparkSession.builder.master(master)
+        .appName("decoder-bench")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.memory", "2g")
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
     spark.range(1).count()
     return spark, time.perf_counter() - t
@@ -155,8 +165,7 @@ def spark_rows(spark, path: Path, out: Path) -> dict:
 
     return {
         "read": lambda: lines().write.format("noop").mode("overwrite").save(),
-        "arrow": lambda: lines().mapInArrow(passthrough, "value string").write.format("noop").mode("overwrite")
-        .save(),
+        "arrow": lambda: lines().mapInArrow(passthrough, "value string").write.format("noop").mode("overwrite").save(),
         "decode": lambda: decoded().write.format("noop").mode("overwrite").save(),
         "parquet": parquet,
     }
@@ -184,12 +193,21 @@ def section_spark(a: argparse.Namespace, work: Path) -> dict:
     run_cli(make_input(2000, work), work / "warm.parquet")  # kernel cache warm
     run_engine(make_input(2000, work))
     base = {"cli": lambda: run_cli(path, work / "cli.parquet"), "engine": lambda: run_engine(path)}
-    result: dict = {"n": a.n, "bytes": size, "runs": median_rounds(base, 1), "session_start": {},
-                    "first_job": {}}
+    result: dict = {"n": a.n, "bytes": size, "runs": median_rounds(base, 1), "session_start": {}, "first_job": {}}
     masters = a.masters.split(",")
     for master in masters:
-        args = [sys.executable, __file__, "--child", master, "--n", str(a.n), "--repeat", str(a.repeat),
-                "--dir", str(work)]
+        args = [
+            sys.executable,
+            __file__,
+            "--child",
+            master,
+            "--n",
+            str(a.n),
+            "--repeat",
+            str(a.repeat),
+            "--dir",
+            str(work),
+        ]
         done = subprocess.run(args, check=True, capture_output=True, text=True)
         child = json.loads(done.stdout.strip().splitlines()[-1])
         result["session_start"][master] = child["session_start"]
@@ -208,19 +226,25 @@ def report_spark(result: dict, masters: list[str]) -> None:
     cli = med["cli"]
     print(f"\n{'row':<26}{'median s':>10}{'ns/packet':>11}{'vs cli':>8}   runs")
     for name, secs in result["runs"].items():
-        print(f"{name:<26}{med[name]:>10.2f}{med[name] / n * 1e9:>11,.0f}{med[name] / cli:>8.2f}   "
-              + ", ".join(f"{s:.2f}" for s in secs))
+        print(
+            f"{name:<26}{med[name]:>10.2f}{med[name] / n * 1e9:>11,.0f}{med[name] / cli:>8.2f}   "
+            + ", ".join(f"{s:.2f}" for s in secs)
+        )
     for master in masters:
-        print(f"{master}: session start {result['session_start'][master]:.1f} s, first decode job (workers "
-              f"start, kernels load) {result['first_job'][master]:.1f} s; neither is in the rows")
+        print(
+            f"{master}: session start {result['session_start'][master]:.1f} s, first decode job (workers "
+            f"start, kernels load) {result['first_job'][master]:.1f} s; neither is in the rows"
+        )
     if len(masters) == 2:
         one, two = masters
         for row in ("read", "arrow", "decode", "parquet"):
             print(f"scaling {row:<8} {one} -> {two}: {med[f'{one} {row}'] / med[f'{two} {row}']:.2f}x")
     for master in masters:
         read, arrow, dec, par = (med[f"{master} {r}"] for r in ("read", "arrow", "decode", "parquet"))
-        print(f"{master}: read+split {read:.2f} s, Arrow hand-off to Python and back +{arrow - read:.2f} s, "
-              f"decode in the workers +{dec - arrow:.2f} s, Parquet write +{par - dec:.2f} s")
+        print(
+            f"{master}: read+split {read:.2f} s, Arrow hand-off to Python and back +{arrow - read:.2f} s, "
+            f"decode in the workers +{dec - arrow:.2f} s, Parquet write +{par - dec:.2f} s"
+        )
 
 
 # -- in process: DuckDB and polars ------------------------------------------------------------------

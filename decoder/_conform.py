@@ -52,9 +52,7 @@ def conform(array: pa.Array | pa.ChunkedArray, target: pa.DataType, path: str = 
         want = [f.name for f in target]
         if sorted(have) != sorted(want) or len(set(have)) != len(have):
             raise TypeError(f"{path or 'struct'}: fields {have} do not match the expected {want}")
-        children = [
-            conform(array.field(f.name), f.type, f"{path}.{f.name}" if path else f.name) for f in target
-        ]
+        children = [conform(array.field(f.name), f.type, f"{path}.{f.name}" if path else f.name) for f in target]
         mask = pc.is_null(array) if array.null_count else None
         return pa.StructArray.from_arrays(children, fields=list(target), mask=mask)
     if pa.types.is_dictionary(source):

@@ -33,9 +33,18 @@ __all__ = ["function_name", "register"]
 
 _ENCODINGS = ("hex", "base64")
 _DUCKDB_TYPES = {
-    pa.bool_(): "BOOLEAN", pa.int8(): "TINYINT", pa.int16(): "SMALLINT", pa.int32(): "INTEGER",
-    pa.int64(): "BIGINT", pa.uint8(): "UTINYINT", pa.uint16(): "USMALLINT", pa.uint32(): "UINTEGER",
-    pa.uint64(): "UBIGINT", pa.float32(): "FLOAT", pa.float64(): "DOUBLE", pa.string(): "VARCHAR",
+    pa.bool_(): "BOOLEAN",
+    pa.int8(): "TINYINT",
+    pa.int16(): "SMALLINT",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.uint8(): "UTINYINT",
+    pa.uint16(): "USMALLINT",
+    pa.uint32(): "UINTEGER",
+    pa.uint64(): "UBIGINT",
+    pa.float32(): "FLOAT",
+    pa.float64(): "DOUBLE",
+    pa.string(): "VARCHAR",
 }
 
 
@@ -68,6 +77,7 @@ def _compiled(classes: Any) -> list[Any]:
 
 def _decoder(dc: Any, encoding: str, target: pa.DataType, include_hidden: bool):
     """The Arrow function DuckDB calls per vector: payloads and ports in, the class's struct out."""
+
     def decode(payload: pa.Array, port: pa.Array) -> pa.Array:
         batch = dc.decode(payload, encoding=encoding, ports=port, include_hidden=include_hidden)
         return conform(batch.to_struct_array(), target)
@@ -106,8 +116,14 @@ def register(con: Any, classes: Any, *, encoding: str = "hex", include_hidden: b
         target = plain_type(pa.struct(list(dc.output_schema(include_hidden=include_hidden))))
         returns = _duckdb_type(target)
         for suffix, payload_type, how in (("text", "VARCHAR", encoding), ("blob", "BLOB", "raw")):
-            con.create_function(f"{name}__{suffix}", _decoder(dc, how, target, include_hidden),
-                                [payload_type, "BIGINT"], returns, type="arrow", null_handling="special")
+            con.create_function(
+                f"{name}__{suffix}",
+                _decoder(dc, how, target, include_hidden),
+                [payload_type, "BIGINT"],
+                returns,
+                type="arrow",
+                null_handling="special",
+            )
         # typeof() is constant for a column, so DuckDB keeps only one branch when it binds the query.
         con.execute(
             f"CREATE TEMP MACRO {name}(payload, port := NULL) AS CASE WHEN typeof(payload) = 'BLOB' "

@@ -35,21 +35,29 @@ def _inputs(payload: pl.Expr | str, port: pl.Expr | str | int | None) -> pl.Expr
     return pl.struct(payload_expr.alias("payload"), port_expr.alias("port"))
 
 
-def _decode_batch(inputs: pl.Series, *, device_class: Any, encoding: str, include_hidden: bool,
-                  target: pa.DataType | None) -> pl.Series:
+def _decode_batch(
+    inputs: pl.Series, *, device_class: Any, encoding: str, include_hidden: bool, target: pa.DataType | None
+) -> pl.Series:
     """One batch: the struct of payload and port in, the decoded struct (or the errors) out."""
     arrow = inputs.to_arrow()
     if isinstance(arrow, pa.ChunkedArray):
         arrow = arrow.combine_chunks()
-    batch = device_class.decode(arrow.field("payload"), encoding=encoding, ports=arrow.field("port"),
-                                include_hidden=include_hidden)
+    batch = device_class.decode(
+        arrow.field("payload"), encoding=encoding, ports=arrow.field("port"), include_hidden=include_hidden
+    )
     if target is None:
         return pl.Series(inputs.name, conform(batch.error_array(), pa.large_string()))
     return pl.Series(inputs.name, conform(batch.to_struct_array(), target))
 
 
-def decode(payload: pl.Expr | str, device_class: Any, *, encoding: str = "hex",
-           port: pl.Expr | str | int | None = None, include_hidden: bool = False) -> pl.Expr:
+def decode(
+    payload: pl.Expr | str,
+    device_class: Any,
+    *,
+    encoding: str = "hex",
+    port: pl.Expr | str | int | None = None,
+    include_hidden: bool = False,
+) -> pl.Expr:
     """The class's outputs as a struct expression, null on rows that did not decode.
 
     ``payload``: an expression (or column name) of hex or base64 text, or of
@@ -59,14 +67,17 @@ def decode(payload: pl.Expr | str, device_class: Any, *, encoding: str = "hex",
     """
     target = plain_type(pa.struct(list(device_class.output_schema(include_hidden=include_hidden))))
     dtype = pl.from_arrow(pa.array([], target)).dtype
-    run = functools.partial(_decode_batch, device_class=device_class, encoding=encoding,
-                            include_hidden=include_hidden, target=target)
+    run = functools.partial(
+        _decode_batch, device_class=device_class, encoding=encoding, include_hidden=include_hidden, target=target
+    )
     return _inputs(payload, port).map_batches(run, return_dtype=dtype, is_elementwise=True)
 
 
-def errors(payload: pl.Expr | str, device_class: Any, *, encoding: str = "hex",
-           port: pl.Expr | str | int | None = None) -> pl.Expr:
+def errors(
+    payload: pl.Expr | str, device_class: Any, *, encoding: str = "hex", port: pl.Expr | str | int | None = None
+) -> pl.Expr:
     """Why each row did not decode (a String expression, null on decoded rows)."""
-    run = functools.partial(_decode_batch, device_class=device_class, encoding=encoding,
-                            include_hidden=False, target=None)
+    run = functools.partial(
+        _decode_batch, device_class=device_class, encoding=encoding, include_hidden=False, target=None
+    )
     return _inputs(payload, port).map_batches(run, return_dtype=pl.String, is_elementwise=True)

@@ -57,10 +57,10 @@ from .errors import InputError
 
 __all__ = ["decode_lines", "decode_payloads", "spark_arrow_type", "spark_schema"]
 
-FILE_COLUMN = "input"          # the input file (as in the error records of `decoder decode`)
-TEXT_COLUMN = "line_text"      # the text of a line that holds no uplink
+FILE_COLUMN = "input"  # the input file (as in the error records of `decoder decode`)
+TEXT_COLUMN = "line_text"  # the text of a line that holds no uplink
 _VALUE, _PATH, _START, _LINE = "__decoder_value", "__decoder_file", "__decoder_block", "__decoder_line"
-_GROUP_ROWS = 1 << 16          # rows decoded per engine call (Spark's batches are 10,000 rows)
+_GROUP_ROWS = 1 << 16  # rows decoded per engine call (Spark's batches are 10,000 rows)
 _GROUP_BYTES = 32 << 20
 # Registry.load_devices names the class of an euis response by its file name, documented as
 # "device_classes_2_euis.json" or "device_classes/2/euis.json"; the workers get the parsed JSON,
@@ -69,9 +69,15 @@ _EUIS_NAME = re.compile(r"device_classes[/_\-.](\d+)[/_\-.]euis(?:\.[A-Za-z0-9]+
 
 _UNSIGNED_TO_SIGNED = {8: pa.int16(), 16: pa.int32(), 32: pa.int64(), 64: pa.decimal128(20, 0)}
 _SPARK_PRIMITIVES = {
-    pa.bool_(): T.BooleanType(), pa.int8(): T.ByteType(), pa.int16(): T.ShortType(),
-    pa.int32(): T.IntegerType(), pa.int64(): T.LongType(), pa.float32(): T.FloatType(),
-    pa.float64(): T.DoubleType(), pa.string(): T.StringType(), pa.binary(): T.BinaryType(),
+    pa.bool_(): T.BooleanType(),
+    pa.int8(): T.ByteType(),
+    pa.int16(): T.ShortType(),
+    pa.int32(): T.IntegerType(),
+    pa.int64(): T.LongType(),
+    pa.float32(): T.FloatType(),
+    pa.float64(): T.DoubleType(),
+    pa.string(): T.StringType(),
+    pa.binary(): T.BinaryType(),
 }
 
 
@@ -158,8 +164,11 @@ def _device_pairs(devices: Any) -> list[list]:
     """``[class or None, parsed devices JSON]`` per source (the shapes Registry.from_files takes)."""
     if devices is None:
         return []
-    items = devices if isinstance(devices, list) and all(
-        isinstance(d, (str, os.PathLike, tuple)) for d in devices) else [devices]
+    items = (
+        devices
+        if isinstance(devices, list) and all(isinstance(d, (str, os.PathLike, tuple)) for d in devices)
+        else [devices]
+    )
     pairs = []
     for item in items:
         ref = None
@@ -174,8 +183,11 @@ def _device_pairs(devices: Any) -> list[list]:
 
 def _spec(classes: Any, devices: Any, device_class: Any, include_hidden: bool) -> tuple[bytes, str]:
     """The JSON text the workers build their engine from, and its digest (the cache key)."""
-    default = [] if device_class is None else (
-        list(device_class) if isinstance(device_class, (list, tuple)) else [device_class])
+    default = (
+        []
+        if device_class is None
+        else (list(device_class) if isinstance(device_class, (list, tuple)) else [device_class])
+    )
     doc = {
         "classes": [_read_json(source, "device classes") for source in class_sources(classes)],
         "devices": _device_pairs(devices),
@@ -207,7 +219,8 @@ def _build_engine(spec: dict) -> Any:
             names = ", ".join(repr(dc.name) for dc in registry.classes)
             raise InputError(
                 f"{len(registry.classes)} device classes loaded ({names}): say which device uses which "
-                "with devices=..., or decode everything with one class: device_class=ID or NAME")
+                "with devices=..., or decode everything with one class: device_class=ID or NAME"
+            )
         registry.bind_all(registry.classes[0])
     if not registry.bound_classes:
         raise InputError("no device is bound to any of the loaded classes (check devices)")
@@ -326,8 +339,9 @@ def _numbered(batch: pa.RecordBatch, numbers: _LineNumbers | None) -> pa.RecordB
     return pa.RecordBatch.from_arrays([batch.column(_VALUE), files, lines], names=[_VALUE, _PATH, _LINE])
 
 
-def _lines_task(batches: Iterable[pa.RecordBatch], *, spec: bytes, key: str, with_file: bool
-                ) -> Iterator[pa.RecordBatch]:
+def _lines_task(
+    batches: Iterable[pa.RecordBatch], *, spec: bytes, key: str, with_file: bool
+) -> Iterator[pa.RecordBatch]:
     """mapInArrow's function for decode_lines (runs on the workers)."""
     engine = _worker_engine(spec, key)
     target = _lines_target(engine)
@@ -365,8 +379,15 @@ def _column_field(df: DataFrame, name: str, what: str) -> T.StructField:
     raise InputError(f"{what}: the DataFrame has no column {name!r} (columns: {', '.join(df.columns)})")
 
 
-def decode_lines(lines_df: DataFrame, *, classes: Any, devices: Any = None, device_class: Any = None,
-                 column: str = "value", include_hidden: bool = False) -> DataFrame:
+def decode_lines(
+    lines_df: DataFrame,
+    *,
+    classes: Any,
+    devices: Any = None,
+    device_class: Any = None,
+    column: str = "value",
+    include_hidden: bool = False,
+) -> DataFrame:
     """Decode a DataFrame of JSON lines (as ``spark.read.text`` gives) into one row per uplink.
 
     ``classes``, ``devices`` and ``device_class`` take what ``decoder decode``'s
@@ -399,8 +420,17 @@ def decode_lines(lines_df: DataFrame, *, classes: Any, devices: Any = None, devi
 # -- decode_payloads --------------------------------------------------------------------------------
 
 
-def _payloads_task(batches: Iterable[pa.RecordBatch], *, spec: bytes, key: str, payload: str, port: str | None,
-                   encoding: str, output: str, error: str) -> Iterator[pa.RecordBatch]:
+def _payloads_task(
+    batches: Iterable[pa.RecordBatch],
+    *,
+    spec: bytes,
+    key: str,
+    payload: str,
+    port: str | None,
+    encoding: str,
+    output: str,
+    error: str,
+) -> Iterator[pa.RecordBatch]:
     """mapInArrow's function for decode_payloads (runs on the workers): the batch plus two columns."""
     engine = _worker_engine(spec, key)
     dc = engine.classes[0]
@@ -409,17 +439,24 @@ def _payloads_task(batches: Iterable[pa.RecordBatch], *, spec: bytes, key: str, 
         if not batch.num_rows:
             continue
         ports = batch.column(port) if port is not None else None
-        result = dc.decode(batch.column(payload), encoding=encoding, ports=ports,
-                           include_hidden=engine.include_hidden)
+        result = dc.decode(batch.column(payload), encoding=encoding, ports=ports, include_hidden=engine.include_hidden)
         decoded = conform(result.to_struct_array(), target, output)
         errors = conform(result.error_array(), pa.string(), error)
-        yield pa.RecordBatch.from_arrays([*batch.columns, decoded, errors],
-                                         names=[*batch.schema.names, output, error])
+        yield pa.RecordBatch.from_arrays([*batch.columns, decoded, errors], names=[*batch.schema.names, output, error])
 
 
-def decode_payloads(df: DataFrame, *, payload: str, classes: Any, device_class: Any = None,
-                    encoding: str = "hex", port: str | None = None, include_hidden: bool = False,
-                    output: str = "decoded", error: str = "error") -> DataFrame:
+def decode_payloads(
+    df: DataFrame,
+    *,
+    payload: str,
+    classes: Any,
+    device_class: Any = None,
+    encoding: str = "hex",
+    port: str | None = None,
+    include_hidden: bool = False,
+    output: str = "decoded",
+    error: str = "error",
+) -> DataFrame:
     """``df`` plus a struct column ``decoded`` (the class's outputs, null where the row failed) and ``error``.
 
     ``payload`` names a column of hex or base64 text (``encoding``) or of
@@ -433,8 +470,10 @@ def decode_payloads(df: DataFrame, *, payload: str, classes: Any, device_class: 
         _column_field(df, port, "decode_payloads")
     for name in (output, error):
         if name in df.columns:
-            raise InputError(f"decode_payloads: the DataFrame already has a column {name!r}; "
-                             "choose other names with output=... and error=...")
+            raise InputError(
+                f"decode_payloads: the DataFrame already has a column {name!r}; "
+                "choose other names with output=... and error=..."
+            )
     if isinstance(device_class, (list, tuple)):
         raise InputError("decode_payloads decodes with one class: give one device_class")
     spec, key = _spec(classes, None, device_class, include_hidden)
@@ -442,6 +481,7 @@ def decode_payloads(df: DataFrame, *, payload: str, classes: Any, device_class: 
     decoded = pa.schema([pa.field(output, engine.decoded_type), pa.field(error, pa.string())])
     added = spark_schema(decoded)
     schema = T.StructType(df.schema.fields + added.fields)
-    task = functools.partial(_payloads_task, spec=spec, key=key, payload=payload, port=port,
-                             encoding=encoding, output=output, error=error)
+    task = functools.partial(
+        _payloads_task, spec=spec, key=key, payload=payload, port=port, encoding=encoding, output=output, error=error
+    )
     return df.mapInArrow(task, schema)

@@ -57,8 +57,10 @@ def summarize(spark: SparkSession, path: str) -> str:
         F.count_if(F.col("line_text").isNotNull()).alias("bad_lines"),
     ).first()
     failed = row["rows"] - row["decoded"] - row["bad_lines"]
-    return (f"{row['rows']:,} rows: {row['decoded']:,} decoded, {failed:,} uplinks not decoded, "
-            f"{row['bad_lines']:,} bad lines -> {path}")
+    return (
+        f"{row['rows']:,} rows: {row['decoded']:,} decoded, {failed:,} uplinks not decoded, "
+        f"{row['bad_lines']:,} bad lines -> {path}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,13 +71,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.stream:
             lines = spark.readStream.text(args.stream)
             decoded = decode_lines(lines, classes=classes, devices=args.devices, device_class=args.device_class)
-            writer = (decoded.writeStream.format("parquet").partitionBy("device_class")
-                      .option("path", args.output).option("checkpointLocation", args.checkpoint))
+            writer = (
+                decoded.writeStream.format("parquet")
+                .partitionBy("device_class")
+                .option("path", args.output)
+                .option("checkpointLocation", args.checkpoint)
+            )
             query = (writer.trigger(availableNow=True) if args.once else writer).start()
             query.awaitTermination()
         else:
-            decoded = decode_lines(spark.read.text(args.inputs), classes=classes, devices=args.devices,
-                                   device_class=args.device_class)
+            decoded = decode_lines(
+                spark.read.text(args.inputs), classes=classes, devices=args.devices, device_class=args.device_class
+            )
             decoded.write.partitionBy("device_class").parquet(args.output)  # fails if it exists
         print(summarize(spark, args.output))
     except DecoderError as err:

@@ -21,7 +21,9 @@ import pyarrow.compute as pc
 
 EVERY_TYPE_PORT = 9
 EVERY_TYPE_CLASS = {
-    "id": 901, "name": "Every Type", "ports": [EVERY_TYPE_PORT],
+    "id": 901,
+    "name": "Every Type",
+    "ports": [EVERY_TYPE_PORT],
     "script": {
         "variables": {"flag": {"type": "hidden", "name": "flag"}},
         "parseElements": [
@@ -41,7 +43,7 @@ EVERY_TYPE_CLASS = {
             {"type": "uint", "target": "maybe.u16", "bits": 16, "if": "(flag & 1) == 1"},
         ],
         "calculateElements": [
-            {"target": "label", "formula": "(flag & 2) == 2 ? \"two\" : \"other\""},
+            {"target": "label", "formula": '(flag & 2) == 2 ? "two" : "other"'},
             {"target": "ratio", "formula": "(flag & 4) == 4 ? null : flag / 255"},
             {"target": "deep.er.sum", "formula": "uints.u8 + ints.i8"},
         ],
@@ -50,29 +52,34 @@ EVERY_TYPE_CLASS = {
 EVERY_TYPE_BYTES = 44  # without the conditional u16 (flag bit 0 set: 46)
 
 # The Arrow types the class must produce (checked, so a change in the compiler cannot thin the test out).
-EVERY_TYPE_ARROW = pa.struct([
-    ("ints", pa.struct([("i8", pa.int8()), ("i16", pa.int16()), ("i32", pa.int32()), ("i64", pa.int64())])),
-    ("uints", pa.struct([("u8", pa.uint8()), ("u16", pa.uint16()), ("u32", pa.uint32()), ("u64", pa.uint64())])),
-    ("f32", pa.float32()), ("f64", pa.float64()), ("b", pa.bool_()),
-    ("maybe", pa.struct([("u16", pa.uint16())])),
-    ("label", pa.dictionary(pa.int32(), pa.string())), ("ratio", pa.float64()),
-    ("deep", pa.struct([("er", pa.struct([("sum", pa.float64())]))])),
-])
+EVERY_TYPE_ARROW = pa.struct(
+    [
+        ("ints", pa.struct([("i8", pa.int8()), ("i16", pa.int16()), ("i32", pa.int32()), ("i64", pa.int64())])),
+        ("uints", pa.struct([("u8", pa.uint8()), ("u16", pa.uint16()), ("u32", pa.uint32()), ("u64", pa.uint64())])),
+        ("f32", pa.float32()),
+        ("f64", pa.float64()),
+        ("b", pa.bool_()),
+        ("maybe", pa.struct([("u16", pa.uint16())])),
+        ("label", pa.dictionary(pa.int32(), pa.string())),
+        ("ratio", pa.float64()),
+        ("deep", pa.struct([("er", pa.struct([("sum", pa.float64())]))])),
+    ]
+)
 
 
 def every_type_payloads(n: int, seed: int = 7) -> list[str | None]:
     """``n`` hex payloads for EVERY_TYPE_CLASS: edge values first, then random ones; some rows fail."""
     rng = random.Random(seed)
     edges = [
-        "ff" * 46,                                   # every bit set: -1 signed, max unsigned, NaN floats
+        "ff" * 46,  # every bit set: -1 signed, max unsigned, NaN floats
         "00" + "80" + "8000" + "80000000" + "8000000000000000" + "00" * 28,  # minimum signed ints
-        "00" * EVERY_TYPE_BYTES,                     # zeros, flag 0: maybe.u16 null, ratio 0
-        "05" + "00" * (EVERY_TYPE_BYTES - 1),        # flag bit 0 without the 2 bytes it needs: too short
-        "06" + "7f" * (EVERY_TYPE_BYTES - 1),        # label "two", ratio null
-        "abc",                                       # odd hex
-        "zz" * EVERY_TYPE_BYTES,                     # bad hex
-        None,                                        # missing
-        "",                                          # empty
+        "00" * EVERY_TYPE_BYTES,  # zeros, flag 0: maybe.u16 null, ratio 0
+        "05" + "00" * (EVERY_TYPE_BYTES - 1),  # flag bit 0 without the 2 bytes it needs: too short
+        "06" + "7f" * (EVERY_TYPE_BYTES - 1),  # label "two", ratio null
+        "abc",  # odd hex
+        "zz" * EVERY_TYPE_BYTES,  # bad hex
+        None,  # missing
+        "",  # empty
     ]
     out: list[str | None] = edges[:n]
     while len(out) < n:
@@ -136,4 +143,3 @@ def mixed_uplinks(n: int, classes_dir, seed: int = 5) -> tuple[pa.Table, dict]:
     registry.load_devices(devices)
     table = decoder.Engine(registry).decode_packets([line.encode() for line in gen.lines(n)])
     return table, {dc.name: dc for dc in classes}
-

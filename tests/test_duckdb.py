@@ -45,12 +45,15 @@ def test_register_names_one_function_per_class():
     assert set(names) <= listed
 
 
-@pytest.mark.parametrize("name, slug", [
-    ("Test Device Class", "decode_test_device_class"),
-    ("Room-Climate  Sensor (v2)", "decode_room_climate_sensor_v2"),
-    ("ÄÖÜ Tracker 42", "decode_tracker_42"),
-    ("__x__", "decode_x"),
-])
+@pytest.mark.parametrize(
+    "name, slug",
+    [
+        ("Test Device Class", "decode_test_device_class"),
+        ("Room-Climate  Sensor (v2)", "decode_room_climate_sensor_v2"),
+        ("ÄÖÜ Tracker 42", "decode_tracker_42"),
+        ("__x__", "decode_x"),
+    ],
+)
 def test_function_names(name, slug):
     assert decoder.duckdb.function_name(name) == slug
 
@@ -65,8 +68,9 @@ def test_every_output_type_equals_device_class_decode(every_type):
     assert decoder.duckdb.register(con, every_type) == ["decode_every_type"]
     payloads = every_type_payloads(5000)  # several of DuckDB's 2,048-row vectors
     ports = [None if k % 13 == 0 else EVERY_TYPE_PORT for k in range(len(payloads))]
-    source = pa.table({"k": pa.array(range(len(payloads)), pa.int64()), "p": payloads,
-                       "port": pa.array(ports, pa.int32())})
+    source = pa.table(
+        {"k": pa.array(range(len(payloads)), pa.int64()), "p": payloads, "port": pa.array(ports, pa.int32())}
+    )
     con.register("packets", source)
     got = con.sql("SELECT decode_every_type(p, port) AS d FROM packets ORDER BY k").to_arrow_table()
     assert got.schema.field("d").type == _plain(EVERY_TYPE_ARROW)  # UBIGINT stays UBIGINT, strings VARCHAR
@@ -83,7 +87,8 @@ def test_blob_payloads_and_the_optional_port(every_type):
     got = con.sql(
         "SELECT decode_every_type(unhex(hex)) AS blob, decode_every_type(hex) AS text, "
         "decode_every_type(hex, NULL) AS null_port, decode_every_type(hex, port := 9) AS named "
-        "FROM packets ORDER BY k").to_arrow_table()
+        "FROM packets ORDER BY k"
+    ).to_arrow_table()
     # without a port the class's conditions see port -1 (unknown): the same rows as with NULL
     want = rows(pa.table({"d": every_type.decode(payloads, encoding="hex").to_struct_array()}))
     for column in ("blob", "text", "null_port"):
@@ -114,12 +119,18 @@ def test_mixed_providers_and_classes_equal_the_engine():
     con = duckdb.connect()
     decoder.duckdb.register(con, list(classes.values()), encoding="base64")
     encoded = [None if p is None else base64.b64encode(p).decode() for p in table["payload"].to_pylist()]
-    con.register("uplinks", table.select(["device_class", "payload", "port"]).append_column(
-        "b64", pa.array(encoded, pa.string())).append_column("k", pa.array(range(table.num_rows))))
+    con.register(
+        "uplinks",
+        table.select(["device_class", "payload", "port"])
+        .append_column("b64", pa.array(encoded, pa.string()))
+        .append_column("k", pa.array(range(table.num_rows))),
+    )
     for name, dc in classes.items():
         fn = decoder.duckdb.function_name(name)
-        got = con.sql(f"SELECT {fn}(payload, port) AS blob, {fn}(b64, port) AS text FROM uplinks "
-                      f"WHERE device_class = '{name}' ORDER BY k").to_arrow_table()
+        got = con.sql(
+            f"SELECT {fn}(payload, port) AS blob, {fn}(b64, port) AS text FROM uplinks "
+            f"WHERE device_class = '{name}' ORDER BY k"
+        ).to_arrow_table()
         mine = table.filter(pc.equal(table["device_class"], name))
         want = rows(pa.table({"d": pc.struct_field(mine["decoded"], name)}))
         assert len(want) > 100

@@ -41,13 +41,19 @@ def test_every_output_type_equals_device_class_decode(every_type):
         decoded=decoder.polars.decode(pl.col("payload"), every_type, encoding="hex", port=pl.col("port")),
         error=decoder.polars.errors("payload", every_type, port="port"),
     )
-    assert out.schema["decoded"] == pl.Struct({
-        "ints": pl.Struct({"i8": pl.Int8, "i16": pl.Int16, "i32": pl.Int32, "i64": pl.Int64}),
-        "uints": pl.Struct({"u8": pl.UInt8, "u16": pl.UInt16, "u32": pl.UInt32, "u64": pl.UInt64}),
-        "f32": pl.Float32, "f64": pl.Float64, "b": pl.Boolean, "maybe": pl.Struct({"u16": pl.UInt16}),
-        "label": pl.String,  # a plain String, not a Categorical
-        "ratio": pl.Float64, "deep": pl.Struct({"er": pl.Struct({"sum": pl.Float64})}),
-    })
+    assert out.schema["decoded"] == pl.Struct(
+        {
+            "ints": pl.Struct({"i8": pl.Int8, "i16": pl.Int16, "i32": pl.Int32, "i64": pl.Int64}),
+            "uints": pl.Struct({"u8": pl.UInt8, "u16": pl.UInt16, "u32": pl.UInt32, "u64": pl.UInt64}),
+            "f32": pl.Float32,
+            "f64": pl.Float64,
+            "b": pl.Boolean,
+            "maybe": pl.Struct({"u16": pl.UInt16}),
+            "label": pl.String,  # a plain String, not a Categorical
+            "ratio": pl.Float64,
+            "deep": pl.Struct({"er": pl.Struct({"sum": pl.Float64})}),
+        }
+    )
     want, errors = _want(every_type, payloads, encoding="hex", ports=ports)
     assert [r["decoded"] for r in rows(out.select("decoded").to_arrow())] == want
     assert out["error"].to_list() == errors
@@ -66,7 +72,7 @@ def test_port_as_nothing_an_int_a_name_or_an_expression(every_type, port):
 
 def test_lazy_streaming_over_many_chunks_equals_eager(every_type):
     payloads = every_type_payloads(4000, seed=4)
-    frames = [pl.DataFrame({"payload": payloads[k:k + 500]}) for k in range(0, len(payloads), 500)]
+    frames = [pl.DataFrame({"payload": payloads[k : k + 500]}) for k in range(0, len(payloads), 500)]
     df = pl.concat(frames, rechunk=False)
     assert df.n_chunks() > 1
     lazy = df.lazy().with_columns(d=decoder.polars.decode("payload", every_type, port=EVERY_TYPE_PORT))
@@ -81,7 +87,8 @@ def test_mixed_providers_and_classes_equal_the_engine():
     table, classes = mixed_uplinks(2000, CLASSES)
     encoded = [None if p is None else base64.b64encode(p).decode() for p in table["payload"].to_pylist()]
     df = pl.from_arrow(table.select(["device_class", "payload", "port"])).with_columns(
-        pl.col("device_class").cast(pl.String), b64=pl.Series(encoded, dtype=pl.String))
+        pl.col("device_class").cast(pl.String), b64=pl.Series(encoded, dtype=pl.String)
+    )
     for name, dc in classes.items():
         mine = df.filter(pl.col("device_class") == name)
         got = mine.select(

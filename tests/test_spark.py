@@ -42,8 +42,10 @@ SAMPLE_DEVICES = [SAMPLES / "packets" / "devices.json", SAMPLES / "packets" / "d
 def _missing(reason: str) -> None:
     """Skip on a developer's machine; fail under CI, where a skip would hide untested code."""
     if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI is set, so this is a failure, not a skip (.ci/run installs Java and "
-                    "the [spark] extra)", pytrace=False)
+        pytest.fail(
+            f"{reason}; CI is set, so this is a failure, not a skip (.ci/run installs Java and the [spark] extra)",
+            pytrace=False,
+        )
     pytest.skip(f"{reason} (pip install -e '.[spark]' and a Java 17+ runtime, or run .ci/run)")
 
 
@@ -74,7 +76,8 @@ def spark(pyspark_installed):
         env.setenv("PYSPARK_PYTHON", sys.executable)
         env.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
         session = (
-            SparkSession.builder.master("local[2]").appName("decoder-tests")
+            SparkSession.builder.master("local[2]")
+            .appName("decoder-tests")
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.sql.shuffle.partitions", "2")
             .config("spark.ui.enabled", "false")
@@ -140,39 +143,71 @@ def test_spark_schema_maps_every_output_type(pyspark_installed):
 
     from decoder.spark import spark_schema
 
-    schema = pa.schema([
-        pa.field("decoded", EVERY_TYPE_ARROW),
-        pa.field("received_at", pa.timestamp("ns", tz="UTC")),
-        pa.field("device_class", pa.dictionary(pa.int32(), pa.string())),
-        pa.field("payload", pa.binary()),
-    ])
-    want = T.StructType([
-        T.StructField("decoded", T.StructType([
-            T.StructField("ints", T.StructType([
-                T.StructField("i8", T.ByteType()), T.StructField("i16", T.ShortType()),
-                T.StructField("i32", T.IntegerType()), T.StructField("i64", T.LongType())])),
-            T.StructField("uints", T.StructType([
-                T.StructField("u8", T.ShortType()), T.StructField("u16", T.IntegerType()),
-                T.StructField("u32", T.LongType()), T.StructField("u64", T.DecimalType(20, 0))])),
-            T.StructField("f32", T.FloatType()), T.StructField("f64", T.DoubleType()),
-            T.StructField("b", T.BooleanType()),
-            T.StructField("maybe", T.StructType([T.StructField("u16", T.IntegerType())])),
-            T.StructField("label", T.StringType()), T.StructField("ratio", T.DoubleType()),
-            T.StructField("deep", T.StructType([
-                T.StructField("er", T.StructType([T.StructField("sum", T.DoubleType())]))])),
-        ])),
-        T.StructField("received_at", T.TimestampType()),
-        T.StructField("device_class", T.StringType()),
-        T.StructField("payload", T.BinaryType()),
-    ])
+    schema = pa.schema(
+        [
+            pa.field("decoded", EVERY_TYPE_ARROW),
+            pa.field("received_at", pa.timestamp("ns", tz="UTC")),
+            pa.field("device_class", pa.dictionary(pa.int32(), pa.string())),
+            pa.field("payload", pa.binary()),
+        ]
+    )
+    want = T.StructType(
+        [
+            T.StructField(
+                "decoded",
+                T.StructType(
+                    [
+                        T.StructField(
+                            "ints",
+                            T.StructType(
+                                [
+                                    T.StructField("i8", T.ByteType()),
+                                    T.StructField("i16", T.ShortType()),
+                                    T.StructField("i32", T.IntegerType()),
+                                    T.StructField("i64", T.LongType()),
+                                ]
+                            ),
+                        ),
+                        T.StructField(
+                            "uints",
+                            T.StructType(
+                                [
+                                    T.StructField("u8", T.ShortType()),
+                                    T.StructField("u16", T.IntegerType()),
+                                    T.StructField("u32", T.LongType()),
+                                    T.StructField("u64", T.DecimalType(20, 0)),
+                                ]
+                            ),
+                        ),
+                        T.StructField("f32", T.FloatType()),
+                        T.StructField("f64", T.DoubleType()),
+                        T.StructField("b", T.BooleanType()),
+                        T.StructField("maybe", T.StructType([T.StructField("u16", T.IntegerType())])),
+                        T.StructField("label", T.StringType()),
+                        T.StructField("ratio", T.DoubleType()),
+                        T.StructField(
+                            "deep",
+                            T.StructType([T.StructField("er", T.StructType([T.StructField("sum", T.DoubleType())]))]),
+                        ),
+                    ]
+                ),
+            ),
+            T.StructField("received_at", T.TimestampType()),
+            T.StructField("device_class", T.StringType()),
+            T.StructField("payload", T.BinaryType()),
+        ]
+    )
     assert spark_schema(schema) == want
 
 
-@pytest.mark.parametrize("fields, message", [
-    ([pa.field("Temp", pa.float64()), pa.field("temp", pa.float64())], "differing only in case"),
-    ([pa.field("s", pa.struct([("a", pa.int8()), ("A", pa.int8())]))], "'s.A' beside 'a'"),
-    ([pa.field("x", pa.list_(pa.int8()))], "no Spark type"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ([pa.field("Temp", pa.float64()), pa.field("temp", pa.float64())], "differing only in case"),
+        ([pa.field("s", pa.struct([("a", pa.int8()), ("A", pa.int8())]))], "'s.A' beside 'a'"),
+        ([pa.field("x", pa.list_(pa.int8()))], "no Spark type"),
+    ],
+)
 def test_spark_schema_refuses_what_spark_cannot_hold(pyspark_installed, fields, message):
     from decoder.spark import spark_schema
 
@@ -188,8 +223,9 @@ def test_decode_lines_equals_engine_on_the_sample_files(spark):
 
     files = sorted((SAMPLES / "packets").glob("*.jsonl"))  # firefly, helium, mixed, bad lines
     out = decode_lines(spark.read.text([str(p) for p in files]), classes=CLASSES, devices=SAMPLE_DEVICES)
-    want = expected_lines(_engine(classes=sorted(map(str, CLASSES.glob("*.json"))),
-                                  devices=list(map(str, SAMPLE_DEVICES))), files)
+    want = expected_lines(
+        _engine(classes=sorted(map(str, CLASSES.glob("*.json"))), devices=list(map(str, SAMPLE_DEVICES))), files
+    )
     got = spark_lines(out)
     assert_same_rows(got, want)
     bad = [r for r in got if r["line_text"] is not None]
@@ -204,15 +240,17 @@ def test_decode_lines_equals_engine_on_the_sample_files(spark):
 def mixed_files(tmp_path_factory):
     """3,000 generated uplinks of three classes and every provider shape, in three files (one gzipped)."""
     gen_module = sample_generator()
-    groups = [gen_module.parse_group(g) for g in
-              ("Test Device Class:9:2", "Room Climate Sensor:6:1", "Multi Sensor:10:1")]
-    mix = gen_module.parse_mix("firefly=0.4,helium_event=0.2,helium_body=0.2,helium_integration=0.1,"
-                               "helium_downlink=0.1")
+    groups = [
+        gen_module.parse_group(g) for g in ("Test Device Class:9:2", "Room Climate Sensor:6:1", "Multi Sensor:10:1")
+    ]
+    mix = gen_module.parse_mix(
+        "firefly=0.4,helium_event=0.2,helium_body=0.2,helium_integration=0.1,helium_downlink=0.1"
+    )
     gen = gen_module.Generator(groups, 60, mix, seed=11)
     lines = [line.encode() for line in gen.lines(3000)]
-    lines[17] = b'{"device_eui": "70B3D57ED0000001", "payload": '       # malformed
-    lines[400] = b"[1, 2, 3]"                                              # not uplinks
-    lines[1500] = b""                                                      # blank: no row
+    lines[17] = b'{"device_eui": "70B3D57ED0000001", "payload": '  # malformed
+    lines[400] = b"[1, 2, 3]"  # not uplinks
+    lines[1500] = b""  # blank: no row
     root = tmp_path_factory.mktemp("mixed")
     paths = [root / "a.jsonl", root / "b.jsonl.gz", root / "c.jsonl"]
     paths[0].write_bytes(b"\n".join(lines[:1000]) + b"\n")
@@ -264,9 +302,18 @@ def test_decode_lines_every_output_type(spark, tmp_path):
     from decoder.spark import decode_lines
 
     payloads = every_type_payloads(400)
-    lines = [decoder_json({"device_eui": f"70B3D57ED0{k % 7:06X}", "payload": p, "port": EVERY_TYPE_PORT,
-                           "fcnt": k, "received_at": f"2024-02-29T12:00:{k % 60:02d}Z"})
-             for k, p in enumerate(payloads)]
+    lines = [
+        decoder_json(
+            {
+                "device_eui": f"70B3D57ED0{k % 7:06X}",
+                "payload": p,
+                "port": EVERY_TYPE_PORT,
+                "fcnt": k,
+                "received_at": f"2024-02-29T12:00:{k % 60:02d}Z",
+            }
+        )
+        for k, p in enumerate(payloads)
+    ]
     path = tmp_path / "every.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     classes = tmp_path / "every_type.json"
@@ -361,8 +408,14 @@ def test_decode_payloads_equals_device_class_decode(spark, tmp_path):
     payloads = every_type_payloads(700, seed=3)
     ports = [None if k % 11 == 0 else EVERY_TYPE_PORT for k in range(len(payloads))]
     when = [dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=k) for k in range(len(payloads))]
-    table = pa.table({"id": pa.array(range(len(payloads)), pa.int64()), "payload": payloads,
-                      "port": pa.array(ports, pa.int32()), "at": pa.array(when, pa.timestamp("us", tz="UTC"))})
+    table = pa.table(
+        {
+            "id": pa.array(range(len(payloads)), pa.int64()),
+            "payload": payloads,
+            "port": pa.array(ports, pa.int32()),
+            "at": pa.array(when, pa.timestamp("us", tz="UTC")),
+        }
+    )
     df = spark.createDataFrame(table).repartition(3)  # several tasks; order restored by id below
 
     out = decode_payloads(df, payload="payload", classes=str(classes), port="port")
@@ -385,8 +438,15 @@ def test_decode_payloads_raw_bytes_and_name_checks(spark):
     dc = decoder.compile(CLASSES / "test_device_class.json")
     payloads = [bytes.fromhex("7F400000C000000064"), b"\x00", None]
     df = spark.createDataFrame([(p,) for p in payloads], "payload binary")
-    got = decode_payloads(df, payload="payload", classes=CLASSES, device_class="Test Device Class",
-                          encoding="raw", output="d", error="why").toArrow()
+    got = decode_payloads(
+        df,
+        payload="payload",
+        classes=CLASSES,
+        device_class="Test Device Class",
+        encoding="raw",
+        output="d",
+        error="why",
+    ).toArrow()
     batch = dc.decode(payloads, encoding="raw")
     assert got["d"].to_pylist() == batch.to_struct_array().to_pylist()
     assert got["why"].to_pylist() == batch.error_array().to_pylist()
@@ -409,9 +469,14 @@ def test_streaming_file_source_to_parquet_with_checkpoint(spark, mixed_files, tm
 
     def run_once() -> None:
         lines = spark.readStream.text(str(incoming))
-        query = (decode_lines(lines, classes=CLASSES, devices=devices)
-                 .writeStream.format("parquet").option("path", str(sink))
-                 .option("checkpointLocation", str(checkpoint)).trigger(availableNow=True).start())
+        query = (
+            decode_lines(lines, classes=CLASSES, devices=devices)
+            .writeStream.format("parquet")
+            .option("path", str(sink))
+            .option("checkpointLocation", str(checkpoint))
+            .trigger(availableNow=True)
+            .start()
+        )
         query.awaitTermination(300)
         assert query.exception() is None
 
