@@ -129,7 +129,7 @@ def mixed_uplinks(n: int, classes_dir, seed: int = 5) -> tuple[pa.Table, dict]:
     ``port``, ``device_class``, ``decoded`` as a struct of class structs,
     ``error``) and the compiled classes by name.
     """
-    from conftest import sample_generator
+    from helpers import sample_generator
 
     import decoder
 

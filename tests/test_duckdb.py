@@ -8,7 +8,6 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from conftest import ROOT
 from engine_cases import (
     EVERY_TYPE_ARROW,
     EVERY_TYPE_CLASS,
@@ -17,6 +16,7 @@ from engine_cases import (
     mixed_uplinks,
     rows,
 )
+from helpers import ROOT
 
 import decoder
 import decoder.duckdb

@@ -8,7 +8,6 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from conftest import ROOT
 from engine_cases import (
     EVERY_TYPE_CLASS,
     EVERY_TYPE_PORT,
@@ -16,6 +15,7 @@ from engine_cases import (
     mixed_uplinks,
     rows,
 )
+from helpers import ROOT
 
 import decoder
 import decoder.polars

@@ -18,7 +18,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, sample_generator
 from engine_cases import (
     EVERY_TYPE_ARROW,
     EVERY_TYPE_CLASS,
@@ -26,6 +25,7 @@ from engine_cases import (
     every_type_payloads,
     rows,
 )
+from helpers import ROOT, sample_generator
 
 import decoder
 
