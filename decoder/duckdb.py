@@ -20,13 +20,14 @@ payload's type when the query is bound.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from ._conform import class_sources, conform, plain_type
+from ._conform import class_sources, conform, fixed_decode, plain_type
 from .errors import InputError
 
 __all__ = ["function_name", "register"]
@@ -61,17 +62,31 @@ def _duckdb_type(t: pa.DataType) -> Any:
         if t.num_fields == 0:
             raise InputError("a class without outputs cannot be a DuckDB STRUCT")
         return duckdb.struct_type({f.name: _duckdb_type(f.type) for f in t})
+    if pa.types.is_map(t):
+        return duckdb.map_type(_duckdb_type(t.key_type), _duckdb_type(t.item_type))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return duckdb.list_type(_duckdb_type(t.value_type))
     return duckdb.sqltype(_DUCKDB_TYPES[t])
 
 
-def _compiled(classes: Any) -> list[Any]:
-    """Compiled classes of any source decoder.load_classes takes, a directory, or compiled classes."""
-    from . import DeviceClass, load_classes
+def _is_class(value: Any) -> bool:
+    """A compiled class or a built-in format: anything with the interface of decoder.compile's result."""
+    return callable(getattr(value, "decode", None)) and callable(getattr(value, "output_schema", None))
 
-    if isinstance(classes, DeviceClass):
+
+def _compiled(classes: Any) -> list[Any]:
+    """Compiled classes of any source decoder.load_classes takes, a directory, compiled classes or a built-in name."""
+    from . import builtin, load_classes
+
+    if _is_class(classes):
         return [classes]
-    if isinstance(classes, (list, tuple)) and classes and all(isinstance(c, DeviceClass) for c in classes):
+    if isinstance(classes, (list, tuple)) and classes and all(_is_class(c) for c in classes):
         return list(classes)
+    if isinstance(classes, str) and not os.path.exists(classes):
+        try:
+            return [builtin(classes)]  # "cayenne-lpp"
+        except ValueError:
+            pass  # not a built-in name: load_classes says what is wrong with it
     return [dc for source in class_sources(classes) for dc in load_classes(source)]
 
 
@@ -79,7 +94,7 @@ def _decoder(dc: Any, encoding: str, target: pa.DataType, include_hidden: bool):
     """The Arrow function DuckDB calls per vector: payloads and ports in, the class's struct out."""
 
     def decode(payload: pa.Array, port: pa.Array) -> pa.Array:
-        batch = dc.decode(payload, encoding=encoding, ports=port, include_hidden=include_hidden)
+        batch = fixed_decode(dc)(payload, encoding=encoding, ports=port, include_hidden=include_hidden)
         return conform(batch.to_struct_array(), target)
 
     return decode
@@ -94,7 +109,8 @@ def register(con: Any, classes: Any, *, encoding: str = "hex", include_hidden: b
     """Register ``decode_<slug>(payload [, port])`` for every class; returns the names registered.
 
     ``classes``: what :func:`decoder.load_classes` takes, a directory of
-    class files, or compiled classes. ``encoding`` says how VARCHAR payloads
+    class files, compiled classes, or a built-in format's name
+    (``"cayenne-lpp"``). ``encoding`` says how VARCHAR payloads
     are written (``"hex"`` or ``"base64"``); BLOBs are raw bytes. A name that
     two classes share, or that the connection already has, is an
     :class:`~decoder.InputError` and nothing is registered.

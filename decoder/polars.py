@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from ._conform import conform, plain_type
+from ._conform import conform, fixed_decode, plain_type
 
 __all__ = ["decode", "errors"]
 
@@ -42,7 +42,7 @@ def _decode_batch(
     arrow = inputs.to_arrow()
     if isinstance(arrow, pa.ChunkedArray):
         arrow = arrow.combine_chunks()
-    batch = device_class.decode(
+    batch = fixed_decode(device_class)(
         arrow.field("payload"), encoding=encoding, ports=arrow.field("port"), include_hidden=include_hidden
     )
     if target is None:

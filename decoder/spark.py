@@ -52,7 +52,7 @@ try:
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError("decoder.spark needs PySpark: pip install 'decoder[spark]'") from err
 
-from ._conform import class_sources, conform, conform_table
+from ._conform import class_sources, conform, conform_table, fixed_decode
 from .errors import InputError
 
 __all__ = ["decode_lines", "decode_payloads", "spark_arrow_type", "spark_schema"]
@@ -90,6 +90,10 @@ def spark_arrow_type(t: pa.DataType) -> pa.DataType:
         return spark_arrow_type(t.value_type)
     if pa.types.is_struct(t):
         return pa.struct([pa.field(f.name, spark_arrow_type(f.type)) for f in t])
+    if pa.types.is_map(t):
+        return pa.map_(spark_arrow_type(t.key_type), spark_arrow_type(t.item_type))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(spark_arrow_type(t.value_type))
     if pa.types.is_unsigned_integer(t):
         return _UNSIGNED_TO_SIGNED[t.bit_width]
     if pa.types.is_timestamp(t):
@@ -107,6 +111,10 @@ def _spark_type(t: pa.DataType) -> T.DataType:
     """The Spark type of an Arrow type of :func:`spark_arrow_type`'s range."""
     if pa.types.is_struct(t):
         return T.StructType([T.StructField(f.name, _spark_type(f.type), True) for f in t])
+    if pa.types.is_map(t):
+        return T.MapType(_spark_type(t.key_type), _spark_type(t.item_type), True)
+    if pa.types.is_list(t):
+        return T.ArrayType(_spark_type(t.value_type), True)
     if pa.types.is_decimal128(t):
         return T.DecimalType(t.precision, t.scale)
     if pa.types.is_timestamp(t):
@@ -131,8 +139,11 @@ def _check_names(fields: list[pa.Field], path: str) -> None:
             how = "twice" if other == f.name else f"beside {other!r}, differing only in case"
             raise InputError(f"the output has {where!r} {how}, which Spark cannot tell apart")
         seen[f.name.lower()] = f.name
-        if pa.types.is_struct(f.type):
-            _check_names(list(f.type), where)
+        inner = f.type
+        while pa.types.is_map(inner) or pa.types.is_list(inner) or pa.types.is_large_list(inner):
+            inner = inner.item_type if pa.types.is_map(inner) else inner.value_type
+        if pa.types.is_struct(inner):
+            _check_names(list(inner), where)
 
 
 # -- classes and devices, shipped to the workers as JSON -------------------------------------------
@@ -189,7 +200,7 @@ def _spec(classes: Any, devices: Any, device_class: Any, include_hidden: bool) -
         else (list(device_class) if isinstance(device_class, (list, tuple)) else [device_class])
     )
     doc = {
-        "classes": [_read_json(source, "device classes") for source in class_sources(classes)],
+        "classes": [] if classes is None else [_read_json(s, "device classes") for s in class_sources(classes)],
         "devices": _device_pairs(devices),
         "default": default,
         "include_hidden": bool(include_hidden),
@@ -208,8 +219,8 @@ def _build_engine(spec: dict) -> Any:
     registry = Registry()
     for doc in spec["classes"]:
         registry.add_classes(doc)
-    if not registry.classes:
-        raise InputError("the classes hold no device class")
+    if not registry.classes and not spec["default"]:
+        raise InputError("no device class: give classes=..., or device_class= a built-in format (cayenne-lpp)")
     for ref, doc in spec["devices"]:
         registry.load_devices(doc, device_class=ref)
     for ref in spec["default"]:
@@ -382,7 +393,7 @@ def _column_field(df: DataFrame, name: str, what: str) -> T.StructField:
 def decode_lines(
     lines_df: DataFrame,
     *,
-    classes: Any,
+    classes: Any = None,
     devices: Any = None,
     device_class: Any = None,
     column: str = "value",
@@ -392,7 +403,7 @@ def decode_lines(
 
     ``classes``, ``devices`` and ``device_class`` take what ``decoder decode``'s
     ``--classes``, ``--devices`` and ``--class`` take (paths on the driver, or
-    parsed JSON). The result has ``decoder decode``'s columns in Spark's types,
+    parsed JSON; ``device_class="cayenne-lpp"`` needs no classes). The result has ``decoder decode``'s columns in Spark's types,
     then ``input`` (the file, from Spark's ``_metadata``; null when Spark does
     not know it) and ``line_text``. ``line`` is the line number in that file
     (null where Spark split a large uncompressed file: only the first split
@@ -439,7 +450,9 @@ def _payloads_task(
         if not batch.num_rows:
             continue
         ports = batch.column(port) if port is not None else None
-        result = dc.decode(batch.column(payload), encoding=encoding, ports=ports, include_hidden=engine.include_hidden)
+        result = fixed_decode(dc)(
+            batch.column(payload), encoding=encoding, ports=ports, include_hidden=engine.include_hidden
+        )
         decoded = conform(result.to_struct_array(), target, output)
         errors = conform(result.error_array(), pa.string(), error)
         yield pa.RecordBatch.from_arrays([*batch.columns, decoded, errors], names=[*batch.schema.names, output, error])
@@ -449,7 +462,7 @@ def decode_payloads(
     df: DataFrame,
     *,
     payload: str,
-    classes: Any,
+    classes: Any = None,
     device_class: Any = None,
     encoding: str = "hex",
     port: str | None = None,
@@ -461,7 +474,8 @@ def decode_payloads(
 
     ``payload`` names a column of hex or base64 text (``encoding``) or of
     bytes (``encoding="raw"``); ``port`` an optional integer column of
-    FPorts. ``classes`` is what ``decoder decode --classes`` takes;
+    FPorts. ``classes`` is what ``decoder decode --classes`` takes (none for a
+    built-in format such as ``device_class="cayenne-lpp"``);
     ``device_class`` (id or name) picks one of them, needed when there are
     several. ``error`` is null on decoded rows, else the reason.
     """

@@ -143,3 +143,23 @@ def mixed_uplinks(n: int, classes_dir, seed: int = 5) -> tuple[pa.Table, dict]:
     registry.load_devices(devices)
     table = decoder.Engine(registry).decode_packets([line.encode() for line in gen.lines(n)])
     return table, {dc.name: dc for dc in classes}
+
+
+# Cayenne LPP (the built-in format): type code -> bytes per item, from the format's table
+# (digital in/out, analog in/out, luminosity, presence, temperature, humidity, accelerometer,
+# barometer, gyrometer, GPS). Its output is a struct of maps {channel: value}.
+LPP_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 101: 2, 102: 1, 103: 2, 104: 1, 113: 6, 115: 2, 134: 6, 136: 9}
+
+
+def lpp_payloads(n: int, seed: int = 11) -> list[str | None]:
+    """``n`` hex Cayenne LPP payloads of 1-4 random items each; a few fail (cut short, unknown type, missing)."""
+    rng = random.Random(seed)
+    out: list[str | None] = ["0367011", "03FF0000", None, "", "0367"]  # odd hex, unknown type, missing, empty, short
+    codes = list(LPP_SIZES)
+    while len(out) < n:
+        items = []
+        for _ in range(rng.randrange(1, 5)):
+            code = rng.choice(codes)
+            items.append(bytes([rng.randrange(0, 8), code]) + rng.randbytes(LPP_SIZES[code]))
+        out.append(b"".join(items).hex())
+    return out

@@ -13,6 +13,7 @@ from engine_cases import (
     EVERY_TYPE_CLASS,
     EVERY_TYPE_PORT,
     every_type_payloads,
+    lpp_payloads,
     mixed_uplinks,
     rows,
 )
@@ -174,3 +175,17 @@ def test_nothing_is_left_in_a_database_file(tmp_path):
 def test_unknown_encoding_is_refused(every_type):
     with pytest.raises(decoder.InputError, match="encoding must be one of hex, base64"):
         decoder.duckdb.register(duckdb.connect(), every_type, encoding="raw")
+
+
+def test_the_built_in_cayenne_lpp_format_by_name():
+    """A built-in format registers by its name; its struct of maps {channel: value} comes through as DuckDB MAPs."""
+    con = duckdb.connect()
+    assert decoder.duckdb.register(con, "cayenne-lpp") == ["decode_cayenne_lpp"]
+    payloads = lpp_payloads(3000)
+    con.register("packets", pa.table({"k": range(len(payloads)), "p": payloads}))
+    got = con.sql("SELECT decode_cayenne_lpp(p) AS d FROM packets ORDER BY k").to_arrow_table()
+    lpp = decoder.builtin("cayenne-lpp")
+    want = lpp.decode_fixed(payloads, encoding="hex").to_struct_array()
+    assert got.schema.field("d").type == _plain(want.type)
+    assert rows(got) == rows(pa.table({"d": want}))
+    assert sum(len(r["d"]["temperature"] or []) for r in rows(got) if r["d"]) > 100  # maps with entries

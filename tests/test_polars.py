@@ -12,6 +12,7 @@ from engine_cases import (
     EVERY_TYPE_CLASS,
     EVERY_TYPE_PORT,
     every_type_payloads,
+    lpp_payloads,
     mixed_uplinks,
     rows,
 )
@@ -101,3 +102,15 @@ def test_mixed_providers_and_classes_equal_the_engine():
         got_rows = rows(got.to_arrow())
         assert [r["raw"] for r in got_rows] == want
         assert [r["text"] for r in got_rows] == want
+
+
+def test_the_built_in_cayenne_lpp_format():
+    """A built-in format's struct of maps {channel: value} comes out as polars Maps, value for value."""
+    lpp = decoder.builtin("cayenne-lpp")
+    payloads = lpp_payloads(3000)
+    got = pl.DataFrame({"p": payloads}).select(d=decoder.polars.decode("p", lpp), e=decoder.polars.errors("p", lpp))
+    batch = lpp.decode_fixed(payloads, encoding="hex")
+    assert [r["d"] for r in rows(got.select("d").to_arrow())] == [
+        r["d"] for r in rows(pa.table({"d": batch.to_struct_array()}))
+    ]
+    assert got["e"].to_list() == batch.error_array().to_pylist()

@@ -23,6 +23,7 @@ from engine_cases import (
     EVERY_TYPE_CLASS,
     EVERY_TYPE_PORT,
     every_type_payloads,
+    lpp_payloads,
     rows,
 )
 from helpers import ROOT, sample_generator
@@ -149,6 +150,8 @@ def test_spark_schema_maps_every_output_type(pyspark_installed):
             pa.field("received_at", pa.timestamp("ns", tz="UTC")),
             pa.field("device_class", pa.dictionary(pa.int32(), pa.string())),
             pa.field("payload", pa.binary()),
+            pa.field("by_channel", pa.map_(pa.uint8(), pa.struct([("x", pa.float64())]))),  # Cayenne LPP
+            pa.field("values", pa.list_(pa.uint64())),
         ]
     )
     want = T.StructType(
@@ -195,6 +198,10 @@ def test_spark_schema_maps_every_output_type(pyspark_installed):
             T.StructField("received_at", T.TimestampType()),
             T.StructField("device_class", T.StringType()),
             T.StructField("payload", T.BinaryType()),
+            T.StructField(
+                "by_channel", T.MapType(T.ShortType(), T.StructType([T.StructField("x", T.DoubleType())]), True)
+            ),
+            T.StructField("values", T.ArrayType(T.DecimalType(20, 0), True)),
         ]
     )
     assert spark_schema(schema) == want
@@ -205,7 +212,8 @@ def test_spark_schema_maps_every_output_type(pyspark_installed):
     [
         ([pa.field("Temp", pa.float64()), pa.field("temp", pa.float64())], "differing only in case"),
         ([pa.field("s", pa.struct([("a", pa.int8()), ("A", pa.int8())]))], "'s.A' beside 'a'"),
-        ([pa.field("x", pa.list_(pa.int8()))], "no Spark type"),
+        ([pa.field("m", pa.map_(pa.uint8(), pa.struct([("a", pa.int8()), ("A", pa.int8())])))], "'m.A' beside"),
+        ([pa.field("x", pa.duration("s"))], "no Spark type"),
     ],
 )
 def test_spark_schema_refuses_what_spark_cannot_hold(pyspark_installed, fields, message):
@@ -330,6 +338,32 @@ def test_decode_lines_every_output_type(spark, tmp_path):
     assert first["uints"]["u64"] == 2**64 - 1 and first["ints"]["i64"] == -1
     assert got[1]["decoded"]["ints"]["i64"] == -(2**63)
     assert sum(r["error"] is not None for r in got) >= 5
+
+
+def test_decode_lines_with_the_built_in_cayenne_lpp_format(spark, tmp_path):
+    """A built-in format needs no classes file; its maps {channel: value} become Spark maps, value for value."""
+    from pyspark.sql import types as T
+
+    from decoder.spark import decode_lines, decode_payloads
+
+    payloads = lpp_payloads(600)
+    lines = [
+        decoder_json({"device_eui": f"70B3D57ED0{k % 5:06X}", "payload": p, "port": 1, "fcnt": k})
+        for k, p in enumerate(payloads)
+    ]
+    path = tmp_path / "lpp.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    out = decode_lines(spark.read.text(str(path)), device_class="cayenne-lpp")
+    assert out.schema["decoded"].dataType["temperature"].dataType == T.MapType(T.ShortType(), T.DoubleType(), True)
+    got = spark_lines(out)
+    assert_same_rows(got, expected_lines(decoder.Engine(decoder.builtin("cayenne-lpp")), [path]))
+    assert sum(len(r["decoded"]["temperature"] or {}) for r in got if r["decoded"]) > 50
+
+    table = spark.createDataFrame(pa.table({"k": range(len(payloads)), "p": payloads}))
+    got = sorted(rows(decode_payloads(table, payload="p", device_class="cayenne-lpp").toArrow()), key=lambda r: r["k"])
+    batch = decoder.builtin("cayenne-lpp").decode_fixed(payloads, encoding="hex")
+    assert [r["decoded"] for r in got] == [r["d"] for r in rows(pa.table({"d": batch.to_struct_array()}))]
+    assert [r["error"] for r in got] == batch.error_array().to_pylist()
 
 
 def test_decode_lines_numbers_only_the_first_split_of_a_large_file(spark, mixed_files):
