@@ -404,8 +404,9 @@ def decode_lines(
     ``classes``, ``devices`` and ``device_class`` take what ``decoder decode``'s
     ``--classes``, ``--devices`` and ``--class`` take (paths on the driver, or
     parsed JSON; ``device_class="cayenne-lpp"`` needs no classes). The result
-    has ``decoder decode``'s columns in Spark's types, then ``input`` (the file, from Spark's ``_metadata``; null when Spark does
-    not know it) and ``line_text``. ``line`` is the line number in that file
+    has ``decoder decode``'s columns in Spark's types, then ``input`` (the
+    file, from Spark's ``_metadata``; null when Spark does not know it) and
+    ``line_text``. ``line`` is the line number in that file
     (null where Spark split a large uncompressed file: only the first split
     knows its line numbers). A line that holds no uplink (malformed JSON, an
     unknown shape) is a row too: every column null but ``input``, ``line``,
