@@ -11,10 +11,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# The MQTT tests need mosquitto (.ci/run installs it); without it they skip, or fail when CI is set.
+# The MQTT tests need mosquitto, the Spark tests Java and the [spark] extra (.ci/run installs them);
+# without them they skip, or fail when CI is set.
 test: $(STAMP)
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || test -n "$$MOSQUITTO_BIN" || \
 		echo "note: mosquitto not installed, the MQTT tests will skip (fail if CI is set; apt-get install mosquitto)"
+	@command -v java >/dev/null 2>&1 || test -x "$$JAVA_HOME/bin/java" || \
+		echo "note: java not installed, the Spark tests will skip (fail if CI is set; apt-get install openjdk-17-jre-headless)"
+	@$(PY) -c "import pyspark, pandas" 2>/dev/null || \
+		echo "note: the [spark] extra is not installed, the Spark tests will skip (fail if CI is set; $(PY) -m pip install -e '.[spark]')"
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
@@ -43,3 +48,7 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+
+.PHONY: bench-spark
+bench-spark: $(STAMP)
+	$(PY) benchmarks/bench_spark.py
