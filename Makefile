@@ -5,10 +5,13 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: test demo bench clean lint format
 
+# Bytecode is compiled once here, also where PYTHONDONTWRITEBYTECODE is set: Python still reads
+# .pyc files then, and without them every process parses numba's sources again (~1 s each).
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	PYTHONDONTWRITEBYTECODE= $(PY) -m compileall -q -j 0 $(VENV)/lib >/dev/null
 	touch $(STAMP)
 
 # The MQTT tests need mosquitto, the Spark tests Java and the [spark] extra (.ci/run installs them);
@@ -22,6 +25,7 @@ test: $(STAMP)
 		echo "note: the [spark] extra is not installed, the Spark tests will skip (fail if CI is set; $(PY) -m pip install -e '.[spark]')"
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	PYTHONDONTWRITEBYTECODE= $(PY) -m compileall -q decoder >/dev/null
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
