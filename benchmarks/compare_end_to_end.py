@@ -1,24 +1,42 @@
 #!/usr/bin/env python3
-"""End to end: JSON Lines of packets -> decoded Parquet, against the peers, in one run.
+"""End to end, JSON Lines of uplinks -> decoded Parquet: ours against the peers, whole processes, one run.
 
-    .venv/bin/python benchmarks/compare_end_to_end.py                # 1,000,000 packets
-    .venv/bin/python benchmarks/compare_end_to_end.py -n 200000 --memory-n 0
+    .venv/bin/python benchmarks/compare_end_to_end.py                   # 1,000,000 packets, 3 rounds
+    .venv/bin/python benchmarks/compare_end_to_end.py -n 200000 --rounds 1 --files firefly
+    .venv/bin/python benchmarks/compare_end_to_end.py --memory-n 4000000 --json e2e.json
 
-Rows (each in a fresh process, the best of --repeat kept):
+Files (written once by samples/generate.py into --dir, with the Test Device
+Class's payloads):
 
-- ours: ``decoder decode FILE --classes test_device_class.json -o out.parquet``
-  (read, normalize both providers, decode, write Parquet).
-- orjson + bitstring: ``orjson.loads`` per line, the provider's fields picked
-  per packet, the payload decoded with ``bitstring`` and the class's formulas
-  in Python, rows written to Parquet with pyarrow: what a user would write.
-  It runs on the first --sample lines and is scaled (printed).
-- pyarrow reader alone: ``pyarrow.json.read_json`` of the whole file with an
-  explicit schema, all cores, decoding and writing nothing: the floor.
+- ``firefly``: Firefly packets only, 1-4 gateways each;
+- ``mixed``: half Firefly packets, a quarter Helium device events, a quarter
+  Helium HTTP integration bodies;
+- each also as ``*_bad``: the same file with one malformed line per 1,000
+  (in turn a truncated line, a missing colon, two values on one line,
+  invalid UTF-8).
 
-Then the peak RSS of ours on --memory-n packets against -n packets (memory
-must stay flat as the file grows). The input is samples/generate.py's default
-mix (half Firefly, a quarter Helium device events, a quarter integration
-bodies) of Test Device Class devices.
+Contenders, each a fresh process, interleaved round by round (a slow moment
+of the shared machine then hits every contender alike), medians of the
+rounds:
+
+- ``ours``: ``decoder decode FILE --classes test_device_class.json -o
+  out.parquet`` (on the bad files with ``--errors``, and every bad line must
+  be in it with its number);
+- ``duckdb``: the one SQL statement a data engineer would write for the same
+  table: ``read_json`` with explicit columns, the radio columns (best
+  gateway's RSSI, gateway count), the payload decoded with SQL casts and two's
+  complement, the class's formulas, ``COPY ... TO ... (FORMAT parquet,
+  COMPRESSION zstd)``; on the mixed file one statement over both providers'
+  shapes (hex and base64 payloads); on the bad files ``ignore_errors``;
+- ``polars``: ``scan_ndjson`` with a schema, ``str.slice`` +
+  ``str.to_integer(base=16)``, ``sink_parquet`` (zstd);
+- ``pyarrow``: ``pyarrow.json.read_json`` with an explicit schema, decoding and
+  writing nothing (the floor of Arrow's reader).
+
+Printed: wall and CPU seconds (the child's user + system), peak RSS, and
+each contender's time as a ratio of ours; the load average before and after,
+and the versions. Then, with --memory-n, our peak RSS at -n and at
+--memory-n packets (memory must stay flat as the file grows).
 """
 
 from __future__ import annotations
@@ -27,6 +45,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -35,136 +54,285 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 CLASSES = ROOT / "samples" / "classes" / "test_device_class.json"
+MIXES = {"firefly": "firefly=1", "mixed": "firefly=0.5,helium_event=0.25,helium_body=0.25"}
 
-BASELINE = r"""
-import base64, sys, time, orjson, bitstring, pyarrow as pa, pyarrow.parquet as pq
-path, limit, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-FMT = ["uint8", "int24", "int24", "int16"]
-rows = []
-t = time.perf_counter()
-with open(path, "rb") as fh:
-    for k, line in enumerate(fh):
-        if k >= limit:
-            break
-        p = orjson.loads(line)
-        if "gwrx" in p:
-            raw = bytes.fromhex(p["payload"]); best = max(p["gwrx"], key=lambda g: (g["rssi"], g["lsnr"]))
-            meta = ("firefly", p["device_eui"], p["received_at"], p["port"], best["rssi"], best["lsnr"])
-        else:
-            body = p["data"]["req"]["body"] if "req" in p.get("data", {}) else p.get("data", p)
-            hs = body.get("hotspots") or [body.get("hotspot")]
-            best = max(hs, key=lambda h: (h["rssi"], h["snr"]))
-            raw = base64.b64decode(body["payload"])
-            meta = ("helium", body.get("dev_eui"), p.get("reported_at"), body["port"], best["rssi"], best["snr"])
-        battery, lat, lon, alt = bitstring.Reader(bitstring.Bits(raw)).read_list(FMT)
-        rows.append({"provider": meta[0], "dev_eui": meta[1], "received_at": str(meta[2]), "port": meta[3],
-                     "rssi": meta[4], "snr": meta[5],
-                     "batteryLevel": (battery - 1) / 253 if battery != 0 else None,
-                     "latitude": lat / (1 << 23) * 90, "longitude": lon / (1 << 23) * 180, "altitude": alt})
-pq.write_table(pa.Table.from_pylist(rows), out)
-print(time.perf_counter() - t, len(rows))
+# The Test Device Class in SQL: battery u8, latitude/longitude i24, altitude i16, over a hex string h.
+_DECODE_SQL = """
+    CASE WHEN b <> 0 THEN (b - 1) / 253 END AS batteryLevel,
+    (CASE WHEN la >= 8388608 THEN la - 16777216 ELSE la END) / 8388608 * 90 AS latitude,
+    (CASE WHEN lo >= 8388608 THEN lo - 16777216 ELSE lo END) / 8388608 * 180 AS longitude,
+    CASE WHEN al >= 32768 THEN al - 65536 ELSE al END AS altitude"""
+_FIELDS_SQL = """
+    TRY_CAST('0x' || substr(h, 1, 2) AS INTEGER) AS b, TRY_CAST('0x' || substr(h, 3, 6) AS INTEGER) AS la,
+    TRY_CAST('0x' || substr(h, 9, 6) AS INTEGER) AS lo, TRY_CAST('0x' || substr(h, 15, 4) AS INTEGER) AS al"""
+
+DUCKDB_FIREFLY = """
+import sys, duckdb
+src, out, bad = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+duckdb.sql(f'''
+COPY (
+  WITH r AS (
+    SELECT 'firefly' AS provider, uid AS packet_id, upper(device_eui) AS dev_eui,
+           received_at::TIMESTAMP AS received_at, fcnt, port, mtype = 'confirmed_data_up' AS confirmed,
+           unhex(payload) AS payload, freq AS frequency_mhz, spreading_factor, bandwidth AS bandwidth_khz,
+           codr AS coding_rate, list_max(list_transform(gwrx, lambda g: g.rssi)) AS rssi,
+           len(gwrx) AS gateway_count, upper(payload) AS h
+    FROM read_json('{src}', format='newline_delimited', ignore_errors={bad}, columns={{
+        uid: 'VARCHAR', device_eui: 'VARCHAR', received_at: 'VARCHAR', fcnt: 'BIGINT', port: 'BIGINT',
+        mtype: 'VARCHAR', payload: 'VARCHAR', freq: 'DOUBLE', spreading_factor: 'BIGINT', bandwidth: 'DOUBLE',
+        codr: 'VARCHAR', gwrx: 'STRUCT(gweui VARCHAR, rssi DOUBLE, lsnr DOUBLE, time VARCHAR, tmst BIGINT)[]'}})
+  ), f AS (SELECT *, FIELDS FROM r)
+  SELECT * EXCLUDE (h, b, la, lo, al), DECODE FROM f
+) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
+''')
+""".replace("FIELDS", _FIELDS_SQL).replace("DECODE", _DECODE_SQL)
+
+DUCKDB_MIXED = """
+import sys, duckdb
+src, out, bad = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+duckdb.sql(f'''
+COPY (
+  WITH j AS (
+    SELECT * FROM read_json('{src}', format='newline_delimited', ignore_errors={bad}, columns={{
+        uid: 'VARCHAR', device_eui: 'VARCHAR', received_at: 'VARCHAR', fcnt: 'BIGINT', port: 'BIGINT',
+        mtype: 'VARCHAR', payload: 'VARCHAR', freq: 'DOUBLE', spreading_factor: 'BIGINT', bandwidth: 'DOUBLE',
+        codr: 'VARCHAR', gwrx: 'STRUCT(gweui VARCHAR, rssi DOUBLE, lsnr DOUBLE)[]',
+        category: 'VARCHAR', sub_category: 'VARCHAR', id: 'VARCHAR', device_id: 'VARCHAR',
+        reported_at: 'VARCHAR', dev_eui: 'VARCHAR',
+        hotspots: 'STRUCT(id VARCHAR, rssi DOUBLE, snr DOUBLE, frequency DOUBLE, spreading VARCHAR)[]',
+        data: 'STRUCT(fcnt BIGINT, port BIGINT, payload VARCHAR,
+                      hotspot STRUCT(id VARCHAR, rssi DOUBLE, snr DOUBLE, frequency DOUBLE, spreading VARCHAR))'}})
+  ), r AS (
+    SELECT CASE WHEN gwrx IS NOT NULL THEN 'firefly' ELSE 'helium' END AS provider,
+           coalesce(uid, id) AS packet_id, upper(coalesce(device_eui, dev_eui)) AS dev_eui, device_id,
+           CASE WHEN gwrx IS NOT NULL THEN received_at::TIMESTAMP
+                ELSE make_timestamp(reported_at::BIGINT * 1000) END AS received_at,
+           coalesce(fcnt, data.fcnt) AS fcnt, coalesce(port, data.port) AS port,
+           CASE WHEN gwrx IS NOT NULL THEN unhex(payload) ELSE from_base64(coalesce(payload, data.payload)) END
+               AS payload,
+           coalesce(freq, data.hotspot.frequency, hotspots[1].frequency) AS frequency_mhz,
+           coalesce(list_max(list_transform(gwrx, lambda g: g.rssi)),
+                    list_max(list_transform(hotspots, lambda g: g.rssi)), data.hotspot.rssi) AS rssi,
+           coalesce(len(gwrx), len(hotspots), CASE WHEN data.hotspot IS NOT NULL THEN 1 END) AS gateway_count
+    FROM j WHERE category IS NULL OR category = 'uplink'
+  ), f AS (SELECT *, FIELDS FROM (SELECT *, hex(payload) AS h FROM r))
+  SELECT * EXCLUDE (h, b, la, lo, al), DECODE FROM f
+) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
+''')
+""".replace("FIELDS", _FIELDS_SQL).replace("DECODE", _DECODE_SQL)
+
+POLARS = """
+import sys, polars as pl
+src, out, bad = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+gw = pl.List(pl.Struct({"gweui": pl.String, "rssi": pl.Float64, "lsnr": pl.Float64}))
+schema = {"uid": pl.String, "device_eui": pl.String, "received_at": pl.String, "fcnt": pl.Int64,
+          "port": pl.Int64, "payload": pl.String, "freq": pl.Float64, "spreading_factor": pl.Int64,
+          "bandwidth": pl.Float64, "codr": pl.String, "gwrx": gw}
+h = pl.col("payload").str.to_uppercase()
+def field(start, length, bits):
+    v = h.str.slice(start, length).str.to_integer(base=16, strict=False)
+    return pl.when(v >= 1 << (bits - 1)).then(v - (1 << bits)).otherwise(v)
+b = h.str.slice(0, 2).str.to_integer(base=16, strict=False)
+(pl.scan_ndjson(src, schema=schema, ignore_errors=bad)
+   .with_columns(dev_eui=pl.col("device_eui").str.to_uppercase(),
+                 received_at=pl.col("received_at").str.to_datetime(strict=False),
+                 rssi=pl.col("gwrx").list.eval(pl.element().struct.field("rssi")).list.max(),
+                 gateway_count=pl.col("gwrx").list.len(),
+                 batteryLevel=pl.when(b != 0).then((b - 1) / 253),
+                 latitude=field(2, 6, 24) / 8388608 * 90, longitude=field(8, 6, 24) / 8388608 * 180,
+                 altitude=field(14, 4, 16))
+   .drop("gwrx", "device_eui")
+   .sink_parquet(out, compression="zstd"))
 """
 
-ARROW_FLOOR = r"""
-import sys, time
-import pyarrow.json as pj
-sys.path.insert(0, sys.argv[2])
-from bench_ingest import _baseline_schema
-t = time.perf_counter()
-table = pj.read_json(sys.argv[1], parse_options=pj.ParseOptions(explicit_schema=_baseline_schema("mixed"),
-                                                                unexpected_field_behavior="ignore"))
-print(time.perf_counter() - t, table.num_rows)
+PYARROW = """
+import sys, pyarrow as pa, pyarrow.json as pj
+src = sys.argv[1]
+gw = pa.list_(pa.struct([("gweui", pa.string()), ("rssi", pa.float64()), ("lsnr", pa.float64())]))
+hs = pa.struct([("id", pa.string()), ("rssi", pa.float64()), ("snr", pa.float64()), ("frequency", pa.float64())])
+fields = [("uid", pa.string()), ("device_eui", pa.string()), ("received_at", pa.string()), ("fcnt", pa.int64()),
+          ("port", pa.int64()), ("payload", pa.string()), ("freq", pa.float64()), ("spreading_factor", pa.int64()),
+          ("bandwidth", pa.float64()), ("codr", pa.string()), ("gwrx", gw)]
+if sys.argv[2] == "mixed":
+    fields += [("category", pa.string()), ("dev_eui", pa.string()), ("hotspots", pa.list_(hs)),
+               ("data", pa.struct([("fcnt", pa.int64()), ("port", pa.int64()), ("payload", pa.string()),
+                                   ("hotspot", hs)]))]
+opts = pj.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore")
+print(pj.read_json(src, parse_options=opts).num_rows)
 """
 
 
-def run(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS in MB of the child, and its stdout."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    out, err = proc.stdout.read(), proc.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{err}")
-    return wall, usage.ru_maxrss // 1024, out
-
-
-def generate(n: int, path: Path) -> None:
+def generate(path: Path, n: int, mix: str) -> None:
     if not path.exists():
-        print(f"generating {n:,} packets -> {path}", file=sys.stderr)
+        print(f"generating {n:,} packets -> {path}", file=sys.stderr, flush=True)
         subprocess.run(
-            [PY, str(ROOT / "samples" / "generate.py"), "-n", str(n), "-o", str(path), "--seed", "7"], check=True
+            [PY, str(ROOT / "samples" / "generate.py"), "-n", str(n), "--mix", mix, "-o", str(path), "--seed", "7"],
+            check=True,
         )
 
 
-def ours(path: Path, out: Path) -> tuple[float, int]:
-    best = None
-    for _ in range(ARGS.repeat):
-        wall, rss, _ = run([PY, "-m", "decoder", "decode", str(path), "--classes", str(CLASSES), "-o", str(out), "-q"])
-        best = (wall, rss) if best is None or wall < best[0] else best
-    return best
+def corrupt(line: bytes, kind: int) -> bytes:
+    """One of four ways a line goes bad."""
+    if kind == 0:
+        return line[: len(line) // 2]  # truncated
+    if kind == 1:
+        return line.replace(b'":', b'" ', 1)  # a missing colon
+    if kind == 2:
+        return line + line  # two values on one line
+    q = line.index(b'":"') + 3
+    return line[:q] + b"\xff" + line[q:]  # invalid UTF-8 in the first string value
+
+
+def make_bad(src: Path, dst: Path) -> int:
+    """A copy of src with line 500, 1500, ... malformed; returns how many."""
+    count = 0
+    if not dst.exists():
+        with open(src, "rb") as f, open(dst, "wb") as out:
+            for i, line in enumerate(f):
+                if i % 1000 == 500:
+                    line = corrupt(line.rstrip(b"\n"), (i // 1000) % 4) + b"\n"
+                out.write(line)
+    with open(src, "rb") as f:
+        count = sum(1 for i, _ in enumerate(f) if i % 1000 == 500)
+    return count
+
+
+def run(cmd: list[str]) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MB) of a child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    err = proc.stderr.read().decode(errors="replace")
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(err.strip().splitlines()[-1] if err.strip() else f"exit status {status}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024
+
+
+def contenders(name: str, src: Path, work: Path, bad: bool) -> dict[str, list[str]]:
+    out = work / f"out_{name}"
+    ours = [PY, "-m", "decoder", "decode", str(src), "--classes", str(CLASSES), "-o", f"{out}_ours.parquet", "-q"]
+    if bad:
+        ours += ["--errors", f"{out}_errors.jsonl"]
+    kind = "mixed" if name.startswith("mixed") else "firefly"
+    flag = "1" if bad else "0"
+    cmds = {
+        "ours": ours,
+        "duckdb": [
+            PY,
+            "-c",
+            DUCKDB_MIXED if kind == "mixed" else DUCKDB_FIREFLY,
+            str(src),
+            f"{out}_duckdb.parquet",
+            flag,
+        ],
+        "pyarrow (reads only)": [PY, "-c", PYARROW, str(src), kind],
+    }
+    if kind == "firefly":  # polars' reader takes one schema per file: Firefly's
+        cmds["polars"] = [PY, "-c", POLARS, str(src), f"{out}_polars.parquet", flag]
+    if bad:
+        del cmds["pyarrow (reads only)"]  # it stops at the first bad line
+    return cmds
+
+
+def check_errors(path: Path, expected: int) -> str:
+    """Every bad line is in --errors with its number."""
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    bad = sorted(r["line"] for r in lines if "provider" not in r)
+    want = [i + 1 for i in range(500, 500 + 1000 * expected, 1000)]
+    return "all reported" if bad == want else f"{len(bad)} of {expected} reported"
+
+
+def versions() -> str:
+    out = [f"Python {platform.python_version()}"]
+    for mod in ("numba", "pyarrow", "duckdb", "polars"):
+        try:
+            out.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            out.append(f"{mod} (not installed)")
+    return ", ".join(out)
 
 
 def main() -> None:
-    work = Path(ARGS.dir)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-n", type=int, default=1_000_000, help="packets per file (default 1,000,000)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--files", default="firefly,mixed", help="firefly, mixed (comma-separated)")
+    ap.add_argument("--no-bad", action="store_true", help="skip the files with bad lines")
+    ap.add_argument("--dir", default="/tmp/decoder-e2e")
+    ap.add_argument("--memory-n", type=int, default=0, help="also our peak RSS at this many packets")
+    ap.add_argument("--json", help="write the medians here")
+    args = ap.parse_args()
+
+    work = Path(args.dir)
     work.mkdir(parents=True, exist_ok=True)
-    data = work / f"packets_{ARGS.n}.jsonl"
-    generate(ARGS.n, data)
-    ours(data, work / "warm.parquet")  # kernel cache warm, as for any user's second run
+    files: dict[str, tuple[Path, bool, int]] = {}
+    for kind in args.files.split(","):
+        clean = work / f"{kind}_{args.n}.jsonl"
+        generate(clean, args.n, MIXES[kind])
+        files[kind] = (clean, False, 0)
+        if not args.no_bad:
+            bad = work / f"{kind}_{args.n}_bad.jsonl"
+            files[f"{kind}_bad"] = (bad, True, make_bad(clean, bad))
+    # One run of ours first, so its kernels are cached, as on any second run of a user's.
+    subprocess.run(contenders("warm", files[next(iter(files))][0], work, False)["ours"], check=True)
 
-    results = {}
-    wall, rss = ours(data, work / "ours.parquet")
-    results["ours: decoder decode -> Parquet"] = (wall, ARGS.n, rss)
+    load_before = os.getloadavg()
+    results: dict[str, dict[str, list]] = {name: {} for name in files}
+    for r in range(args.rounds):
+        for name, (src, bad, _) in files.items():
+            for who, cmd in contenders(name, src, work, bad).items():
+                try:
+                    sample = run(cmd)
+                except RuntimeError as err:
+                    sample = str(err)
+                results[name].setdefault(who, []).append(sample)
+        print(f"round {r + 1}/{args.rounds} done (load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
+    load_after = os.getloadavg()
 
-    limit = min(ARGS.sample, ARGS.n)
-    secs, rss, out = run([PY, "-c", BASELINE, str(data), str(limit), str(work / "baseline.parquet")])
-    results[f"orjson + bitstring per packet -> Parquet (scaled from {limit:,})"] = (
-        float(out.split()[0]) * ARGS.n / limit,
-        ARGS.n,
-        rss,
-    )
-
-    best = None
-    for _ in range(ARGS.repeat):
-        w, rss, out = run([PY, "-c", ARROW_FLOOR, str(data), str(ROOT / "benchmarks")])
-        best = (w, rss) if best is None or w < best[0] else best
-    results["pyarrow.json.read_json + schema, decodes nothing (floor)"] = (best[0], ARGS.n, best[1])
-
-    ours_wall = results["ours: decoder decode -> Parquet"][0]
-    floor = results["pyarrow.json.read_json + schema, decodes nothing (floor)"][0]
     print(
-        f"\nEnd to end, {ARGS.n:,} packets, {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-        f"load {os.getloadavg()[0]:.2f}"
+        f"\nEnd to end, JSON Lines -> Parquet, {args.n:,} packets per file, {args.rounds} rounds (medians), "
+        f"{os.cpu_count()} cores, {platform.machine()}"
     )
-    print(f"{'':62} {'packets/s':>12} {'ns/packet':>10} {'ours is':>9} {'peak RSS':>9}")
-    for name, (wall, n, rss) in results.items():
-        print(f"{name:62} {n / wall:12,.0f} {wall / n * 1e9:10,.0f} {wall / ours_wall:8.2f}x {rss:7,} MB")
-    print(
-        f"\nours vs orjson+bitstring: "
-        f"{results[next(k for k in results if k.startswith('orjson'))][0] / ours_wall:.1f}x "
-        f"faster (target >= 5x); ours vs the pyarrow floor: {floor / ours_wall:.2f}x its speed (target >= 0.7x)"
-    )
+    print(f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; {versions()}")
+    summary = {}
+    for name, (src, bad, expected) in files.items():
+        size = src.stat().st_size / 1e6
+        print(f"\n{name} ({size:,.0f} MB{', one malformed line per 1,000' if bad else ''})")
+        print(f"  {'':24} {'wall s':>8} {'CPU s':>8} {'peak MB':>8} {'vs ours':>8}")
+        ours_wall = None
+        for who, samples in results[name].items():
+            ok = [s for s in samples if isinstance(s, tuple)]
+            if not ok:
+                print(f"  {who:24} failed: {samples[0]}")
+                continue
+            wall = statistics.median(s[0] for s in ok)
+            cpu = statistics.median(s[1] for s in ok)
+            rss = max(s[2] for s in ok)
+            ours_wall = wall if who == "ours" else ours_wall
+            ratio = f"{wall / ours_wall:7.2f}x" if ours_wall else ""
+            print(f"  {who:24} {wall:8.2f} {cpu:8.2f} {rss:8,} {ratio}")
+            summary.setdefault(name, {})[who] = {"wall": wall, "cpu": cpu, "rss_mb": rss}
+        if bad and ours_wall is not None:
+            print(f"  bad lines in --errors: {check_errors(work / f'out_{name}_errors.jsonl', expected)}")
+            clean = summary.get(name.removesuffix("_bad"), {}).get("ours")
+            if clean:
+                print(f"  ours with bad lines / ours clean: {ours_wall / clean['wall']:.2f}x (target <= 1.25x)")
+    print("\n'vs ours' is the contender's wall time over ours: above 1 means ours is faster.")
 
-    if ARGS.memory_n:
-        big = work / f"packets_{ARGS.memory_n}.jsonl"
-        generate(ARGS.memory_n, big)
-        _, rss_big = ours(big, work / "big.parquet")
-        rss_small = results["ours: decoder decode -> Parquet"][2]
+    if args.memory_n:
+        kind = next(iter(args.files.split(",")))
+        big = work / f"{kind}_{args.memory_n}.jsonl"
+        generate(big, args.memory_n, MIXES[kind])
+        _, _, rss_big = run(contenders(kind, big, work, False)["ours"])
+        rss_small = summary[kind]["ours"]["rss_mb"]
         print(
-            f"peak RSS: {rss_small:,} MB at {ARGS.n:,} packets, {rss_big:,} MB at {ARGS.memory_n:,} "
+            f"our peak RSS: {rss_small:,} MB at {args.n:,} packets, {rss_big:,} MB at {args.memory_n:,} "
             f"({(rss_big / rss_small - 1) * 100:+.1f}%, target within 10%)"
         )
-    if ARGS.json:
-        Path(ARGS.json).write_text(json.dumps({k: {"seconds": v[0], "rss_mb": v[2]} for k, v in results.items()}))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"load": [load_before, load_after], "results": summary}, indent=1))
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, default=1_000_000)
-    parser.add_argument("--memory-n", type=int, default=4_000_000, help="second size for the memory check (0: skip)")
-    parser.add_argument("--sample", type=int, default=50_000, help="lines the per-packet baseline runs on")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--dir", default="/tmp/decoder-e2e")
-    parser.add_argument("--json")
-    ARGS = parser.parse_args()
     main()
