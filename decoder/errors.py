@@ -78,3 +78,7 @@ def _window(line: str, column: int) -> tuple[str, int]:
 
 class InputError(DecoderError):
     """Input could not be read (a file, a stream, a registry)."""
+
+
+class OutputError(DecoderError):
+    """Output could not be written (a file, a directory), or would replace data this run did not write."""

@@ -3,16 +3,30 @@
 
 from __future__ import annotations
 
-from .files import FORMATS, STDOUT_FORMATS, ErrorSink, JsonlSink, Sink, detect_format, open_sink
+from .files import (
+    DATASET_MARKER,
+    FORMATS,
+    STDOUT_FORMATS,
+    ErrorSink,
+    JsonlSink,
+    Sink,
+    detect_format,
+    open_sink,
+    refusal,
+    remove_stale_temporaries,
+)
 from .rolling import RollingParquetSink
 
 __all__ = [
     "FORMATS",
     "STDOUT_FORMATS",
+    "DATASET_MARKER",
     "Sink",
     "ErrorSink",
     "JsonlSink",
     "RollingParquetSink",
     "detect_format",
     "open_sink",
+    "refusal",
+    "remove_stale_temporaries",
 ]
