@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from .files import (
-    DATASET_MARKER,
     FORMATS,
     STDOUT_FORMATS,
     ErrorSink,
@@ -20,7 +19,6 @@ from .rolling import RollingParquetSink
 __all__ = [
     "FORMATS",
     "STDOUT_FORMATS",
-    "DATASET_MARKER",
     "Sink",
     "ErrorSink",
     "JsonlSink",

@@ -4,7 +4,7 @@ Every writer streams (one chunk at a time) into a temporary name beside the
 target and renames it into place in :meth:`Sink.close`; :meth:`Sink.abort`
 removes it. So a failed run leaves no partial output, and an existing
 output is only replaced by a complete one. Only a regular file or a dataset
-an earlier run wrote (it carries ``DATASET_MARKER``) is ever replaced; any
+an earlier run wrote (its files' footers say so) is ever replaced; any
 other directory is refused (:func:`refusal`). Temporaries that killed runs
 left are removed when the next run opens the same output. A write that
 fails raises OutputError naming the output.
@@ -13,9 +13,9 @@ Layouts, by format (``engine.mixed``: the registry binds several classes):
 
 - ``parquet``: one file; with mixed classes a directory partitioned by class,
   ``OUT/device_class=<name>/part-0.parquet`` (Hive style; rows without a
-  class under ``device_class=__HIVE_DEFAULT_PARTITION__``). Each partition
-  has its class's own ``decoded`` struct, so read one class at a time:
-  ``pq.read_table("OUT/device_class=Room Climate Sensor")``.
+  class under ``device_class=``). Every file has the engine's schema (see
+  ``parquet``), so the whole directory reads as one table:
+  ``pq.read_table("OUT")``.
 - ``arrow``: one IPC file (``.arrow``/``.feather``; the stream format for
   ``.arrows`` or stdout), exactly the table of ``Engine.decode_packets``.
 - ``csv``: nested fields flattened to ``decoded.gps.latitude``; with mixed
@@ -50,7 +50,6 @@ from .text import error_records, json_rows, textual
 __all__ = [
     "FORMATS",
     "STDOUT_FORMATS",
-    "DATASET_MARKER",
     "detect_format",
     "refusal",
     "remove_stale_temporaries",
@@ -147,25 +146,23 @@ def _has_dictionary(t: pa.DataType) -> bool:
 
 # -- atomic targets -------------------------------------------------------------------
 
-# A Parquet dataset (several classes) is a directory. It carries this file, so a later run
-# knows the directory is one it may replace; readers skip names that start with a dot.
-DATASET_MARKER = ".decoder-dataset.json"
 _TMP_INFIX = ".tmp-"  # temporaries are .<name>.tmp-<pid>, beside the target
 
 
 def _is_our_dataset(path: Path) -> bool:
-    """Whether ``path`` is exactly what ``decode`` writes for several classes: the marker and
-    ``device_class=<name>/part-0.parquet`` directories, nothing else."""
+    """Whether ``path`` is exactly what ``decode`` writes for several classes:
+    ``device_class=<name>/part-0.parquet`` directories whose files' footers say
+    ``decode`` wrote them, and nothing else (not even an empty directory)."""
     try:
         entries = list(path.iterdir())
-        if not (path / DATASET_MARKER).is_file():
+        if not entries:
             return False
         for entry in entries:
-            if entry.name == DATASET_MARKER:
-                continue
             if entry.is_symlink() or not entry.is_dir() or not entry.name.startswith(f"{parquet.PARTITION_KEY}="):
                 return False
             if [f.name for f in entry.iterdir()] != ["part-0.parquet"]:
+                return False
+            if parquet.written_by(entry / "part-0.parquet") != "decode":
                 return False
     except OSError:
         return False
@@ -188,7 +185,7 @@ def refusal(path: str | Path) -> str | None:
         if _is_our_dataset(p):
             return None
         return (
-            f"{p} is a directory this tool did not write as an output (no {DATASET_MARKER}); "
+            f"{p} is a directory this tool did not write (not a Parquet dataset of decoder decode); "
             "nothing was replaced: remove it or name another output"
         )
     if not p.is_file():
@@ -255,9 +252,6 @@ class _Target:
                 if self.tmp.exists():
                     shutil.rmtree(self.tmp)
                 self.tmp.mkdir()
-                (self.tmp / DATASET_MARKER).write_text(
-                    '{"written_by": "decoder decode", "layout": "Parquet partitioned by device_class"}\n'
-                )
             else:
                 self.tmp.touch()
         except OSError as err:
@@ -413,7 +407,7 @@ class ParquetSink(Sink):
         self.target = _Target(path, directory=self.partitioned)
         self.writers: dict[str | None, Any] = {}
         if not self.partitioned:
-            self.writers[""] = parquet.open_writer(self.target.tmp, engine.schema)
+            self.writers[""] = parquet.open_writer(self.target.tmp, engine.schema, command="decode")
 
     @_names_the_output
     def write(self, chunk: Any) -> None:
@@ -421,12 +415,15 @@ class ParquetSink(Sink):
             self.writers[""].write_table(chunk.table)
             return
         for name, schema, table in parquet.partitions(chunk, self.engine):
-            writer = self.writers.get(name)
-            if writer is None:
-                folder = self.target.tmp / parquet.segment(name)
-                folder.mkdir()
-                writer = self.writers[name] = parquet.open_writer(folder / "part-0.parquet", schema)
-            writer.write_table(table)
+            self._partition_writer(name, schema).write_table(table)
+
+    def _partition_writer(self, name: str | None, schema: Any) -> Any:
+        writer = self.writers.get(name)
+        if writer is None:
+            folder = self.target.tmp / parquet.segment(name)
+            folder.mkdir()
+            writer = self.writers[name] = parquet.open_writer(folder / "part-0.parquet", schema, command="decode")
+        return writer
 
     def _close_writers(self) -> None:
         for w in self.writers.values():
@@ -435,6 +432,8 @@ class ParquetSink(Sink):
 
     @_names_the_output
     def close(self) -> str:
+        if self.partitioned and not self.writers:  # no rows: one empty file keeps the schema (and says whose)
+            self._partition_writer(None, parquet.file_schema(self.engine))
         self._close_writers()
         self.target.commit()
         if self.partitioned:

@@ -10,8 +10,8 @@ stream acknowledges its source only for rows already in a renamed file.
 
 With several classes bound (``engine.mixed``) the directory is partitioned
 by class like the batch output: ``DIR/device_class=<name>/part-....parquet``,
-each with its class's own ``decoded`` struct; one roll closes every open
-partition file.
+every file with the engine's schema (see ``parquet``); one roll closes
+every open partition file.
 
 One consumer per directory: a consumer holds an exclusive lock
 (``flock``) on ``DIR/.decoder.lock`` while it runs, and a second one
@@ -113,7 +113,7 @@ class RollingParquetSink:
             final = folder / f"{base}.parquet"
             tmp = folder / f"{_TMP_PREFIX}{base[5:]}{_TMP_SUFFIX}"
             try:
-                writer = parquet.open_writer(tmp, schema)
+                writer = parquet.open_writer(tmp, schema, command="stream")
             except OSError as err:
                 raise OutputError(f"cannot write {tmp}: {err.strerror or err}") from None
             entry = self._writers[name] = (writer, tmp, final)
