@@ -305,3 +305,34 @@ def test_a_second_stream_consumer_on_a_directory_refuses_and_the_first_loses_not
     res = run_cli("stream", "--classes", TEST_CLASS, "-o", out, "-q", stdin=b"\n".join(lines[:3]))
     assert res.returncode == 0, res.stderr.decode()
     assert pq.read_table(out).num_rows == 23
+
+
+# -- item 20: JSON Lines output in bounded pieces --------------------------------------------------
+
+
+def test_json_lines_are_written_in_pieces_of_bounded_rows(packets):
+    """A chunk's rows became Python dicts and one bytes object all at once: JSON Lines peaked
+    at 40 times the chunk's size. Each write now holds a bounded number of rows."""
+    import io
+
+    import decoder
+    from decoder.output import JsonlSink
+    from decoder.output.files import _JSON_PIECE_ROWS
+
+    engine = decoder.Engine(decoder.load_classes(CLASSES / "test_device_class.json"))
+    lines = (packets / "packets.jsonl").read_bytes().splitlines() * 30  # 12,000 rows in one chunk
+    chunk = engine.decode(lines)
+    assert chunk.rows > 2 * _JSON_PIECE_ROWS
+
+    class Recorder(io.BytesIO):
+        sizes: list[int] = []
+
+        def write(self, data):
+            self.sizes.append(data.count(b"\n"))
+            return super().write(data)
+
+    out = Recorder()
+    sink = JsonlSink("-", engine, stdout=out)
+    sink.write(chunk)
+    assert max(out.sizes) <= _JSON_PIECE_ROWS and sum(out.sizes) == chunk.rows
+    assert out.getvalue() == sink.rows_of(chunk)  # the same bytes as the rows at once

@@ -550,6 +550,7 @@ class CsvSink(_StreamSink):
 
 _JSON_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
 _MAP_OPTS = _JSON_OPTS | orjson.OPT_NON_STR_KEYS  # integer map keys; ~10% slower, so only with maps
+_JSON_PIECE_ROWS = 4096  # rows turned into Python objects and JSON at a time
 
 
 class JsonlSink(_StreamSink):
@@ -563,13 +564,21 @@ class JsonlSink(_StreamSink):
 
     def rows_of(self, chunk: Any) -> bytes:
         """The JSON Lines of a chunk's rows."""
+        return b"".join(self._pieces(chunk.table))
+
+    def _pieces(self, table: pa.Table) -> Any:
+        """The JSON Lines of ``table``, _JSON_PIECE_ROWS rows at a time."""
         dumps, opts = orjson.dumps, _MAP_OPTS if self._maps else _JSON_OPTS
-        rows = json_rows(chunk.table, mixed=self.engine.mixed, maps=self._maps)
-        return b"".join(dumps(r, option=opts) for r in rows)
+        for start in range(0, table.num_rows, _JSON_PIECE_ROWS):
+            rows = json_rows(table.slice(start, _JSON_PIECE_ROWS), mixed=self.engine.mixed, maps=self._maps)
+            yield b"".join(dumps(r, option=opts) for r in rows)
 
     @_names_the_output
     def write(self, chunk: Any) -> None:
-        self.stream.write(self.rows_of(chunk))
+        # In pieces: a chunk's rows as Python dicts, then as one bytes object, took about
+        # 40 times the chunk's Arrow size at once (1.6 GB peak on a million packets).
+        for piece in self._pieces(chunk.table):
+            self.stream.write(piece)
 
 
 class ErrorSink(_StreamSink):
