@@ -185,7 +185,13 @@ def _add_stream(sub: Any) -> None:
     where.add_argument(
         "--mqtt",
         metavar="URL",
-        help="subscribe to mqtt://[user:pass@]host[:port]/topic/# (QoS 1) instead of reading stdin",
+        help="subscribe to mqtt[s]://[user@]host[:port]/topic/# (QoS 1) instead of reading stdin; the password "
+        "comes from $DECODER_MQTT_PASSWORD or --mqtt-password-file (one in the URL works, but shows in ps)",
+    )
+    stm.add_argument(
+        "--mqtt-password-file",
+        metavar="FILE",
+        help="read the MQTT password from FILE (its first line)",
     )
     where.add_argument(
         "--firefly-queue",
@@ -724,6 +730,25 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _mqtt_password(args: argparse.Namespace, url: Any) -> str | None:
+    """The broker password: --mqtt-password-file, else $DECODER_MQTT_PASSWORD, else the URL's."""
+    from .stream.mqtt import PASSWORD_ENV
+
+    password = None
+    if args.mqtt_password_file:
+        try:
+            with open(args.mqtt_password_file, encoding="utf-8") as fh:
+                password = fh.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else "not UTF-8 text"
+            raise _InputProblem(f"cannot read --mqtt-password-file {args.mqtt_password_file}: {reason}") from None
+    elif os.environ.get(PASSWORD_ENV):
+        password = os.environ[PASSWORD_ENV]
+    if password is not None and url.username is None:
+        raise _Usage("--mqtt: a password needs a user name in the URL (mqtt://USER@host/topic)")
+    return password
+
+
 def _check_batch_args(args: argparse.Namespace) -> None:
     """The checks stream and serve share: classes, batches, rolls, the output directory."""
     _check_class_arguments(args)
@@ -739,13 +764,16 @@ def _check_batch_args(args: argparse.Namespace) -> None:
 
 def _check_stream_args(args: argparse.Namespace) -> None:
     _check_batch_args(args)
+    if args.mqtt_password_file and not args.mqtt:
+        raise _Usage("--mqtt-password-file needs --mqtt")
     if args.mqtt:
         from .stream.mqtt import MQTT_MAX_ROWS, parse_url  # start-up: no paho until needed
 
         try:
-            parse_url(args.mqtt)
+            url = parse_url(args.mqtt)  # its errors never show a password
         except ValueError as err:
             raise _Usage(f"--mqtt: {err}") from None
+        args.mqtt_password = _mqtt_password(args, url)
         if args.max_rows > MQTT_MAX_ROWS:
             # Two batches, our buffer and what waits for an open Parquet file must stay
             # unacknowledged within MQTT's 65,535 packet ids.
@@ -868,7 +896,7 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
         elif args.mqtt:
             from .stream.mqtt import MqttSource
 
-            source = MqttSource(args.mqtt, client_id=args.client_id, log=_note).start()
+            source = MqttSource(args.mqtt, client_id=args.client_id, log=_note, password=args.mqtt_password).start()
             if not args.quiet:
                 _note(f"subscribed to {source.url} as {source.client_id!r}")
             with _StopOnSignals(stage):
