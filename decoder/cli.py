@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -1110,10 +1111,24 @@ def cmd_pull(args: argparse.Namespace, ap: Any) -> int:
 # -- entry -------------------------------------------------------------------------------
 
 
+def _warning_line(message: Any, category: Any, filename: str, lineno: int, line: str | None = None) -> str:
+    """A library warning (an untrusted kernel cache, say) as the CLI's one line."""
+    return f"{PROG}: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
     sub = args.parser
+    saved_format, warnings.formatwarning = warnings.formatwarning, _warning_line
+    try:
+        return _run(args, sub)
+    finally:
+        warnings.formatwarning = saved_format
+
+
+def _run(args: argparse.Namespace, sub: argparse.ArgumentParser) -> int:
+    """The command, with every expected failure turned into its line and exit status."""
     try:
         return args.func(args, sub)
     except _Usage as err:
