@@ -276,7 +276,8 @@ class MqttSource:
         # Closing: dropped unacknowledged, so the broker delivers it again next time.
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if not self._closed:
+        # Before a first connection a disconnect is the refusal itself, which start() reports.
+        if not self._closed and self._connected_once:
             self.log(f"lost the connection to {self.url} ({reason_code}); reconnecting")
 
     def holdable(self, batch_rows: int) -> int:
