@@ -21,7 +21,9 @@ import argparse
 import os
 import signal
 import sys
+import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -47,8 +49,14 @@ output (-o OUT, "-" for stdout; format from the suffix or --format):
   .csv      nested fields flattened to decoded.gps.latitude (.csv.gz compresses)
   .jsonl    one JSON object per row (.jsonl.gz compresses)
 
+outputs are written under a temporary name and renamed when complete; an existing
+  regular file, or a dataset an earlier decode wrote, is replaced; any other directory
+  is refused (exit 2). Ctrl-C and SIGTERM remove the temporaries.
+
 exit status: 0 done (rows that failed are in the output with their error),
-  1 input or classes could not be read, 2 usage.
+  1 input or classes could not be read, or the output could not be written,
+  2 usage, or an output that would replace data this run did not write,
+  130 Ctrl-C, 143 SIGTERM.
 """
 
 
@@ -75,11 +83,13 @@ output:
   stdout    one JSON object per row, flushed after every micro-batch
   -o DIR    DIR/part-<UTC time>-<n>.parquet, one per --roll-rows or --roll-seconds,
             written under a hidden temporary name and renamed when complete;
-            several classes -> DIR/device_class=<name>/part-....parquet
+            several classes -> DIR/device_class=<name>/part-....parquet;
+            one consumer per DIR (DIR/.decoder.lock), a second one refuses
   errors    {"line", "position", "error", ...} per failed row or bad message
 
 exit status: 0 on EOF, Ctrl-C or SIGTERM; 1 when the classes, devices, the
-  broker or the API cannot be read or reached (the API: after retries); 2 usage.
+  broker or the API cannot be read or reached (the API: after retries), or an
+  output cannot be written; 2 usage.
 """
 
 
@@ -153,7 +163,8 @@ def _add_decode(sub: Any) -> None:
         "--chunk-size",
         default=f"{options.CHUNK_BYTES >> 20}M",
         metavar="BYTES",
-        help=f"bytes of input per chunk (default {options.CHUNK_BYTES >> 20}M; memory stays near a few chunks)",
+        help=f"bytes of input per chunk (default {options.CHUNK_BYTES >> 20}M, at least "
+        f"{options.MIN_CHUNK_BYTES >> 20}M; memory stays near a few chunks)",
     )
     dec.add_argument("-q", "--quiet", action="store_true", help="no summary")
     dec.set_defaults(func=cmd_decode, parser=dec)
@@ -175,7 +186,13 @@ def _add_stream(sub: Any) -> None:
     where.add_argument(
         "--mqtt",
         metavar="URL",
-        help="subscribe to mqtt://[user:pass@]host[:port]/topic/# (QoS 1) instead of reading stdin",
+        help="subscribe to mqtt[s]://[user@]host[:port]/topic/# (QoS 1) instead of reading stdin; the password "
+        "comes from $DECODER_MQTT_PASSWORD or --mqtt-password-file (one in the URL works, but shows in ps)",
+    )
+    stm.add_argument(
+        "--mqtt-password-file",
+        metavar="FILE",
+        help="read the MQTT password from FILE (its first line)",
     )
     where.add_argument(
         "--firefly-queue",
@@ -373,7 +390,8 @@ def _size(text: str, option: str = "--chunk-size", minimum: int = 1024) -> int:
     except ValueError:
         raise _Usage(f"{option}: not a size: {text!r} (e.g. 16M)") from None
     if value < minimum:
-        raise _Usage(f"{option} must be at least {minimum // 1024}K")
+        shown = f"{minimum >> 20}M" if minimum % (1 << 20) == 0 else f"{minimum >> 10}K"
+        raise _Usage(f"{option} must be at least {shown}")
     return value
 
 
@@ -392,6 +410,10 @@ def _class_files(items: Sequence[str]) -> list[str]:
 
 class _InputProblem(Exception):
     """Input cannot be read (exit 1)."""
+
+
+class _Refused(Exception):
+    """The run would replace data it did not write: refused before anything is written (exit 2)."""
 
 
 def _devices_args(items: Sequence[str] | None) -> list[tuple[str | None, str]]:
@@ -500,8 +522,8 @@ class _Tracked:
         self.raw.close()
 
 
-def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
-    # Usage checks that need no imports beyond the standard library.
+def _check_decode_args(args: argparse.Namespace) -> tuple[int, str]:
+    """Usage checks that need no imports beyond the standard library: (chunk bytes, format)."""
     _check_class_arguments(args)
     if args.inputs.count("-") > 1:
         raise _Usage("stdin ('-') can be read only once")
@@ -512,7 +534,8 @@ def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
         raise _Usage("--errors and -o name the same file")
     if set(targets) & {os.path.abspath(p) for p in args.inputs if p != "-"}:
         raise _Usage("the output would replace an input file")
-    chunk_bytes = _size(args.chunk_size)
+    # Smaller chunks only multiply the fixed cost per chunk (and, for Parquet, the row groups).
+    chunk_bytes = _size(args.chunk_size, minimum=options.MIN_CHUNK_BYTES)
 
     try:
         fmt = options.detect_format(args.output, args.format)
@@ -524,57 +547,105 @@ def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
         if path != "-" and not os.path.isfile(path):
             what = "is a directory" if os.path.isdir(path) else "no such file"
             raise _InputProblem(f"cannot read {path}: {what}")
+    return chunk_bytes, fmt
+
+
+class _StdinBytes:
+    """stdin's bytes read with os.read. The input reader thread blocks in it while a pipe
+    stays open; blocked in sys.stdin.buffer instead, it held the lock interpreter shutdown
+    takes, and Ctrl-C or SIGTERM during `decode -` ended in a fatal error at exit."""
+
+    name = "<stdin>"
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def read(self, size: int = -1) -> bytes:
+        return os.read(self.fd, size if size > 0 else 1 << 16)
+
+
+def _stdin_source() -> Any:
+    """What `decode -` reads: the stdin file descriptor, or sys.stdin's buffer when stdin has
+    none (a caller that replaced sys.stdin)."""
+    try:
+        return _StdinBytes(sys.stdin.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return "-"
+
+
+def _decode_input(path: str, engine: Any, chunk_bytes: int, write: Any, progress: _Progress, summary: Any) -> None:
+    """Decode one input file (or stdin) chunk by chunk, handing each chunk to ``write``.
+
+    A failure to read is an _InputProblem naming the input; a failure to write
+    (OutputError from the sinks) passes through, naming the output.
+    """
+    from .errors import OutputError
+
+    tracked = None
+    if path == "-":
+        source: Any = _stdin_source()
+        label = "stdin"
+    else:
+        tracked = _Tracked(path)
+        source = tracked.stream
+        label = path
+    try:
+        for chunk in engine.decode_stream(source, chunk_bytes=chunk_bytes, name=label):
+            write(chunk)
+            summary.add(chunk)
+            progress.update(label, summary.rows, summary.started, tracked.fraction() if tracked else None)
+    except (BrokenPipeError, OutputError):
+        raise
+    except DecoderError as err:
+        text = str(err)
+        raise _InputProblem(text if label in text else f"{label}: {text}") from None
+    except OSError as err:
+        raise _InputProblem(f"cannot read {label}: {err.strerror or err}") from None
+    except EOFError as err:
+        raise _InputProblem(f"cannot read {label}: {err}") from None
+    finally:
+        if tracked is not None:
+            tracked.close()
+
+
+def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
+    chunk_bytes, fmt = _check_decode_args(args)
 
     # start-up: the engine and the outputs import numpy, pyarrow and numba
     from .engine import Engine, Summary
-    from .output import ErrorSink, open_sink
+    from .output import ErrorSink, open_sink, refusal
 
+    for target in (args.output, args.errors):
+        reason = refusal(target) if target and target != "-" else None
+        if reason is not None:
+            raise _Refused(reason)
     registry = _registry(args)
     engine = Engine(registry, include_hidden=args.include_hidden, chunk_bytes=chunk_bytes)
     summary = Summary()
     progress = _Progress(sys.stderr.isatty() and not args.quiet)
-    sink = open_sink(args.output, fmt, engine)
-    errors = None
-    try:
-        errors = ErrorSink(args.errors) if args.errors else None
-        for path in args.inputs:
-            tracked = None
-            if path == "-":
-                source: Any = "-"
-                label = "stdin"
-            else:
-                tracked = _Tracked(path)
-                source = tracked.stream
-                label = path
-            try:
-                for chunk in engine.decode_stream(source, chunk_bytes=chunk_bytes, name=label):
-                    sink.write(chunk)
-                    if errors is not None:
-                        errors.write(chunk)
-                    summary.add(chunk)
-                    progress.update(label, summary.rows, summary.started, tracked.fraction() if tracked else None)
-            except BrokenPipeError:
-                raise
-            except DecoderError as err:
-                text = str(err)
-                raise _InputProblem(text if label in text else f"{label}: {text}") from None
-            except OSError as err:
-                raise _InputProblem(f"cannot read {label}: {err.strerror or err}") from None
-            except EOFError as err:
-                raise _InputProblem(f"cannot read {label}: {err}") from None
-            finally:
-                if tracked is not None:
-                    tracked.close()
-        progress.clear()
-        written = sink.close()
-        if errors is not None:
-            errors.close()
-    except BaseException:
-        progress.clear()
-        sink.abort()
-        if errors is not None:
-            errors.abort()
-        raise
+    with _TerminateLikeInterrupt():
+        sink = open_sink(args.output, fmt, engine)
+        errors = None
+        try:
+            errors = ErrorSink(args.errors) if args.errors else None
+
+            def write(chunk: Any) -> None:
+                sink.write(chunk)
+                if errors is not None:
+                    errors.write(chunk)
+
+            for path in args.inputs:
+                _decode_input(path, engine, chunk_bytes, write, progress, summary)
+            progress.clear()
+            written = sink.close()
+            if errors is not None:
+                errors.close()
+        except BaseException:
+            progress.clear()
+            sink.abort()
+            if errors is not None:
+                errors.abort()
+            raise
     if not args.quiet:
         sys.stderr.write(summary.format() + "\n")
         sys.stderr.write(f"output     {written}\n")
@@ -583,12 +654,45 @@ def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     return 0
 
 
+class _Terminated(BaseException):
+    """SIGTERM arrived (raised in the main thread, like KeyboardInterrupt for SIGINT)."""
+
+
+class _TerminateLikeInterrupt:
+    """While active, SIGTERM interrupts the run as Ctrl-C does: the outputs' temporaries
+    are removed on the way out (``_Terminated``; exit 143). Only the main thread can
+    take signals; elsewhere this does nothing."""
+
+    def __init__(self) -> None:
+        self.saved: Any = None
+
+    def __enter__(self) -> _TerminateLikeInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self.saved = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.saved is not None:
+            signal.signal(signal.SIGTERM, self.saved)
+
+
 # -- stream ----------------------------------------------------------------------------
 
 
-def _stdin_lines(fd: int = 0) -> Iterator[bytes]:
+def _stdin_lines(fd: int | None = None) -> Iterator[bytes]:
     """stdin's lines as they come (not waiting for EOF), read with os.read: a reader
-    thread blocked here holds no lock that interpreter shutdown would need."""
+    thread blocked here holds no lock that interpreter shutdown would need. A stdin
+    without a file descriptor (replaced by a caller) is read through its buffer."""
+    if fd is None:
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+            yield from (line.rstrip(b"\n") for line in sys.stdin.buffer)
+            return
     rest = b""
     while True:
         data = os.read(fd, 1 << 16)
@@ -627,6 +731,25 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _mqtt_password(args: argparse.Namespace, url: Any) -> str | None:
+    """The broker password: --mqtt-password-file, else $DECODER_MQTT_PASSWORD, else the URL's."""
+    from .stream.mqtt import PASSWORD_ENV
+
+    password = None
+    if args.mqtt_password_file:
+        try:
+            with open(args.mqtt_password_file, encoding="utf-8") as fh:
+                password = fh.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else "not UTF-8 text"
+            raise _InputProblem(f"cannot read --mqtt-password-file {args.mqtt_password_file}: {reason}") from None
+    elif os.environ.get(PASSWORD_ENV):
+        password = os.environ[PASSWORD_ENV]
+    if password is not None and url.username is None:
+        raise _Usage("--mqtt: a password needs a user name in the URL (mqtt://USER@host/topic)")
+    return password
+
+
 def _check_batch_args(args: argparse.Namespace) -> None:
     """The checks stream and serve share: classes, batches, rolls, the output directory."""
     _check_class_arguments(args)
@@ -642,13 +765,16 @@ def _check_batch_args(args: argparse.Namespace) -> None:
 
 def _check_stream_args(args: argparse.Namespace) -> None:
     _check_batch_args(args)
+    if args.mqtt_password_file and not args.mqtt:
+        raise _Usage("--mqtt-password-file needs --mqtt")
     if args.mqtt:
         from .stream.mqtt import MQTT_MAX_ROWS, parse_url  # start-up: no paho until needed
 
         try:
-            parse_url(args.mqtt)
+            url = parse_url(args.mqtt)  # its errors never show a password
         except ValueError as err:
             raise _Usage(f"--mqtt: {err}") from None
+        args.mqtt_password = _mqtt_password(args, url)
         if args.max_rows > MQTT_MAX_ROWS:
             # Two batches, our buffer and what waits for an open Parquet file must stay
             # unacknowledged within MQTT's 65,535 packet ids.
@@ -709,12 +835,31 @@ def _open_queue(args: argparse.Namespace, settings: dict[str, str]) -> Any:
     return source
 
 
+def _error_writer(out: Any, name: str) -> Any:
+    """``on_errors`` for deliver: each batch's error records as JSON Lines on ``out``, flushed.
+    A failed write (disk full) is an OutputError naming ``name``."""
+    import orjson  # start-up: the stream command imports it anyway
+
+    from .errors import OutputError
+
+    opts = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
+
+    def write_errors(records: list[dict]) -> None:
+        try:
+            out.write(b"".join(orjson.dumps(e, default=_json_default, option=opts) for e in records))
+            out.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise OutputError(f"cannot write {name}: {err.strerror or err}") from None
+
+    return write_errors
+
+
 def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     _check_stream_args(args)
     queue = _queue_settings(args) if args.firefly_queue else None
     # start-up: the engine, the stage and the outputs import numpy, pyarrow and numba
-    import orjson
-
     from .engine import Engine
     from .output import JsonlSink, RollingParquetSink
     from .stream import StreamStage, deliver
@@ -733,12 +878,13 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     else:
         sink = JsonlSink("-", engine, stdout=sys.stdout.buffer)
         sink.rows_of(warm.chunk)  # the first rows' conversion is slow once; not when it counts
-    errors_out = sys.stderr.buffer if args.errors is None else open(args.errors, "ab")
-    opts = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
-
-    def write_errors(records: list[dict]) -> None:
-        errors_out.write(b"".join(orjson.dumps(e, default=_json_default, option=opts) for e in records))
-        errors_out.flush()
+    try:
+        errors_out = sys.stderr.buffer if args.errors is None else open(args.errors, "ab")
+    except OSError as err:
+        if rolling:
+            sink.unlock()
+        raise _InputProblem(f"cannot write {args.errors}: {err.strerror or err}") from None
+    write_errors = _error_writer(errors_out, args.errors or "stderr")
 
     source: Any = None
     failure = None
@@ -751,7 +897,7 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
         elif args.mqtt:
             from .stream.mqtt import MqttSource
 
-            source = MqttSource(args.mqtt, client_id=args.client_id, log=_note).start()
+            source = MqttSource(args.mqtt, client_id=args.client_id, log=_note, password=args.mqtt_password).start()
             if not args.quiet:
                 _note(f"subscribed to {source.url} as {source.client_id!r}")
             with _StopOnSignals(stage):
@@ -775,6 +921,8 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     finally:
         if source is not None:
             source.close()
+        if rolling:
+            sink.unlock()
         if args.errors is not None:
             try:
                 errors_out.close()
@@ -908,8 +1056,12 @@ def cmd_check(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     for path in _class_files(args.classes):
         try:
             items = class_objects(path)
-        except ScriptError as err:
-            raise _InputProblem(str(err)) from None
+        except ScriptError as err:  # not JSON, not a class shape, unreadable: one bad entry, go on
+            bad += 1
+            total += 1
+            text = str(err)
+            sys.stderr.write(f"{PROG}: error: {text if str(path) in text else f'{path}: {text}'}\n")
+            continue
         for item in items:
             total += 1
             try:
@@ -926,7 +1078,7 @@ def cmd_check(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
                 for line in str(dc.output_schema(include_hidden=True)).splitlines():
                     sys.stdout.write(f"    {line}\n")
             sys.stdout.write("\n")
-    sys.stdout.write(f"{total - bad} of {total} device classes ok\n")
+    sys.stdout.write(f"{total - bad} of {total} device classes compile\n")
     return 1 if bad else 0
 
 
@@ -959,10 +1111,24 @@ def cmd_pull(args: argparse.Namespace, ap: Any) -> int:
 # -- entry -------------------------------------------------------------------------------
 
 
+def _warning_line(message: Any, category: Any, filename: str, lineno: int, line: str | None = None) -> str:
+    """A library warning (an untrusted kernel cache, say) as the CLI's one line."""
+    return f"{PROG}: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
     sub = args.parser
+    saved_format, warnings.formatwarning = warnings.formatwarning, _warning_line
+    try:
+        return _run(args, sub)
+    finally:
+        warnings.formatwarning = saved_format
+
+
+def _run(args: argparse.Namespace, sub: argparse.ArgumentParser) -> int:
+    """The command, with every expected failure turned into its line and exit status."""
     try:
         return args.func(args, sub)
     except _Usage as err:
@@ -971,9 +1137,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except _InputProblem as err:
         return _fail(str(err))
+    except _Refused as err:
+        _fail(str(err))
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write(f"\n{PROG}: interrupted\n")
         return 130
+    except _Terminated:
+        sys.stderr.write(f"{PROG}: terminated (SIGTERM); no output was written\n")
+        return 143
     except BrokenPipeError:
         # stdout was closed early (`| head`): stop quietly, and keep Python from
         # complaining again when it flushes stdout at exit.

@@ -20,7 +20,8 @@ with one kernel call (no Python per row). The result of a chunk is a
   ``pc.struct_field(table["decoded"], "Room Climate Sensor")``.
 - :meth:`DecodedChunk.by_class`: one table per class instead, each with
   that class's plain ``decoded`` struct; rows without a class under the key
-  ``None``. This is the layout of the partitioned Parquet output.
+  ``None``. (The partitioned Parquet output keeps ``table``'s schema in
+  every partition, so a reader of the whole directory gets every class.)
 
 Whether ``decoded`` is a class struct or a struct of classes depends only
 on the registry (:attr:`Engine.mixed`), never on which classes a chunk

@@ -42,8 +42,10 @@ class ScriptError(DecoderError):
             where.append(f"line {self.line}, column {self.column}")
         text = (", ".join(where) + ": " if where else "") + self.reason
         if self.source is not None and self.line is not None:
-            src_line = self.source.splitlines()[self.line - 1] if self.source.splitlines() else ""
-            text += f"\n    {src_line}\n    {' ' * max((self.column or 1) - 1, 0)}^"
+            lines = self.source.splitlines()
+            src_line = lines[self.line - 1] if 0 < self.line <= len(lines) else ""
+            shown, caret = _window(src_line, max((self.column or 1) - 1, 0))
+            text += f"\n    {shown}\n    {' ' * caret}^"
         return text
 
     def located(self, *, device_class: str | None = None, element: str | None = None) -> ScriptError:
@@ -58,5 +60,25 @@ class ScriptError(DecoderError):
         )
 
 
+_WINDOW = 40  # characters shown each side of the caret in a long formula line
+
+
+def _window(line: str, column: int) -> tuple[str, int]:
+    """The part of a long source line around ``column`` (``...`` where cut), and the caret's place in it."""
+    start = max(column - _WINDOW, 0)
+    end = min(column + _WINDOW, len(line))
+    shown = line[start:end]
+    caret = column - start
+    if start > 0:
+        shown, caret = "..." + shown, caret + 3
+    if end < len(line):
+        shown += "..."
+    return shown, caret
+
+
 class InputError(DecoderError):
     """Input could not be read (a file, a stream, a registry)."""
+
+
+class OutputError(DecoderError):
+    """Output could not be written (a file, a directory), or would replace data this run did not write."""

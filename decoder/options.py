@@ -13,6 +13,7 @@ __all__ = [
     "STDOUT_FORMATS",
     "detect_format",
     "CHUNK_BYTES",
+    "MIN_CHUNK_BYTES",
     "MAX_ROWS",
     "MAX_DELAY",
     "ROLL_ROWS",
@@ -23,6 +24,7 @@ __all__ = [
 
 # -- reading ---------------------------------------------------------------------------
 CHUNK_BYTES = 16 << 20  # input bytes per chunk: a few chunks per core are held at once
+MIN_CHUNK_BYTES = 1 << 20  # the smallest --chunk-size: below it the fixed cost per chunk dominates
 
 # -- the stream stage --------------------------------------------------------------------
 MAX_ROWS = 10_000  # messages per micro-batch at most
@@ -47,22 +49,36 @@ _SUFFIXES = {
     ".csv": "csv",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
-    ".json": "jsonl",
 }
 
 
+_COMPRESSIBLE = ("csv", "jsonl")  # formats a .gz after the suffix compresses (Parquet and Arrow compress inside)
+
+
 def detect_format(path: str, fmt: str | None = None) -> str:
-    """The output format: ``fmt`` if given, else from the suffix (``ValueError`` if unknown)."""
-    if fmt:
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
-        return fmt
+    """The output format: ``fmt`` if given, else from the suffix (``ValueError`` if unknown).
+
+    A suffix must mean what is written: ``.gz`` only after a CSV or JSON Lines
+    suffix, never ``.json`` (the output is JSON Lines, not one JSON document),
+    and a known suffix never contradicts ``fmt``.
+    """
+    if fmt and fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     if path == "-":
-        return "jsonl"
-    name = path.lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
-    suffix = os.path.splitext(name)[1]
-    if suffix in _SUFFIXES:
-        return _SUFFIXES[suffix]
-    raise ValueError(f"cannot tell the output format of {path!r} from its suffix; use --format {'|'.join(FORMATS)}")
+        return fmt or "jsonl"
+    name = os.path.basename(path).lower()
+    gz = name.endswith(".gz")
+    suffix = os.path.splitext(name[:-3] if gz else name)[1]
+    if suffix == ".json":
+        raise ValueError(f"{path}: the output is JSON Lines, not JSON; name it .jsonl (or .ndjson)")
+    named = _SUFFIXES.get(suffix)
+    if fmt and named and named != fmt:
+        raise ValueError(f"{path}: its suffix {suffix} means {named}, but --format is {fmt}")
+    result = fmt or named
+    if result is None:
+        raise ValueError(f"cannot tell the output format of {path!r} from its suffix; use --format {'|'.join(FORMATS)}")
+    if gz and result not in _COMPRESSIBLE:
+        raise ValueError(
+            f"{path}: .gz compresses only csv and jsonl output; {result} files are compressed inside, drop the .gz"
+        )
+    return result

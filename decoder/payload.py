@@ -33,9 +33,11 @@ valid UTF-8 counts bytes):
   padding`` (``=`` inside the data, more than two ``=``, or an incomplete
   padding such as ``QQ=``). Checked in that order.
 - ``raw``: bytes input used as is. Text (str) input with ``raw`` is a
-  ValueError: it has no byte value without an encoding. numpy ``S`` arrays
-  drop trailing NUL bytes (numpy's own rule), so raw payloads that may end in
-  ``\\x00`` should come as a list of bytes or an Arrow binary array.
+  ValueError: it has no byte value without an encoding. A numpy ``S`` array
+  is fixed-width: with ``raw`` every row is its full width, trailing NUL
+  bytes included (numpy drops them when an element is read, which cut
+  payloads ending in ``00``). numpy pads shorter items with NULs, so payloads
+  of several lengths should come as a list of bytes or an Arrow binary array.
 - Bytes input with ``hex`` or ``base64`` is read as ASCII text.
 - A null row (None, float NaN as pandas writes it, Arrow null) is ``payload
   is missing``; any other item that is neither str nor bytes is ``payload has
@@ -823,6 +825,12 @@ def _from_numpy(array: np.ndarray, encoding: str, encoding_id: int) -> PayloadBu
     if kind == "U" and encoding_id == _RAW:
         raise _text_not_raw(encoding)
     n = len(array)
+    if kind == "S" and encoding_id == _RAW:
+        # Every row is the whole fixed-width item: a NUL at the end is payload, not padding.
+        width = array.dtype.itemsize
+        data = np.ascontiguousarray(array).view(np.uint8).reshape(-1).copy()
+        offsets = np.arange(n + 1, dtype=np.int64) * width
+        return PayloadBuffer(data, offsets, np.zeros(n, np.uint8), _encoding=encoding)
     if not array.dtype.isnative:  # the kernel reads code points in native byte order
         array = array.astype(array.dtype.newbyteorder("="))
     array = np.ascontiguousarray(array)

@@ -8,8 +8,8 @@
 2. `samples/generate.py` writes Firefly and Helium uplinks of devices of all
    three sample classes in `samples/classes/`, with the `{dev_eui: class}`
    and `{Helium device id: class}` maps it used; `decoder decode` turns them
-   into a Parquet dataset partitioned by class, and a few rows of every
-   class are read back with pyarrow.
+   into a Parquet dataset partitioned by class, read back whole with
+   pyarrow, and a few rows of every class are printed.
 
 3. The same packets as a live feed: `decoder stream` reads them from stdin
    in bursts and writes rolling Parquet files until it is interrupted.
@@ -23,6 +23,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -64,7 +65,10 @@ def print_rows(table, limit: int = 3) -> None:
     for row in (ok if ok.num_rows else table).slice(0, limit).to_pylist():
         who = row["dev_eui"] or row["device_id"]
         when = row["received_at"].strftime("%Y-%m-%dT%H:%M:%SZ") if row["received_at"] else "-"
-        body = json.dumps(rounded(row["decoded"])) if row.get("decoded") is not None else row["error"]
+        decoded = row.get("decoded")
+        if isinstance(decoded, dict) and row.get("device_class") in decoded:  # several classes: its own
+            decoded = decoded[row["device_class"]]
+        body = json.dumps(rounded(decoded)) if decoded is not None else row["error"]
         print(f"  {row['provider']:<7} {who:<36} {when} port {row['port']}: {body}")
 
 
@@ -78,8 +82,13 @@ def print_errors(path: Path, limit: int = 3) -> None:
 
 
 def main() -> int:
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    # out/demo/ is the demo's own: start clean (decoder itself never replaces a directory it
+    # did not write, and the stream step would otherwise count files of earlier runs).
+    shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True, exist_ok=True)
 
     # 1. The sample packet files, one class for every device.
@@ -148,15 +157,14 @@ def main() -> int:
         ]
     ):
         return 1
-    print(
-        f"\nRead back with pyarrow, one class at a time: "
-        f"pq.read_table('{os.path.relpath(out, ROOT)}/device_class=<name>')"
-    )
-    for part in sorted(out.iterdir()):
-        table = pq.read_table(part)
-        ok = table["error"].null_count  # rows without an error
-        print(f"\n{part.name.split('=', 1)[1]}: {table.num_rows:,} rows, {ok:,} decoded")
-        print_rows(table)
+    table = pq.read_table(out)  # every partition has one schema: the whole dataset reads as one table
+    print(f"\nRead back with pyarrow: pq.read_table('{os.path.relpath(out, ROOT)}'): {table.num_rows:,} rows")
+    classes = table["device_class"].cast(pa.string())
+    for name in sorted(set(classes.to_pylist())):
+        part = table.filter(pc.equal(classes, name))
+        ok = part["error"].null_count  # rows without an error
+        print(f"\n{name or '(no class)'}: {part.num_rows:,} rows, {ok:,} decoded")
+        print_rows(part)
     print_errors(errors)
 
     # 3. The same packets as a live feed: a slow writer on stdin, rolling Parquet files out.

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import copy
 import os
+import shutil
 import tempfile
-from pathlib import Path
 
 import pytest
 from helpers import SEED_DEVICE_CLASSES
@@ -19,8 +20,14 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-# One cache for the session: subprocess tests then load kernels instead of compiling again.
-os.environ.setdefault("DECODER_CACHE_DIR", str(Path(tempfile.gettempdir()) / "decoder-test-cache"))
+# One kernel cache for the session, shared with its subprocesses through the environment, so
+# they load kernels instead of compiling again. A fresh private directory per run (unless the
+# caller names one): a fixed shared path such as /tmp/decoder-test-cache can be created first
+# by another local user, and what is in it would be imported.
+if not os.environ.get("DECODER_CACHE_DIR"):
+    _session_cache = tempfile.mkdtemp(prefix="decoder-test-cache-")
+    os.environ["DECODER_CACHE_DIR"] = _session_cache
+    atexit.register(shutil.rmtree, _session_cache, True)
 
 # The session's Mosquitto broker (fixture mqtt_broker) and its publish() helper.
 pytest_plugins = ["mqtt_broker"]

@@ -667,7 +667,7 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
         if folder.startswith("device_class="):  # a class partition: the class is in the path, not the file
             value = unquote(folder.partition("=")[2])
             for row in rows:
-                row["device_class"] = None if value == "__HIVE_DEFAULT_PARTITION__" else value
+                row["device_class"] = value or None  # device_class= holds the rows without a class
         return rows
     if name.endswith(".arrow"):
         with ipc.open_file(p) as reader:

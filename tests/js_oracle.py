@@ -75,6 +75,9 @@ EDGES = [
 ]
 
 _ctx = quickjs.Context()
+# QuickJS's parser recurses per nesting level and guards its C stack with a limit (256 KB by
+# default) that a 256-entry lookup ternary exceeds; the main thread has megabytes.
+_ctx.set_max_stack_size(4 << 20)
 _ctx.eval(
     r"""
 var __dv = new DataView(new ArrayBuffer(8));

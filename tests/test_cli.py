@@ -146,6 +146,16 @@ def test_help_imports_neither_numba_nor_pyarrow():
         (["decode", "x.jsonl", "--classes", "c.json", "-o", "x.jsonl"], "replace an input"),
         (["decode", "x.jsonl", "--classes", "c.json", "-o", "o.csv", "--errors", "o.csv"], "same file"),
         (["frobnicate"], "invalid choice"),
+        # a suffix must mean what is written
+        (["decode", "x.jsonl", "--classes", "c.json", "-o", "x.parquet.gz"], "drop the .gz"),
+        (["decode", "x.jsonl", "--classes", "c.json", "-o", "x.arrow.gz"], "drop the .gz"),
+        (["decode", "x.jsonl", "--classes", "c.json", "-o", "x.json"], "not JSON; name it .jsonl"),
+        (["decode", "x.jsonl", "--classes", "c.json", "-o", "x.json.gz"], "not JSON; name it .jsonl"),
+        (["decode", "x.jsonl", "--classes", "c.json", "-o", "x.csv", "--format", "jsonl"], "means csv"),
+        (["decode", "x.jsonl", "--classes", "c.json", "-o", "x.gz", "--format", "parquet"], "drop the .gz"),
+        # tiny chunks ran 400 times slower
+        (["decode", "x.jsonl", "--classes", "c.json", "-o", "o.csv", "--chunk-size", "1K"], "at least 1M"),
+        (["decode", "x.jsonl", "--classes", "c.json", "-o", "o.csv", "--chunk-size", "512K"], "at least 1M"),
     ],
 )
 def test_usage_errors_exit_2(args, message):
@@ -176,24 +186,26 @@ def test_parquet_of_mixed_classes_is_a_dataset_partitioned_by_class(parquet_run)
     assert out.is_dir()
     parts = sorted(p.name for p in out.iterdir())
     assert parts == [
+        "device_class=",  # rows without a class
         "device_class=Multi Sensor",
         "device_class=Room Climate Sensor",
         "device_class=Test Device Class",
-        "device_class=__HIVE_DEFAULT_PARTITION__",
     ]
     gps = pq.read_table(out / "device_class=Test Device Class")
     assert "device_class" not in gps.column_names  # it is the partition key
-    assert gps.schema.field("decoded").type.get_field_index("gps") >= 0
+    # every partition has the schema of Engine.decode_packets: a struct of every class's struct
+    assert gps.schema.field("decoded").type.field("Test Device Class").type.get_field_index("gps") >= 0
     climate = pq.read_table(out / "device_class=Room Climate Sensor")
-    assert {"temperature", "humidity", "alarm"} <= {f.name for f in climate.schema.field("decoded").type}
+    climate_type = climate.schema.field("decoded").type.field("Room Climate Sensor").type
+    assert {"temperature", "humidity", "alarm"} <= {f.name for f in climate_type}
     # one class at a time through the dataset API, the partition key restored from the path
     one = ds.dataset(out, format="parquet", partitioning="hive").to_table(
         filter=ds.field("device_class") == "Room Climate Sensor", columns=["line", "device_class"]
     )
     assert one.num_rows == climate.num_rows
-    none = pq.read_table(out / "device_class=__HIVE_DEFAULT_PARTITION__")
+    none = pq.read_table(out / "device_class=")
     assert set(none["error"].to_pylist()) == {"no device class"}
-    total = sum(pq.read_metadata(p / "part-0.parquet").num_rows for p in out.iterdir())
+    total = sum(pq.read_metadata(p / "part-0.parquet").num_rows for p in out.glob("device_class=*"))
     assert total == N + 2  # the unbound device and the bad payload are rows too
 
 
@@ -303,7 +315,7 @@ def test_unreadable_input_exits_1_without_partial_output(data, tmp_path):
         "--errors",
         tmp_path / "errors.jsonl",
         "--chunk-size",
-        "16K",
+        "1M",
     )
     assert res.returncode == 1
     err = res.stderr.decode()
@@ -350,7 +362,7 @@ def test_bad_script_exits_1_with_the_script_error(tmp_path, data):
     res = run("check", bad, CLASSES / "test_device_class.json", "--no-kernel")
     assert res.returncode == 1
     assert b"Broken" in res.stderr and b"^" in res.stderr
-    assert b"Test Device Class" in res.stdout and b"1 of 2 device classes ok" in res.stdout
+    assert b"Test Device Class" in res.stdout and b"1 of 2 device classes compile" in res.stdout
 
 
 def test_check_shows_every_class_and_its_schema():
@@ -360,7 +372,22 @@ def test_check_shows_every_class_and_its_schema():
     for name in ("Test Device Class", "Room Climate Sensor", "Multi Sensor"):
         assert name in out
     assert "gps: struct<latitude: double, longitude: double, altitude: int16>" in out
-    assert "ports: 3, 4" in out and "3 of 3 device classes ok" in out
+    assert "ports: 3, 4" in out and "3 of 3 device classes compile" in out
+
+
+def test_check_goes_on_past_files_that_are_not_classes(tmp_path):
+    for name in ("room_climate_sensor.json", "test_device_class.json"):
+        (tmp_path / name).write_bytes((CLASSES / name).read_bytes())
+    (tmp_path / "a_notes.json").write_text("these are notes, not JSON")
+    (tmp_path / "b_number.json").write_text("42")
+    res = run("check", tmp_path, "--no-kernel")
+    assert res.returncode == 1
+    err = res.stderr.decode().splitlines()
+    assert len(err) == 2 and all(line.startswith("decoder: error: ") for line in err)
+    assert "a_notes.json" in err[0] and "not valid JSON" in err[0] and "b_number.json" in err[1]
+    out = res.stdout.decode()
+    assert "Room Climate Sensor" in out and "Test Device Class" in out  # checked after the bad files
+    assert out.rstrip().endswith("2 of 4 device classes compile")
 
 
 # -- writers in-process ---------------------------------------------------------------------------------
@@ -379,12 +406,12 @@ def test_arrow_file_keeps_one_growing_dictionary():
 
 
 def test_output_is_not_written_into_a_foreign_directory(tmp_path):
-    from decoder.errors import InputError
+    from decoder.errors import OutputError
     from decoder.output.files import _Target
 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
-    with pytest.raises(InputError, match="is a directory"):
+    with pytest.raises(OutputError, match="is a directory this tool did not write"):
         _Target(tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
 
@@ -396,3 +423,15 @@ def test_hex_and_iso_conversions():
     assert to_hex(arr).to_pylist() == [None, "", "FF"]
     ts = pa.array([1466588135000000000, 1466588135120000000, None], pa.timestamp("ns", "UTC"))
     assert to_iso(ts).to_pylist() == ["2016-06-22T09:35:35Z", "2016-06-22T09:35:35.12Z", None]
+
+
+def test_suffixes_that_mean_what_is_written_are_accepted():
+    from decoder.options import detect_format
+
+    assert detect_format("out.csv.gz") == "csv" and detect_format("OUT.JSONL.GZ") == "jsonl"
+    assert detect_format("out.ndjson") == "jsonl" and detect_format("out.pq") == "parquet"
+    assert detect_format("dir.v2/out.dat", "parquet") == "parquet"  # an unknown suffix with --format
+    assert detect_format("rows.gz", "csv") == "csv"
+    assert detect_format("-") == "jsonl" and detect_format("-", "arrow") == "arrow"
+    with pytest.raises(ValueError, match="drop the .gz"):
+        detect_format("out.parquet.gz")

@@ -148,9 +148,28 @@ def test_raw_passes_bytes_through(values, container):
     assert [ERR_MISSING if v is None else ERR_OK for v in values] == buffer.error.tolist()
 
 
-def test_raw_numpy_bytes_array_follows_numpy_and_drops_trailing_nuls():
-    buffer = to_buffer(np.array([b"\x01\x00\x02", b"ab\x00"]), "raw")
-    assert rows(buffer) == [b"\x01\x00\x02", b"ab"]
+def test_raw_numpy_bytes_array_keeps_trailing_nuls():
+    # numpy drops trailing NULs when an element is read; a payload ending in 00 must not lose them
+    buffer = to_buffer(np.array([b"\x01\x00\x02", b"ab\x00", b"\x00\x00\x00"]), "raw")
+    assert rows(buffer) == [b"\x01\x00\x02", b"ab\x00", b"\x00\x00\x00"]
+    assert rows(to_buffer(np.array([b"\x7f\x00", b"\x00\x01"])[::-1], "raw")) == [b"\x00\x01", b"\x7f\x00"]
+    # fixed width: a shorter item is padded by numpy itself, and comes with its padding
+    assert rows(to_buffer(np.array([b"\x01", b"\x02\x03"]), "raw")) == [b"\x01\x00", b"\x02\x03"]
+
+
+@FAST
+@given(st.integers(1, 16).flatmap(lambda w: st.lists(st.binary(min_size=w, max_size=w), max_size=12)))
+def test_raw_numpy_bytes_arrays_of_one_width_round_trip(values):
+    buffer = to_buffer(np.array(values, dtype=f"S{len(values[0]) if values else 1}"), "raw")
+    check_layout(buffer, len(values))
+    assert rows(buffer) == values
+
+
+def test_a_payload_ending_in_zero_bytes_decodes_from_a_numpy_bytes_array(seed_class):
+    payload = bytes.fromhex("7F400000C000000000")  # altitude 0: the last two bytes are 00
+    batch = seed_class.decode(np.array([payload, payload]), encoding="raw")
+    assert batch.errors == []
+    assert batch.to_pylist()[0]["gps"] == {"latitude": 45.0, "longitude": -90.0, "altitude": 0}
 
 
 def test_single_str_or_bytes_is_a_batch_of_one():

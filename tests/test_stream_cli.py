@@ -112,7 +112,7 @@ def test_rolling_parquet_files_on_stdin(tmp_path: Path):
         assert p.wait() == 0, p.stderr
     files = sorted(out.glob("part-*.parquet"))
     assert [pq.read_metadata(f).num_rows for f in files] == [1000, 1000, 500]
-    assert not list(out.glob(".*"))  # no temporary file left
+    assert [f.name for f in out.glob(".*")] == [".decoder.lock"]  # no temporary file left, only the lock
     table = pq.read_table(out)
     assert table.num_rows == 2500
     assert sorted(table["line"].to_pylist()) == list(range(1, 2501))

@@ -8,27 +8,41 @@ cache does not notice when a called function's source changes.
 
 The cache directory is ``$DECODER_CACHE_DIR``, else ``$XDG_CACHE_HOME/decoder``,
 else ``~/.cache/decoder``.
+
+What is imported from there runs as the user, so it is checked first. The
+directory is created 0700, and used only when it belongs to the user and
+no one else can write to it; otherwise kernels are compiled into a private
+temporary directory for the process, with one warning. The module is made
+from the source in memory, never from the file; the file (which numba's
+cache keys on) is rewritten when its content is not that source, so
+machine code numba cached for other content is not used.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
-import importlib.util
 import os
+import shutil
+import stat
 import sys
 import tempfile
 import threading
+import types
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Kernel", "load_kernel", "cache_dir"]
+__all__ = ["Kernel", "load_kernel", "cache_dir", "untrusted"]
 
 CACHE_ENV = "DECODER_CACHE_DIR"
 _RUNTIME_MODULES = ("runtime/abi.py", "runtime/bits.py", "runtime/jsmath.py", "compiler/codegen.py")
 _memo: dict[str, Kernel] = {}
 _lock = threading.Lock()
+_private: Path | None = None  # the fallback directory of this process, once one was needed
+_warned: set[Path] = set()
 
 
 @dataclass(frozen=True)
@@ -66,14 +80,61 @@ def _runtime_fingerprint() -> bytes:
     return h.digest()
 
 
-def _write_once(path: Path, source: str) -> None:
-    # Never rewrite an existing file: numba's cache index is keyed on its timestamp.
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
+def untrusted(path: Path) -> str | None:
+    """Why ``path`` must not hold code this process imports (created 0700 if missing), or None."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.stat(path)
+    except OSError as err:
+        return f"cannot create it ({err.strerror or err})"
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a directory"
+    if os.name == "posix":
+        if info.st_uid != os.getuid():
+            return "it belongs to another user"
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return "others can write to it"
+    return None
+
+
+def _kernel_dir() -> Path:
+    """The cache directory, or when it cannot be trusted a private one for this process."""
+    global _private
+    configured = cache_dir()
+    reason = untrusted(configured)
+    if reason is None:
+        return configured
+    if _private is None:
+        _private = Path(tempfile.mkdtemp(prefix="decoder-kernels-"))  # 0700, ours alone
+        atexit.register(shutil.rmtree, _private, True)
+    if configured not in _warned:
+        _warned.add(configured)
+        warnings.warn(
+            f"not using the kernel cache {configured}: {reason}; kernels are compiled "
+            f"for this process only (set {CACHE_ENV} to a directory of your own)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return _private
+
+
+def _write_verified(path: Path, source: str) -> None:
+    """Make the file at ``path`` hold exactly ``source``.
+
+    An existing file with that content is left alone: numba's cache index is
+    keyed on its timestamp. One with other content (tampered with, cut short)
+    is replaced, which also makes numba drop what it cached for it.
+    """
+    data = source.encode()
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(len(data) + 1) == data:
+                return
+    except FileNotFoundError:
+        pass
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=".py")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(source)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
     os.replace(tmp, path)
 
 
@@ -83,13 +144,15 @@ def load_kernel(source: str) -> Kernel:
     with _lock:
         if digest in _memo:
             return _memo[digest]
-        path = cache_dir() / f"k_{digest}.py"
-        _write_once(path, source)
+        path = _kernel_dir() / f"k_{digest}.py"
+        _write_verified(path, source)
+        # The module runs the source we generated, not what the file holds by then; the
+        # file only names it, for numba's cache and for tracebacks.
         module_name = f"decoder_kernel_{digest}"
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)
+        module = types.ModuleType(module_name)
+        module.__file__ = str(path)
         sys.modules[module_name] = module
-        spec.loader.exec_module(module)
+        exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 - our own generated code
         kernel = Kernel(digest=digest, path=path, function=module.kernel, fixed=module.kernel_fixed)
         _memo[digest] = kernel
         return kernel

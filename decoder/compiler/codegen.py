@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from functools import singledispatchmethod
 
 from ..runtime.abi import ERR_INPUT, ERR_OK, ERR_TOO_SHORT
+from .formula import nesting_allowance
 from .ir import (
     AndOr,
     Arith,
@@ -161,7 +162,7 @@ class _Emitter:
         value, null = self.emit(expr.operand)
         kind = expr.operand.type.kind
         if kind is Kind.BOOL:
-            value = self.temp(f"1.0 if {value} else 0.0")
+            value = self.temp(f"np.float64({value})")
         elif kind is Kind.NULL:
             value = "0.0"
         return value, (null if expr.type.nullable else None)
@@ -175,8 +176,8 @@ class _Emitter:
         if kind is Kind.BOOL:
             return value, None
         if kind is Kind.STR:
-            extra = f" and {value} != {self.empty_code}" if self.empty_code is not None else ""
-            return self.temp(f"{value} >= 0{extra}"), None
+            extra = f" & ({value} != {self.empty_code})" if self.empty_code is not None else ""
+            return self.temp(f"({value} >= 0){extra}"), None
         return "False", None
 
     @_emit.register
@@ -202,23 +203,26 @@ class _Emitter:
     def _(self, expr: Compare):
         return self.temp(f"{self.value(expr.left)} {expr.op} {self.value(expr.right)}"), None
 
+    # Boolean logic is written with & | and `not` on values already computed, never with
+    # `and`/`or`/`x if c else y`: those are branches, and a formula of a few hundred of
+    # them made numba's SSA pass (recursive per basic block) overflow Python's stack.
     @_emit.register
     def _(self, expr: Equals):
         left, right = expr.left, expr.right
         ln, rn = self.emit(left)[1], self.emit(right)[1]
         if not expr.same_kind:  # statically different kinds: equal only when both are null
-            code = f"({ln} and {rn})" if ln and rn else "False"
+            code = f"({ln} & {rn})" if ln and rn else "False"
         elif left.type.kind is Kind.NULL or right.type.kind is Kind.NULL:
             other_null = rn if left.type.kind is Kind.NULL else ln
             code = other_null or "False"
             if left.type.kind is Kind.NULL and right.type.kind is Kind.NULL:
                 code = "True"
         else:
-            same = f"{self.value(left)} == {self.value(right)}"
+            same = f"({self.value(left)} == {self.value(right)})"
             if ln and rn:
-                code = f"(({ln} and {rn}) or (not {ln} and not {rn} and {same}))"
+                code = f"(({ln} & {rn}) | ((not {ln}) & (not {rn}) & {same}))"
             elif ln or rn:
-                code = f"(not {ln or rn} and {same})"
+                code = f"((not {ln or rn}) & {same})"
             else:
                 code = same
         if expr.negate:
@@ -227,7 +231,7 @@ class _Emitter:
 
     @_emit.register
     def _(self, expr: AndOr):
-        op = "and" if expr.op == "&&" else "or"
+        op = "&" if expr.op == "&&" else "|"
         return self.temp(f"{self.value(expr.left)} {op} {self.value(expr.right)}"), None
 
     @_emit.register
@@ -236,10 +240,11 @@ class _Emitter:
         kind = expr.type.kind
         then_v, then_n = self._branch(expr.then, kind)
         else_v, else_n = self._branch(expr.otherwise, kind)
-        value = self.temp(f"{then_v} if {test} else {else_v}")
+        value = self.temp(f"js_select({test}, {then_v}, {else_v})")
         if not expr.type.nullable:
             return value, None
-        return value, self.temp(f"{then_n} if {test} else {else_n}")
+        # null flags are booleans: selected with & and | (no call for numba to type)
+        return value, self.temp(f"({test} & {then_n}) | ((not {test}) & {else_n})")
 
     def _branch(self, expr: Expr, kind: Kind) -> tuple[str, str]:
         if expr.type.kind is Kind.NULL:
@@ -442,5 +447,6 @@ def generate(program: Program) -> tuple[str, KernelLayout]:
         "",
         "",
     ]
-    body = _emit_kernel(program, outputs, fixed=False) + ["", ""] + _emit_kernel(program, outputs, fixed=True)
+    with nesting_allowance():  # the emitter recurses once per level of an expression
+        body = _emit_kernel(program, outputs, fixed=False) + ["", ""] + _emit_kernel(program, outputs, fixed=True)
     return "\n".join(header + body) + "\n", KernelLayout(outputs=outputs, dynamic=dynamic)

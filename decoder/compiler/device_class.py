@@ -88,7 +88,13 @@ class DeviceClass:
 
     # ---- decoding --------------------------------------------------------
     def decode(self, payloads: Any, encoding: str = "hex", ports: Any = None, include_hidden: bool = False):
-        """Decode a batch of payloads (hex or base64 text, or raw bytes) into a DecodedBatch."""
+        """Decode a batch of payloads (hex or base64 text, or raw bytes) into a DecodedBatch.
+
+        ``ports``: None (unknown), one port for every row, or one per payload
+        (None for unknown). A port is an integer 0-255; any other value fails
+        its row with the reason, as a bad payload does. A sequence of another
+        length than ``payloads`` raises ValueError.
+        """
         from ..payload import to_buffer  # numba: imported on the first decode
 
         if isinstance(payloads, (list, tuple)) and len(payloads) >= _OVERLAP_ROWS:
@@ -159,40 +165,136 @@ _NO_PORTS = np.full(1, -1, np.int64)  # passed when no formula reads `port`
 _NO_BITS = np.zeros(1, np.int64)  # passed for fixed layouts: the kernel never writes bits_used
 
 
-def _ports_array(ports: Any, n: int) -> np.ndarray:
-    """FPort per row as int64, -1 where unknown."""
-    if ports is None:
-        return np.full(n, -1, np.int64)
-    if isinstance(ports, (int, np.integer)) and not isinstance(ports, bool):
-        return np.full(n, int(ports), np.int64)
-    if isinstance(ports, np.ndarray) and ports.dtype.kind in "iu":
-        arr = ports.astype(np.int64, copy=False)
-    else:
-        try:
-            arr = (
-                pa.array(ports, type=pa.int64())
-                if not isinstance(ports, (pa.Array, pa.ChunkedArray))
-                else ports.cast(pa.int64())
-            )
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as err:
-            raise TypeError(f"ports must be None, an int or a sequence of ints (None for unknown): {err}") from None
-        arr = arr.fill_null(-1).to_numpy()
-    arr = np.ascontiguousarray(arr, dtype=np.int64)
-    if len(arr) != n:
-        raise ValueError(f"ports has {len(arr)} entries for {n} payloads")
-    return np.where(arr < 0, -1, arr)
+MAX_PORT = 255  # an FPort is one byte
+
+
+class _Ports:
+    """The ``ports`` of a batch, checked: the FPort per row (-1 where unknown) and which rows are bad.
+
+    ``None`` (or None, NaN, an Arrow null in a row) is unknown: ``port`` is
+    null in formulas. A row's port is an integer 0-255; an integral float
+    (pandas writes ints with gaps as floats) counts as one. Anything else (a
+    fraction, a negative, 256 and up, a bool, text) makes that row an error,
+    like a bad payload. A sequence of another length than the payloads is a
+    ValueError.
+    """
+
+    def __init__(self, ports: Any, n: int) -> None:
+        self.bad: np.ndarray | None = None  # bool per row, or None when no row is bad
+        self._items: Any = None  # where bad rows' values are rendered from
+        if ports is None:
+            self.values = np.full(n, -1, np.int64)
+            return
+        if _is_scalar_port(ports):
+            values, bad = _check_items([ports])
+            self.values = np.repeat(values, n)
+            self.bad = np.repeat(bad, n) if bad is not None else None
+            self._items = [ports] * n if bad is not None else None
+            return
+        if isinstance(ports, (pa.Array, pa.ChunkedArray)):
+            items = ports
+            values, bad = _check_arrow(ports)
+        elif isinstance(ports, np.ndarray):
+            if ports.ndim != 1:
+                raise ValueError(f"ports must be 1-dimensional, not shape {ports.shape}")
+            items = ports
+            values, bad = _check_numpy(ports)
+        else:
+            items = ports if isinstance(ports, (list, tuple)) else list(ports)
+            try:  # typed in C when the items allow it; a bool, a huge int or text takes the slow way
+                values, bad = _check_arrow(pa.array(items, from_pandas=True))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+                values, bad = _check_items(items)
+        if len(values) != n:
+            raise ValueError(f"ports has {len(values)} entries for {n} payloads")
+        self.values, self.bad = values, bad
+        if bad is not None:
+            self._items = items
+
+    def message(self, row: int) -> str:
+        """Why row ``row``'s port is bad."""
+        item = self._items[row]
+        if isinstance(item, pa.Scalar):
+            item = item.as_py()
+        elif isinstance(item, np.generic):
+            item = item.item()
+        return f"bad port {item!r}: an FPort is an integer 0-{MAX_PORT}"
+
+
+def _is_scalar_port(ports: Any) -> bool:
+    return isinstance(ports, (int, float, np.integer, np.floating)) or isinstance(ports, (str, bytes))
+
+
+def _from_ints(values: np.ndarray, unknown: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    values = np.asarray(values)
+    bad = (values < 0) | (values > MAX_PORT)
+    if unknown is not None:
+        bad &= ~unknown
+    ok = ~bad if unknown is None else ~bad & ~unknown
+    out = np.full(len(values), -1, np.int64)
+    out[ok] = values[ok]
+    return out, (bad if bad.any() else None)
+
+
+def _from_floats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    unknown = np.isnan(values)
+    with np.errstate(invalid="ignore"):
+        bad = ~unknown & ((values != np.floor(values)) | (values < 0) | (values > MAX_PORT))
+    ok = ~unknown & ~bad
+    out = np.full(len(values), -1, np.int64)
+    out[ok] = values[ok]
+    return out, (bad if bad.any() else None)
+
+
+def _check_numpy(ports: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    if ports.dtype.kind in "iu":
+        return _from_ints(ports, None)
+    if ports.dtype.kind == "f":
+        return _from_floats(ports.astype(np.float64, copy=False))
+    return _check_items(ports.tolist())
+
+
+def _check_arrow(ports: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
+    t = ports.type
+    if pa.types.is_integer(t):
+        unknown = np.asarray(ports.is_null().to_numpy(zero_copy_only=False), bool)
+        values = np.asarray(ports.fill_null(0).to_numpy(zero_copy_only=False))
+        return _from_ints(values, unknown)
+    if pa.types.is_floating(t):
+        return _from_floats(np.asarray(ports.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)))
+    if pa.types.is_null(t):
+        return np.full(len(ports), -1, np.int64), None
+    return _check_items(ports.to_pylist())
+
+
+def _check_items(items: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """Python values one by one (lists, object arrays): what is not a port is a bad row."""
+    values = np.full(len(items), -1, np.int64)
+    bad = np.zeros(len(items), bool)
+    for row, item in enumerate(items):
+        if item is None or (isinstance(item, (float, np.floating)) and item != item):
+            continue  # unknown
+        if isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, float, np.integer, np.floating)):
+            bad[row] = True
+        elif 0 <= item <= MAX_PORT and item == int(item):
+            values[row] = int(item)
+        else:
+            bad[row] = True
+    return values, (bad if bad.any() else None)
 
 
 class _Outputs:
     """The output arrays of one batch, filled by kernel calls over row ranges."""
 
     def __init__(self, dc: DeviceClass, n: int, ports: Any):
+        # Checked whether or not a formula reads `port`: a wrong ports list is the caller's bug either way.
+        self.checked_ports = _Ports(ports, n)
         self.dc = dc
         self.kernel = dc.kernel
         self.rows_done = 0
         # Only what the layout needs is allocated: at a million rows every
         # untouched array still costs page faults on first write.
-        self.ports = _ports_array(ports, n) if dc.program.uses_port else None
+        self.ports = self.checked_ports.values if dc.program.uses_port else None
         self.err = np.empty(n, np.uint8)
         self.bits_used = np.zeros(n, np.int64) if dc.layout.dynamic else None
         self.columns, self.arrays = [], []
@@ -215,6 +317,8 @@ class _Outputs:
         bits_used = _NO_BITS if self.bits_used is None else self.bits_used[first:last]
         arrays = [a[first:last] for a in self.arrays]
         row_offsets, row_err = offsets[first : last + 1], in_err[first:last]
+        if self.checked_ports.bad is not None:  # a bad port fails its row like a bad payload
+            row_err = row_err | self.checked_ports.bad[first:last].view(np.uint8)
         stride = uniform_stride(row_offsets, row_err)
         if stride >= 0:
             self.kernel.fixed(data[row_offsets[0] :], stride, count, ports, self.err[first:last], bits_used, *arrays)
@@ -224,7 +328,12 @@ class _Outputs:
 
     def batch(self, buffer, include_hidden: bool):
         err = self.err
-        input_errors = buffer.error_messages() if (len(err) and err.max() == ERR_INPUT) else None
+        input_errors = None
+        if len(err) and err.max() == ERR_INPUT:
+            input_errors = buffer.error_messages()  # a bad payload is named before a bad port
+            if self.checked_ports.bad is not None:
+                for row in np.flatnonzero(self.checked_ports.bad).tolist():
+                    input_errors[row] = input_errors[row] or self.checked_ports.message(row)
         program = self.dc.program
         return DecodedBatch(
             class_name=self.dc.name,

@@ -7,12 +7,17 @@ parse tree into the small node set below and turns Lark's errors into
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 import re
+import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from ..errors import ScriptError
@@ -30,7 +35,48 @@ __all__ = [
     "Conditional",
     "Call",
     "parse_formula",
+    "MAX_NESTING",
+    "nesting_allowance",
 ]
+
+# How deep a formula may nest: every operator, call and pair of parentheses is one
+# level. Lookup tables written as chained ternaries (`a == 0 ? 0 : a == 1 ? 10 : ...`)
+# and long sums are real and need a few hundred; beyond this a formula is refused.
+MAX_NESTING = 1000
+
+# The parser (Lark's LALR) is iterative, but turning its tree into our AST, lowering
+# the AST and emitting the kernel are recursive walks, each a few Python frames per
+# level (at most 2 IR levels per AST level). Rather than rewrite them as explicit
+# stacks, the interpreter's recursion limit is raised around them, by what MAX_NESTING
+# needs, and restored after (see nesting_allowance).
+_FRAMES_PER_LEVEL = 16
+_allowance_lock = threading.Lock()
+_allowance_users = 0
+_saved_limit = 0
+
+
+@contextlib.contextmanager
+def nesting_allowance(levels: int = MAX_NESTING) -> Iterator[None]:
+    """Within: Python's recursion limit leaves room for our walks over a formula nested ``levels`` deep.
+
+    The limit is process-wide; it is raised on the first entry and restored
+    when the last one (of any thread) leaves.
+    """
+    global _allowance_users, _saved_limit
+    with _allowance_lock:
+        if _allowance_users == 0:
+            _saved_limit = sys.getrecursionlimit()
+        _allowance_users += 1
+        wanted = _saved_limit + levels * _FRAMES_PER_LEVEL
+        if sys.getrecursionlimit() < wanted:
+            sys.setrecursionlimit(wanted)
+    try:
+        yield
+    finally:
+        with _allowance_lock:
+            _allowance_users -= 1
+            if _allowance_users == 0:
+                sys.setrecursionlimit(_saved_limit)
 
 
 @dataclass(frozen=True)
@@ -133,12 +179,12 @@ def _unescape(token: Token) -> str:
 def _number(token: Token) -> float:
     text = str(token)
     low = text.lower()
-    if low.startswith("0x"):
-        return float(int(text[2:], 16))
-    if low.startswith("0b"):
-        return float(int(text[2:], 2))
-    if low.startswith("0o"):
-        return float(int(text[2:], 8))
+    for prefix, base in (("0x", 16), ("0b", 2), ("0o", 8)):
+        if low.startswith(prefix):
+            try:
+                return float(int(text[2:], base))  # rounded to the nearest double, as JavaScript does
+            except OverflowError:  # past the largest double: JavaScript's Infinity
+                return math.inf
     if len(text) > 1 and text[0] == "0" and text[1].isdigit():
         raise ScriptError(
             f"number {text!r} has a leading zero (a legacy octal in JavaScript); write it without the zero",
@@ -221,6 +267,21 @@ def _describe_unexpected(err: UnexpectedInput, text: str) -> str:
     return "syntax error"
 
 
+def _nesting(tree: Tree) -> tuple[int, Token | None]:
+    """How many levels ``tree`` nests (0 for a lone name or number), and the first token at the
+    deepest level; walked with a stack, so any depth is measured without recursion."""
+    top, deepest = 0, None
+    stack: list[tuple[Tree | Token | None, int]] = [(tree, 0)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, Token):
+            if level > top:
+                top, deepest = level, node
+        elif node is not None:
+            stack.extend((child, level + 1) for child in reversed(node.children))
+    return max(top - 1, 0), deepest
+
+
 @functools.lru_cache(maxsize=4096)
 def parse_formula(text: str) -> Node:
     """Parse one formula into an AST; raise ScriptError pointing at the bad token."""
@@ -229,7 +290,18 @@ def parse_formula(text: str) -> Node:
     if not text.strip():
         raise ScriptError("formula is empty")
     try:
-        return _ToAst().transform(_parser().parse(text))
+        tree = _parser().parse(text)
+        depth, deepest = _nesting(tree)
+        if depth > MAX_NESTING:
+            raise ScriptError(
+                f"formula nests {depth} levels deep; at most {MAX_NESTING} are allowed "
+                "(every operator and pair of parentheses is one)",
+                source=text,
+                line=deepest.line if deepest is not None else None,
+                column=deepest.column if deepest is not None else None,
+            )
+        with nesting_allowance(depth):
+            return _ToAst().transform(tree)
     except VisitError as err:
         if isinstance(err.orig_exc, ScriptError):
             inner = err.orig_exc

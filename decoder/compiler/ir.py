@@ -57,66 +57,90 @@ class Slot:
 # ---- expressions -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
+def _expr(cls: type) -> type:
+    """A frozen dataclass whose hash is computed once, when it is made.
+
+    The code generator looks every expression up in a dict (equal
+    subexpressions share one temporary). A generated dataclass hash walks the
+    whole subtree on every lookup: a 400-term sum took seconds, and deep trees
+    recursed in C. Children are made before their parent, so each hash here
+    combines hashes already known.
+    """
+    full_hash = None  # the dataclass's own field hash, known once the dataclass is made
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", full_hash(self))  # not a field: equality and repr ignore it
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    cls.__post_init__ = __post_init__  # set before dataclass(), whose __init__ then calls it
+    cls = dataclass(frozen=True)(cls)
+    full_hash = cls.__hash__
+    cls.__hash__ = __hash__
+    return cls
+
+
+@_expr
 class Expr:
     type: JsType
 
 
-@dataclass(frozen=True)
+@_expr
 class Const(Expr):
     value: float | bool | int | None  # string constants hold their code in the string table
 
 
-@dataclass(frozen=True)
+@_expr
 class SlotRef(Expr):
     slot: Slot
 
 
-@dataclass(frozen=True)
+@_expr
 class Builtin(Expr):
     name: str  # "port" | "length"
 
 
-@dataclass(frozen=True)
+@_expr
 class ToNumber(Expr):
     operand: Expr
 
 
-@dataclass(frozen=True)
+@_expr
 class Truthy(Expr):
     operand: Expr
 
 
-@dataclass(frozen=True)
+@_expr
 class Not(Expr):
     operand: Expr
 
 
-@dataclass(frozen=True)
+@_expr
 class Negate(Expr):
     operand: Expr  # a number
 
 
-@dataclass(frozen=True)
+@_expr
 class Arith(Expr):
     op: str  # + - * / % ** & | ^ << >> >>> on numbers
     left: Expr
     right: Expr
 
 
-@dataclass(frozen=True)
+@_expr
 class BitNot(Expr):
     operand: Expr
 
 
-@dataclass(frozen=True)
+@_expr
 class Compare(Expr):
     op: str  # < <= > >= on numbers
     left: Expr
     right: Expr
 
 
-@dataclass(frozen=True)
+@_expr
 class Equals(Expr):
     """JavaScript ==/=== after static type checks: `numeric` compares numbers."""
 
@@ -126,7 +150,7 @@ class Equals(Expr):
     same_kind: bool  # False: the kinds differ statically, so equal only if both are null
 
 
-@dataclass(frozen=True)
+@_expr
 class AndOr(Expr):
     """Boolean && / || over tests (used where only truthiness matters)."""
 
@@ -135,14 +159,14 @@ class AndOr(Expr):
     right: Expr
 
 
-@dataclass(frozen=True)
+@_expr
 class Select(Expr):
     test: Expr  # boolean, never null
     then: Expr
     otherwise: Expr
 
 
-@dataclass(frozen=True)
+@_expr
 class MathCall(Expr):
     function: str  # name in decoder._jsmath, e.g. "js_floor"
     args: tuple[Expr, ...]

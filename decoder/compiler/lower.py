@@ -399,6 +399,7 @@ class _Lowerer:
 def lower(spec: ClassSpec) -> Program:
     """Type-check a class's script and lower it to a row program."""
     lowerer = _Lowerer(spec)
-    lowerer.lower_parse()
-    lowerer.lower_calc()
+    with ast.nesting_allowance():  # the walks recurse once per nesting level of a formula
+        lowerer.lower_parse()
+        lowerer.lower_calc()
     return lowerer.program

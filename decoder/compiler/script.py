@@ -210,6 +210,8 @@ def _calc_element(index: int, el: Any, cls: str) -> CalcElement:
 def _spec(obj: dict, position: int) -> ClassSpec:
     raw_name = obj.get("name")
     raw_id = obj.get("id")
+    if raw_name is not None and not str(raw_name).strip():
+        raw_name = None  # a blank name names nothing (and is the partition of rows without a class)
     name = (
         str(raw_name) if raw_name is not None else (f"class {raw_id}" if raw_id is not None else f"class #{position}")
     )

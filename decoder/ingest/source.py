@@ -20,6 +20,7 @@ import os
 import queue
 import sys
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -139,7 +140,11 @@ def read_chunks(source, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Normalize
             yield chunk
     finally:
         stop.set()
-        while producer.is_alive():  # unblock a producer waiting to put, then let it see `stop`
+        # Unblock a producer waiting to put, then let it see `stop`. One blocked reading a
+        # pipe that stays open (stdin, interrupted by Ctrl-C or SIGTERM) cannot see it: it
+        # is a daemon thread, so after a second it is left to end with the process.
+        deadline = time.monotonic() + 1.0
+        while producer.is_alive() and time.monotonic() < deadline:
             try:
                 q.get_nowait()
             except queue.Empty:

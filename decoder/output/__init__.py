@@ -3,7 +3,17 @@
 
 from __future__ import annotations
 
-from .files import FORMATS, STDOUT_FORMATS, ErrorSink, JsonlSink, Sink, detect_format, open_sink
+from .files import (
+    FORMATS,
+    STDOUT_FORMATS,
+    ErrorSink,
+    JsonlSink,
+    Sink,
+    detect_format,
+    open_sink,
+    refusal,
+    remove_stale_temporaries,
+)
 from .rolling import RollingParquetSink
 
 __all__ = [
@@ -15,4 +25,6 @@ __all__ = [
     "RollingParquetSink",
     "detect_format",
     "open_sink",
+    "refusal",
+    "remove_stale_temporaries",
 ]

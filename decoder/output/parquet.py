@@ -1,9 +1,17 @@
 """The Parquet layout both Parquet outputs share: one writer's settings, and partitioning by class.
 
 With several classes bound (``engine.mixed``) rows are written Hive style,
-one directory per class, ``device_class=<name>/...`` (rows without a class
-under ``device_class=__HIVE_DEFAULT_PARTITION__``): each class has its own
-``decoded`` struct type, which one file cannot hold.
+one directory per class, ``device_class=<name>/...``, rows without a class
+under ``device_class=`` (an empty name). Not Hive's
+``__HIVE_DEFAULT_PARTITION__``: pyarrow's ``read_table`` (and so pandas)
+turns it into a dictionary holding a null that it then cannot unify
+("Cannot yet unify dictionaries with nulls"); an empty name reads as ``""``
+in pyarrow, pandas, polars and DuckDB alike. Every file has ONE
+schema, the engine's (``engine.schema``, what ``Engine.decode_packets``
+returns) without the partition column: ``decoded`` is the struct of every
+class's struct, set only on that class's rows. Readers take one file's
+schema for a whole directory (pyarrow, pandas, polars, DuckDB); with a
+schema per class they returned other classes' values as nulls, silently.
 """
 
 from __future__ import annotations
@@ -12,14 +20,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["PARTITION_KEY", "NULL_PARTITION", "segment", "partitions", "open_writer"]
+__all__ = [
+    "PARTITION_KEY",
+    "NULL_PARTITION",
+    "WRITTEN_BY",
+    "segment",
+    "file_schema",
+    "partitions",
+    "open_writer",
+    "written_by",
+]
 
 PARTITION_KEY = "device_class"
-NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+NULL_PARTITION = ""  # the partition of rows without a class (see the module docstring)
 COMPRESSION = "zstd"
+WRITTEN_BY = b"decoder.written_by"  # footer key: which command wrote a file ("decode", "stream")
 
 
 def segment(name: str | None) -> str:
@@ -38,13 +57,37 @@ def segment(name: str | None) -> str:
     return f"{PARTITION_KEY}={text}"
 
 
+def file_schema(engine: Any) -> pa.Schema:
+    """The schema of every file of a partitioned output: the engine's, without the partition column."""
+    schema = engine.schema
+    return schema.remove(schema.get_field_index(PARTITION_KEY))
+
+
 def partitions(chunk: Any, engine: Any) -> Iterator[tuple[str | None, pa.Schema, pa.Table]]:
-    """(class name, file schema, rows) per class of a decoded chunk, without the partition column."""
-    for name, table in chunk.by_class().items():
-        schema = engine.class_schema(name)
-        yield name, schema.remove(schema.get_field_index(PARTITION_KEY)), table.drop_columns([PARTITION_KEY])
+    """(class name, file schema, rows) per class present in a decoded chunk, rows without a class
+    last (name None); each table is ``chunk.table``'s rows of that class without the partition column."""
+    table = chunk.table.drop_columns([PARTITION_KEY])
+    schema = file_schema(engine)
+    index = chunk.class_index
+    present = np.unique(index).tolist()
+    for pos in sorted(present, key=lambda p: (p < 0, p)):
+        name = engine.classes[pos].name if pos >= 0 else None
+        rows = table if len(present) == 1 else table.take(pa.array(np.flatnonzero(index == pos)))
+        yield name, schema, rows
 
 
-def open_writer(path: str | Path, schema: pa.Schema) -> pq.ParquetWriter:
-    """A Parquet writer with the settings every output of ours uses."""
+def open_writer(path: str | Path, schema: pa.Schema, *, command: str) -> pq.ParquetWriter:
+    """A Parquet writer with the settings every output of ours uses; the footer says which
+    ``command`` wrote the file, so a later run knows what it may replace."""
+    schema = schema.with_metadata({**(schema.metadata or {}), WRITTEN_BY: command.encode()})
     return pq.ParquetWriter(str(path), schema, compression=COMPRESSION)
+
+
+def written_by(path: str | Path) -> str | None:
+    """The command that wrote the Parquet file at ``path`` (None: not ours, or not Parquet)."""
+    try:
+        metadata = pq.read_schema(str(path)).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return None
+    value = metadata.get(WRITTEN_BY)
+    return value.decode(errors="replace") if value is not None else None

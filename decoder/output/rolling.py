@@ -10,15 +10,20 @@ stream acknowledges its source only for rows already in a renamed file.
 
 With several classes bound (``engine.mixed``) the directory is partitioned
 by class like the batch output: ``DIR/device_class=<name>/part-....parquet``,
-each with its class's own ``decoded`` struct; one roll closes every open
-partition file.
+every file with the engine's schema (see ``parquet``); one roll closes
+every open partition file.
 
-Temporary files left by a consumer that died are removed on start: their
-rows were never acknowledged, so the source delivers them again.
+One consumer per directory: a consumer holds an exclusive lock
+(``flock``) on ``DIR/.decoder.lock`` while it runs, and a second one
+refuses to start (OutputError) instead of deleting the first one's open
+file. Holding the lock, a consumer removes the temporary files a consumer
+that died left: their rows were never acknowledged, so the source delivers
+them again.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from collections.abc import Callable
@@ -26,14 +31,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import OutputError
 from ..options import ROLL_ROWS, ROLL_SECONDS
 from . import parquet
 
-__all__ = ["RollingParquetSink"]
+__all__ = ["RollingParquetSink", "LOCK_NAME"]
 
 _TMP_PREFIX = ".part-"
 _TMP_SUFFIX = ".parquet.tmp"
+LOCK_NAME = ".decoder.lock"  # readers skip names that start with a dot
 
 
 class RollingParquetSink:
@@ -64,8 +70,9 @@ class RollingParquetSink:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise InputError(f"cannot write {self.directory}: {err.strerror or err}") from None
-        self.stale_removed = self._remove_stale()
+            raise OutputError(f"cannot write {self.directory}: {err.strerror or err}") from None
+        self._lock = _lock(self.directory)
+        self.stale_removed = self._remove_stale()  # only now: another consumer's open file is not stale
 
     def _remove_stale(self) -> int:
         removed = 0
@@ -87,11 +94,14 @@ class RollingParquetSink:
             self.opened = time.monotonic()
             self._seq += 1
             self._stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")[:-4] + "Z"
-        if not self.partitioned:
-            self._writer(None, self.engine.schema).write_table(chunk.table)
-        else:
-            for name, schema, table in parquet.partitions(chunk, self.engine):
-                self._writer(name, schema).write_table(table)
+        try:
+            if not self.partitioned:
+                self._writer(None, self.engine.schema).write_table(chunk.table)
+            else:
+                for name, schema, table in parquet.partitions(chunk, self.engine):
+                    self._writer(name, schema).write_table(table)
+        except OSError as err:  # disk full: name the output, not the input
+            raise OutputError(f"cannot write {self.directory}: {err.strerror or err}") from None
         self.rows += chunk.rows
 
     def _writer(self, name: str | None, schema: Any) -> Any:
@@ -103,9 +113,9 @@ class RollingParquetSink:
             final = folder / f"{base}.parquet"
             tmp = folder / f"{_TMP_PREFIX}{base[5:]}{_TMP_SUFFIX}"
             try:
-                writer = parquet.open_writer(tmp, schema)
+                writer = parquet.open_writer(tmp, schema, command="stream")
             except OSError as err:
-                raise InputError(f"cannot write {tmp}: {err}") from None
+                raise OutputError(f"cannot write {tmp}: {err.strerror or err}") from None
             entry = self._writers[name] = (writer, tmp, final)
         return entry[0]
 
@@ -129,19 +139,26 @@ class RollingParquetSink:
         ``before_rename``: called with every (temporary, final) path pair once
         all the files are complete on disk and before any is renamed, for a
         caller that records what a roll covers (a crash between two renames
-        then leaves a record to finish them from).
+        then leaves a record to finish them from). A failure to write is an
+        OutputError naming the file.
         """
         entries = list(self._writers.values())
-        for writer, tmp, _ in entries:
-            if metadata:
-                writer.add_key_value_metadata(metadata)
-            writer.close()
-            _fsync(tmp)
+        try:
+            for writer, tmp, _ in entries:
+                if metadata:
+                    writer.add_key_value_metadata(metadata)
+                writer.close()
+                _fsync(tmp)
+        except OSError as err:  # disk full: name the output
+            raise OutputError(f"cannot write {self.directory}: {err.strerror or err}") from None
         if before_rename is not None and entries:
             before_rename([(tmp, final) for _, tmp, final in entries])
         done: list[Path] = []
         for _, tmp, final in entries:
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except OSError as err:
+                raise OutputError(f"cannot write {final}: {err.strerror or err}") from None
             _fsync(final.parent)
             done.append(final)
         self._writers.clear()
@@ -156,8 +173,17 @@ class RollingParquetSink:
         return self.roll()
 
     def close(self) -> list[Path]:
-        """Roll what is open (nothing is lost on a clean stop)."""
-        return self.roll()
+        """Roll what is open (nothing is lost on a clean stop) and let the directory go."""
+        try:
+            return self.roll()
+        finally:
+            self.unlock()
+
+    def unlock(self) -> None:
+        """Release the directory for another consumer (after close or abort; idempotent)."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.close()  # closing the file releases the flock
 
     def abort(self) -> None:
         """Drop the open file(s): their rows were not acknowledged, so the source sends them again."""
@@ -173,6 +199,30 @@ class RollingParquetSink:
         self._writers.clear()
         self.rows = 0
         self.opened = None
+
+
+def _lock(directory: Path) -> Any:
+    """Hold ``directory/.decoder.lock`` exclusively (the open file; closing it lets go), or raise
+    OutputError naming the consumer that holds it."""
+    path = directory / LOCK_NAME
+    try:
+        handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), "r+b")
+    except OSError as err:
+        raise OutputError(f"cannot write {directory}: {err.strerror or err}") from None
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = handle.read(32).decode("ascii", "replace").strip()
+        handle.close()
+        who = f" (pid {holder})" if holder.isdigit() else ""
+        raise OutputError(f"{directory} is in use by another decoder stream{who}; one consumer per directory") from None
+    except OSError as err:  # a file system without locks
+        handle.close()
+        raise OutputError(f"cannot lock {path}: {err.strerror or err}") from None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n".encode())
+    handle.flush()
+    return handle
 
 
 def _fsync(path: Path) -> None:

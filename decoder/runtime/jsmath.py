@@ -73,6 +73,7 @@ __all__ = [
     "js_hypot2",
     "js_min2",
     "js_max2",
+    "js_select",
     "js_truthy",
 ]
 
@@ -349,3 +350,12 @@ def js_hypot2(a, b):
 def js_truthy(x):
     """ToBoolean of a number: false for +0, -0 and NaN."""
     return x == x and x != 0.0
+
+
+@_jit
+def js_select(test, then, otherwise):
+    """``test ? then : otherwise`` over values already computed: a call where a conditional
+    expression would be a branch. Kernels select this way so that a formula's chain of
+    ternaries (a lookup table) does not become hundreds of basic blocks, which numba's
+    SSA pass walks recursively; LLVM inlines the call back into a select."""
+    return then if test else otherwise

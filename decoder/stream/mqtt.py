@@ -37,14 +37,14 @@ import hashlib
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
 from ..errors import InputError
 from .stage import Message
 
-__all__ = ["MqttSource", "MqttPosition", "parse_url", "MQTT_MAX_ROWS"]
+__all__ = ["MqttSource", "MqttPosition", "parse_url", "redact", "MQTT_MAX_ROWS", "PASSWORD_ENV"]
 
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
@@ -54,6 +54,7 @@ DEFAULT_BUFFER = 8192  # messages received but not yet taken by the caller
 _BARRIER_TIMEOUT = 10.0
 _SOCKET_SLACK = 1024  # messages that may sit in socket buffers
 MQTT_MAX_ROWS = 18_000  # the largest batch for which holdable() stays above one batch
+PASSWORD_ENV = "DECODER_MQTT_PASSWORD"  # where decoder stream takes the broker password from
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,26 +72,47 @@ class MqttUrl:
     topic: str
     tls: bool
     username: str | None
-    password: str | None
+    password: str | None = field(default=None, repr=False)  # never shown
 
     def __str__(self) -> str:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}/{self.topic}"
+
+
+def redact(url: str) -> str:
+    """``url`` fit for a message: any password in it (``user:password@``) replaced by ``***``.
+
+    Everything before the last ``@`` counts as user information, so a password
+    holding ``/``, ``:`` or ``@`` unescaped is hidden too (a topic with an
+    ``@`` in it is then partly hidden in messages, which is the safe side).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    if "@" not in rest:
+        return url
+    auth, _, tail = rest.rpartition("@")
+    user, colon, _ = auth.partition(":")
+    return f"{scheme}{sep}{user}{':***' if colon else ''}@{tail}"
 
 
 def parse_url(url: str) -> MqttUrl:
     """``mqtt[s]://[user[:password]@]host[:port]/topic/filter`` (the filter may hold ``+`` and ``#``).
 
     The topic is everything after the first ``/`` past the host, taken as
-    it is (``#`` is not a URL fragment here); %-escapes are decoded.
+    it is (``#`` is not a URL fragment here); %-escapes are decoded. Error
+    messages show the URL without its password (:func:`redact`).
     """
+    shown = redact(url)
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ValueError(f"not an MQTT URL: {url!r} (expected mqtt://host:port/topic/#)")
+        raise ValueError(f"not an MQTT URL: {shown!r} (expected mqtt://host:port/topic/#)")
     tls = scheme.lower() in ("mqtts", "ssl")
     netloc, slash, topic = rest.partition("/")
+    if "@" in topic:  # most likely the end of a password holding an unescaped /: never use it as a topic
+        raise ValueError(f"{shown!r}: an @ after the host (write @ and / in a password or topic as %40 and %2F)")
     topic = unquote(topic)
     if not slash or not topic:
-        raise ValueError(f"{url!r}: no topic (expected mqtt://host:port/topic/#)")
+        raise ValueError(f"{shown!r}: no topic (expected mqtt://host:port/topic/#)")
     user = password = None
     if "@" in netloc:
         auth, _, netloc = netloc.rpartition("@")
@@ -100,18 +122,19 @@ def parse_url(url: str) -> MqttUrl:
     if netloc.startswith("["):  # [IPv6]:port
         host, _, tail = netloc[1:].partition("]")
         if tail.startswith(":"):
-            port = _port(tail[1:], url)
+            port = _port(tail[1:], shown)
     elif ":" in netloc:
         host, _, p = netloc.rpartition(":")
-        port = _port(p, url)
+        port = _port(p, shown)
     if not host:
-        raise ValueError(f"{url!r}: no host")
+        raise ValueError(f"{shown!r}: no host")
     return MqttUrl(host, port, topic, tls, user or None, password)
 
 
 def _port(text: str, url: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"{url!r}: bad port {text!r}")
+        # The text is not echoed: a password with an unescaped / ends up here.
+        raise ValueError(f"{url!r}: bad port (a number 1-65535; escape / : @ in a password as %2F %3A %40)")
     return int(text)
 
 
@@ -149,11 +172,14 @@ class MqttSource:
         keepalive: int = 30,
         connect_timeout: float = 10.0,
         log: Callable[[str], None] | None = None,
+        password: str | None = None,
     ) -> None:
         try:
             self.url = parse_url(url)
         except ValueError as err:
             raise InputError(str(err)) from None
+        # An explicit password (from the environment or a file) wins over one in the URL.
+        self._password = password if password is not None else self.url.password
         if not 1 <= receive_maximum <= MAX_RECEIVE:
             raise ValueError(f"receive_maximum must be 1..{MAX_RECEIVE}")
         self.client_id = client_id or default_client_id(self.url)
@@ -190,7 +216,7 @@ class MqttSource:
             manual_ack=True,
         )
         if self.url.username is not None:
-            client.username_pw_set(self.url.username, self.url.password)
+            client.username_pw_set(self.url.username, self._password)
         if self.url.tls:
             client.tls_set()
         client.on_connect = self._on_connect
@@ -250,7 +276,8 @@ class MqttSource:
         # Closing: dropped unacknowledged, so the broker delivers it again next time.
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if not self._closed:
+        # Before a first connection a disconnect is the refusal itself, which start() reports.
+        if not self._closed and self._connected_once:
             self.log(f"lost the connection to {self.url} ({reason_code}); reconnecting")
 
     def holdable(self, batch_rows: int) -> int:
