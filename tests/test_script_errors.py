@@ -204,8 +204,25 @@ calc_like = st.fixed_dictionaries(
         "formula": st.one_of(valid_formula, formula_text, json_values),
     }
 )
+# Scripts built from valid parts only: most compile, so the "or a decoder" half is exercised
+# whatever hypothesis draws (random parts alone made a compiling script rare).
+valid_scripts = st.fixed_dictionaries(
+    {
+        "name": st.text(max_size=5),
+        "script": st.fixed_dictionaries(
+            {
+                "parseElements": st.lists(valid_element, min_size=1, max_size=5),
+                "calculateElements": st.lists(
+                    st.fixed_dictionaries({"target": st.sampled_from(["r", "x.y"]), "formula": valid_formula}),
+                    max_size=3,
+                ),
+            }
+        ),
+    }
+)
 scripts = st.one_of(
     json_values,
+    valid_scripts,
     st.fixed_dictionaries(
         {
             "name": st.text(max_size=5),
