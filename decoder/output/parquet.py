@@ -32,12 +32,37 @@ __all__ = [
     "file_schema",
     "partitions",
     "open_writer",
+    "Writer",
     "written_by",
 ]
 
 PARTITION_KEY = "device_class"
 NULL_PARTITION = ""  # the partition of rows without a class (see the module docstring)
 COMPRESSION = "zstd"
+# Rows per row group: large enough for readers (and for zstd), small enough to hold in memory
+# while they gather; independent of how the input was chunked.
+ROW_GROUP_ROWS = 256 * 1024
+# Columns whose values repeat (devices, gateways, data rates, reasons): dictionary-encoded. The
+# rest (ids, times, payloads, measurements) would only pay for a hash table that overflows.
+DICTIONARY_COLUMNS = frozenset(
+    {
+        "provider",
+        "dev_eui",
+        "device_id",
+        "devaddr",
+        "port",
+        "frequency_mhz",
+        "spreading_factor",
+        "bandwidth_khz",
+        "coding_rate",
+        "gateway_id",
+        "gateway_name",
+        "input",
+        PARTITION_KEY,
+        "error",
+        "warnings",
+    }
+)
 WRITTEN_BY = b"decoder.written_by"  # footer key: which command wrote a file ("decode", "stream")
 
 
@@ -76,11 +101,71 @@ def partitions(chunk: Any, engine: Any) -> Iterator[tuple[str | None, pa.Schema,
         yield name, schema, rows
 
 
-def open_writer(path: str | Path, schema: pa.Schema, *, command: str) -> pq.ParquetWriter:
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Column paths to dictionary-encode: the repeating columns, and every dictionary-typed leaf
+    (a class's text outputs)."""
+    out = []
+
+    def visit(field: pa.Field, path: str) -> None:
+        if pa.types.is_struct(field.type):
+            for child in field.type:
+                visit(child, f"{path}.{child.name}")
+        elif pa.types.is_dictionary(field.type) or path in DICTIONARY_COLUMNS:
+            out.append(path)
+
+    for f in schema:
+        visit(f, f.name)
+    return out
+
+
+class Writer:
+    """A Parquet file with the settings every output of ours uses, written in row groups of
+    ``ROW_GROUP_ROWS`` whatever the size of the tables handed to it (they are held until a row
+    group is full, or the file closes)."""
+
+    def __init__(self, path: str | Path, schema: pa.Schema, *, command: str) -> None:
+        schema = schema.with_metadata({**(schema.metadata or {}), WRITTEN_BY: command.encode()})
+        self._file = pq.ParquetWriter(
+            str(path), schema, compression=COMPRESSION, use_dictionary=_dictionary_columns(schema)
+        )
+        self._held: list[pa.Table] = []
+        self._rows = 0
+
+    def write_table(self, table: pa.Table) -> None:
+        """Add rows; a row group is written each time ROW_GROUP_ROWS have gathered."""
+        if table.num_rows == 0:
+            return
+        self._held.append(table)
+        self._rows += table.num_rows
+        if self._rows >= ROW_GROUP_ROWS:
+            self._flush(whole_groups_only=True)
+
+    def _flush(self, whole_groups_only: bool = False) -> None:
+        if not self._held:
+            return
+        table = pa.concat_tables(self._held)
+        cut = (table.num_rows // ROW_GROUP_ROWS) * ROW_GROUP_ROWS if whole_groups_only else table.num_rows
+        if cut:
+            self._file.write_table(table.slice(0, cut), row_group_size=ROW_GROUP_ROWS)
+        rest = table.slice(cut)
+        self._held = [rest] if rest.num_rows else []
+        self._rows = rest.num_rows
+
+    def add_key_value_metadata(self, metadata: dict) -> None:
+        self._file.add_key_value_metadata(metadata)
+
+    def close(self) -> None:
+        """Write what is held and the footer."""
+        try:
+            self._flush()
+        finally:
+            self._file.close()
+
+
+def open_writer(path: str | Path, schema: pa.Schema, *, command: str) -> Writer:
     """A Parquet writer with the settings every output of ours uses; the footer says which
     ``command`` wrote the file, so a later run knows what it may replace."""
-    schema = schema.with_metadata({**(schema.metadata or {}), WRITTEN_BY: command.encode()})
-    return pq.ParquetWriter(str(path), schema, compression=COMPRESSION)
+    return Writer(path, schema, command=command)
 
 
 def written_by(path: str | Path) -> str | None:
