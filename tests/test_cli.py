@@ -123,6 +123,32 @@ def test_python_m_decoder_is_the_command(data):
     assert len(res.stdout.splitlines()) == N + 2
 
 
+def test_decode_does_not_pay_for_pandas(data, tmp_path):
+    """pyarrow would import pandas (when installed) on its first array: ~0.5 s of start-up for nothing."""
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "decoder",
+            "decode",
+            data / "packets.jsonl",
+            "--classes",
+            CLASSES / "test_device_class.json",
+            "-o",
+            tmp_path / "o.parquet",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    loaded = [line for line in res.stderr.splitlines() if line.rstrip().endswith("pandas")]
+    assert all(int(line.split("|")[1]) < 1000 for line in loaded), loaded  # refused at once, never loaded
+
+
 def test_help_imports_neither_numba_nor_pyarrow():
     res = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "decoder", "--help"], capture_output=True, text=True, timeout=60
