@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import DecoderError, InputError, OutputError, ScriptError
+from .errors import DecoderError, InputError, InputTruncated, OutputError, ScriptError
 
 __all__ = [
     "compile",
@@ -23,6 +23,7 @@ __all__ = [
     "Message",
     "ScriptError",
     "InputError",
+    "InputTruncated",
     "OutputError",
     "DecoderError",
 ]

@@ -54,8 +54,13 @@ outputs are written under a temporary name and renamed when complete; an existin
   regular file, or a dataset an earlier decode wrote, is replaced; any other directory
   is refused (exit 2). Ctrl-C and SIGTERM remove the temporaries.
 
+input that stops partway (a truncated .gz): every whole line before the cut is
+  decoded and written with the other inputs, the cut is reported with its file
+  and line, and the exit status is 1.
+
 exit status: 0 done (rows that failed are in the output with their error),
-  1 input or classes could not be read, or the output could not be written,
+  1 input or classes could not be read (or an input stopped partway), or the
+  output could not be written,
   2 usage, or an output that would replace data this run did not write,
   130 Ctrl-C, 143 SIGTERM.
 """
@@ -574,13 +579,17 @@ def _stdin_source() -> Any:
         return "-"
 
 
-def _decode_input(path: str, engine: Any, chunk_bytes: int, write: Any, progress: _Progress, summary: Any) -> None:
+def _decode_input(
+    path: str, engine: Any, chunk_bytes: int, write: Any, progress: _Progress, summary: Any
+) -> str | None:
     """Decode one input file (or stdin) chunk by chunk, handing each chunk to ``write``.
 
-    A failure to read is an _InputProblem naming the input; a failure to write
+    Input that stops being readable partway (a truncated ``.gz``) returns its
+    one-line reason, after every row before it was written. Input that cannot
+    be read at all is an _InputProblem naming it; a failure to write
     (OutputError from the sinks) passes through, naming the output.
     """
-    from .errors import OutputError
+    from .errors import InputTruncated, OutputError
 
     tracked = None
     if path == "-":
@@ -597,6 +606,8 @@ def _decode_input(path: str, engine: Any, chunk_bytes: int, write: Any, progress
             progress.update(label, summary.rows, summary.started, tracked.fraction() if tracked else None)
     except (BrokenPipeError, OutputError):
         raise
+    except InputTruncated as err:
+        return f"{err}; the {err.line:,} lines before it were decoded"
     except DecoderError as err:
         text = str(err)
         raise _InputProblem(text if label in text else f"{label}: {text}") from None
@@ -607,6 +618,7 @@ def _decode_input(path: str, engine: Any, chunk_bytes: int, write: Any, progress
     finally:
         if tracked is not None:
             tracked.close()
+    return None
 
 
 def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
@@ -635,8 +647,11 @@ def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
                 if errors is not None:
                     errors.write(chunk)
 
-            for path in args.inputs:
-                _decode_input(path, engine, chunk_bytes, write, progress, summary)
+            cut_short = [
+                reason
+                for path in args.inputs
+                if (reason := _decode_input(path, engine, chunk_bytes, write, progress, summary)) is not None
+            ]
             progress.clear()
             written = sink.close()
             if errors is not None:
@@ -652,7 +667,9 @@ def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
         sys.stderr.write(f"output     {written}\n")
         if errors is not None:
             sys.stderr.write(f"errors to  {args.errors} ({errors.count:,} records)\n")
-    return 0
+    for reason in cut_short:
+        _fail(reason)
+    return 1 if cut_short else 0
 
 
 class _Terminated(BaseException):

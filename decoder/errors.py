@@ -80,5 +80,16 @@ class InputError(DecoderError):
     """Input could not be read (a file, a stream, a registry)."""
 
 
+class InputTruncated(InputError):
+    """Input stopped being readable partway (truncated or corrupt compressed data, a read error).
+
+    Raised after every whole line before the failure was delivered: ``line`` is
+    the last line read (0 when none was)."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
+
 class OutputError(DecoderError):
     """Output could not be written (a file, a directory), or would replace data this run did not write."""

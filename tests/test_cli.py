@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pyarrow as pa
@@ -325,15 +326,17 @@ def test_stdin_to_stdout(data):
 # -- failures: exit 1, nothing partial left behind ------------------------------------------------
 
 
-def test_unreadable_input_exits_1_without_partial_output(data, tmp_path):
+def test_truncated_gzip_keeps_what_was_read_and_exits_1(data, tmp_path):
     whole = (data / "packets.jsonl.gz").read_bytes()
     broken = tmp_path / "broken.jsonl.gz"
     broken.write_bytes(whole[: len(whole) // 2])  # truncated gzip: fails after the first chunks
-    out = tmp_path / "out.csv"
+    readable = zlib.decompressobj(wbits=31).decompress(whole[: len(whole) // 2]).count(b"\n")
+    out = tmp_path / "out.jsonl"
     res = run(
         "decode",
         data / "packets.jsonl",
         broken,
+        data / "packets.jsonl",
         "--classes",
         CLASSES / "test_device_class.json",
         "-o",
@@ -345,8 +348,18 @@ def test_unreadable_input_exits_1_without_partial_output(data, tmp_path):
     )
     assert res.returncode == 1
     err = res.stderr.decode()
-    assert err.startswith("decoder: error: ") and "broken.jsonl.gz" in err and "Traceback" not in err
-    assert sorted(os.listdir(tmp_path)) == ["broken.jsonl.gz"]  # no output, no temp files
+    assert f"decoder: error: {broken}: truncated gzip data after line {readable:,}" in err or (
+        f"decoder: error: {broken}: truncated gzip data after line {readable}:" in err
+    )
+    assert "Traceback" not in err
+    # The inputs before and after the cut, and every whole line before it, are in the output.
+    lines = [json.loads(x)["line"] for x in out.read_text().splitlines()]
+    errors = [json.loads(x) for x in (tmp_path / "errors.jsonl").read_text().splitlines()]
+    per_input = (lines.count(1), sum(1 for e in errors if e["input"] == str(broken)))
+    assert per_input[0] == 3  # line 1 of each input
+    full = sum(1 for _ in open(data / "packets.jsonl", "rb"))
+    assert max(lines) == full and readable < full
+    assert not [x for x in os.listdir(tmp_path) if "tmp" in x]  # no temporaries left
 
 
 def test_failure_keeps_the_previous_output(data, tmp_path):

@@ -11,13 +11,14 @@ import io
 import json
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import orjson
 import pyarrow as pa
 import pytest
 
-from decoder.errors import InputError
+from decoder.errors import InputError, InputTruncated
 from decoder.ingest import Reader, normalize_values, read_chunks
 from decoder.ingest.parse import _Bad
 
@@ -313,16 +314,29 @@ def test_gzip_by_suffix_and_by_magic(tmp_path, bad_file):
         assert up.equals(ref) and sorted(bad) == sorted(ref_bad)
 
 
-def test_truncated_gzip_names_file_and_line(tmp_path):
+def _readable_prefix(blob: bytes) -> bytes:
+    """What zlib can inflate of a cut gzip stream."""
+    return zlib.decompressobj(wbits=31).decompress(blob)
+
+
+def test_truncated_gzip_delivers_every_whole_line_then_names_file_and_line(tmp_path):
     path = _generate(tmp_path, 400, seed=3)
     gz = tmp_path / "t.jsonl.gz"
     blob = gzip.compress(path.read_bytes())
     gz.write_bytes(blob[: len(blob) * 2 // 3])
-    with pytest.raises(InputError) as e:
-        for _ in read_chunks(gz, chunk_bytes=4096):
-            pass
+    whole_lines = _readable_prefix(blob[: len(blob) * 2 // 3]).count(b"\n")
+    assert 0 < whole_lines < 400
+    got = []
+    with pytest.raises(InputTruncated) as e:
+        for chunk in read_chunks(gz, chunk_bytes=4096):
+            got.append(chunk)
     msg = str(e.value)
-    assert str(gz) in msg and "truncated gzip" in msg and "after line" in msg
+    assert str(gz) in msg and "truncated gzip" in msg and f"after line {whole_lines}:" in msg
+    assert e.value.line == whole_lines
+    assert sum(c.total_lines for c in got) == whole_lines  # every whole line was handed on
+    _, ref, _, _ = _read_all(path)
+    lines = pa.concat_tables([c.uplinks for c in got]).column("line").to_pylist()
+    assert lines == [x for x in ref.column("line").to_pylist() if x <= whole_lines]
 
 
 def test_corrupt_gzip_names_file(tmp_path):
