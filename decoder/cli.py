@@ -633,7 +633,7 @@ def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
         if reason is not None:
             raise _Refused(reason)
     registry = _registry(args)
-    engine = Engine(registry, include_hidden=args.include_hidden, chunk_bytes=chunk_bytes)
+    engine = Engine(registry, include_hidden=args.include_hidden, chunk_bytes=chunk_bytes, input_column=True)
     summary = Summary()
     progress = _Progress(sys.stderr.isatty() and not args.quiet)
     with _TerminateLikeInterrupt():

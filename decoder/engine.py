@@ -61,6 +61,7 @@ NORMALIZED_COLUMN = "normalized"
 ERROR_COLUMN = "error"
 WARNINGS_COLUMN = "warnings"
 NO_PAYLOAD = "no payload"
+INPUT_COLUMN = "input"
 
 
 def _np(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -201,6 +202,13 @@ class DecodedChunk:
         """The output columns: the normalized uplink columns, then the class, its output, its
         normalized payload (when a class maps one), the error and the warnings of ``rows`` (None: all)."""
         take = None if rows is None else pa.array(rows, pa.int64())
+        if self.engine.input_column:  # which input each row came from (line numbers restart per input)
+            n = base.num_rows
+            inputs = pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(n, np.int32), mask=np.full(n, self.source is None)),
+                pa.array([self.source or ""], pa.string()),
+            )
+            base = base.add_column(base.schema.get_field_index("line") + 1, INPUT_COLUMN, inputs)
         table = base.append_column(CLASS_COLUMN, device_class).append_column(
             pa.field(DECODED_COLUMN, decoded.type), decoded
         )
@@ -393,6 +401,9 @@ class Engine:
 
     ``registry`` may also be one compiled class or a list of them (each
     then bound to every device; with several, their ``ports`` choose).
+    ``input_column``: add an ``input`` column after ``line`` naming the file
+    each row came from (line numbers restart per file; ``decoder decode``
+    sets it); null for rows of in-memory values.
     """
 
     def __init__(
@@ -401,6 +412,7 @@ class Engine:
         *,
         include_hidden: bool = False,
         chunk_bytes: int = CHUNK_BYTES,
+        input_column: bool = False,
     ) -> None:
         if not isinstance(registry, Registry):
             classes = list(registry) if isinstance(registry, (list, tuple)) else [registry]
@@ -411,6 +423,7 @@ class Engine:
         self.registry = registry
         self.include_hidden = include_hidden
         self.chunk_bytes = chunk_bytes
+        self.input_column = input_column
         self.classes: list[Any] = registry.bound_classes
         names = [dc.name for dc in self.classes]
         self._registry_version = registry.version

@@ -260,6 +260,35 @@ def test_errors_file_has_every_failed_row_with_its_line(parquet_run, data):
     assert [r["line"] for r in records] == sorted(r["line"] for r in records)
 
 
+def test_failed_rows_keep_the_payload_text_they_came_with(tmp_path):
+    ff = '{"device_eui":"0004A30B001C0530","uid":"%s","payload":"%s","port":1,"fcnt":1,"gwrx":[]}'
+    he = '{"category":"uplink","sub_category":"uplink_unconfirmed","id":"h","device_id":"d","data":{"payload":"%s"}}'
+    src = tmp_path / "p.jsonl"
+    src.write_text("\n".join([ff % ("odd", "ABC"), ff % ("bad", "zz01"), he % "@@@=", ff % ("ok", "0102")]) + "\n")
+    out, errors = tmp_path / "out.jsonl", tmp_path / "errors.jsonl"
+    res = run("decode", src, "--classes", CLASSES, "--class", "Test Device Class", "-o", out, "--errors", errors)
+    assert res.returncode == 0, res.stderr.decode()
+    rows = {r["packet_id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert [rows[k]["payload_text"] for k in ("odd", "bad", "h")] == ["ABC", "zz01", "@@@="]
+    assert rows["ok"]["payload_text"] is None and rows["ok"]["payload"] is not None  # decodable text: bytes only
+    failed = {r["packet_id"]: r for r in map(json.loads, errors.read_text().splitlines())}
+    assert [failed[k]["payload_text"] for k in ("odd", "bad", "h")] == ["ABC", "zz01", "@@@="]
+
+
+def test_every_row_names_its_input_file(data, tmp_path):
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl.gz"
+    first.write_bytes((data / "packets.jsonl").read_bytes())
+    second.write_bytes((data / "packets.jsonl.gz").read_bytes())
+    out = tmp_path / "out.parquet"
+    res = run("decode", first, second, "--classes", CLASSES, "--class", "Test Device Class", "-o", out, "-q")
+    assert res.returncode == 0, res.stderr.decode()
+    table = pq.read_table(out)
+    inputs, lines = table.column("input").to_pylist(), table.column("line").to_pylist()
+    half = len(inputs) // 2
+    assert inputs == [str(first)] * half + [str(second)] * half
+    assert lines[:half] == lines[half:] and lines[0] == 1  # line numbers restart per input
+
+
 def test_arrow_csv_jsonl_read_back(data, parquet_run):
     out_pq, _ = parquet_run
     expected_rows = N + 2

@@ -145,7 +145,7 @@ def _uplinks(raw: RawRows, providers: list, up: np.ndarray, receptions: Receptio
     for p in providers:
         rows = np.flatnonzero(p.up)
         cols = p.columns(rows, best_of(rows))
-        cols["payload"], cols["payload_error"] = _payloads(cols["payload"], p.encoding)
+        cols["payload"], cols["payload_error"], cols["payload_text"] = _payloads(cols["payload"], p.encoding)
         cols["provider"] = pa.array(np.full(len(rows), PROVIDER_NAMES.index(p.provider), np.int32))
         pieces.append((rows, cols))
     order = None
@@ -181,6 +181,7 @@ def _uplinks(raw: RawRows, providers: list, up: np.ndarray, receptions: Receptio
                 "port",
                 "confirmed",
                 "payload",
+                "payload_text",
                 "frequency_mhz",
                 "spreading_factor",
                 "bandwidth_khz",
@@ -202,20 +203,21 @@ def _typed(a: pa.Array, type_: pa.DataType) -> pa.Array:
     return a if a.type == type_ else a.cast(type_)
 
 
-def _payloads(text: pa.Array, encoding: str) -> tuple[pa.Array, pa.Array]:
-    """Payload text -> (bytes, error message per row; null where decoded)."""
+def _payloads(text: pa.Array, encoding: str) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Payload text -> (bytes, error message per row, the text kept where it could not be decoded; null elsewhere)."""
     m = len(text)
     if m == 0:
-        return pa.array([], pa.binary()), pa.array([], pa.string())
+        return pa.array([], pa.binary()), pa.array([], pa.string()), pa.array([], pa.string())
     buf = to_buffer(text, encoding)
     binary = buf.to_arrow()
     code = np.asarray(buf.error)
     bad = np.flatnonzero(code)
     if not len(bad):
-        return binary, nulls(m, pa.string())
+        return binary, nulls(m, pa.string()), nulls(m, pa.string())
     messages = [None] * m
     for i in bad:
         messages[i] = buf.error_message(int(i))
     if binary.null_count < len(bad):  # a failed row is null, not empty bytes
         binary = pc.if_else(pa.array(code == 0), binary, pa.scalar(None, pa.binary()))
-    return binary, pa.array(messages, pa.string())
+    kept = combine(text).take(pa.array(np.where(code != 0, np.arange(m), 0), mask=code == 0))
+    return binary, pa.array(messages, pa.string()), kept

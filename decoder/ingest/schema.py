@@ -40,6 +40,7 @@ UPLINK_SCHEMA = pa.schema(
         ("port", pa.int64()),
         ("confirmed", pa.bool_()),
         ("payload", pa.binary()),
+        ("payload_text", pa.string()),  # the payload as received, kept only where it could not be decoded
         ("frequency_mhz", pa.float64()),
         ("spreading_factor", pa.int64()),
         ("bandwidth_khz", pa.float64()),

@@ -107,14 +107,15 @@ def json_rows(table: pa.Table, *, mixed: bool, maps: bool = False) -> list[dict]
     return rows
 
 
-ERROR_COLUMNS = ("provider", "packet_id", "dev_eui", "device_id", "port", "payload", "device_class")
+ERROR_COLUMNS = ("provider", "packet_id", "dev_eui", "device_id", "port", "payload", "payload_text", "device_class")
 
 
 def error_records(chunk: Any, tag: Callable[[int], dict]) -> list[dict]:
     """Every failed row and bad line of a decoded chunk as a JSON-ready dict, in input order.
 
     A failed row: ``{"line", **tag(line), "error", "provider", "packet_id",
-    "dev_eui", "device_id", "port", "payload" (hex), "device_class"}``; a bad
+    "dev_eui", "device_id", "port", "payload" (hex), "payload_text" (as
+    received, where it could not be decoded), "device_class"}``; a bad
     line (no uplink in it): ``{"line", **tag(line), "error"}``. ``tag`` adds
     where the line came from (the input file, a stream position).
     """
