@@ -711,15 +711,23 @@ def _stdin_lines(fd: int | None = None) -> Iterator[bytes]:
         except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
             yield from (line.rstrip(b"\n") for line in sys.stdin.buffer)
             return
-    rest = b""
+    pieces: list[bytes] = []  # the open line's parts: joined once, so a long line costs its length
     while True:
-        data = os.read(fd, 1 << 16)
+        data = os.read(fd, 1 << 20)
         if not data:
             break
-        *lines, rest = (rest + data).split(b"\n")
+        if b"\n" not in data:
+            pieces.append(data)
+            continue
+        *lines, rest = data.split(b"\n")
+        if pieces:
+            lines[0] = b"".join([*pieces, lines[0]])
+            pieces = []
         yield from lines
-    if rest:
-        yield rest
+        if rest:
+            pieces.append(rest)
+    if pieces:
+        yield b"".join(pieces)
 
 
 class _StopOnSignals:

@@ -89,7 +89,7 @@ def test_bad_messages_go_to_the_errors_file_with_their_line(tmp_path: Path):
         b'{"uid":"u-short","device_eui":"0102030405060708","payload":"00","port":1}',
     ]
     errors = tmp_path / "errors.jsonl"
-    with StreamProcess("--classes", TEST_CLASS, "--errors", str(errors), "-q") as p:
+    with StreamProcess("--classes", TEST_CLASS, "--errors", str(errors)) as p:
         p.proc.stdin.write(b"\n".join(messages) + b"\n")
         p.close_stdin()
         assert p.wait() == 0
@@ -98,9 +98,40 @@ def test_bad_messages_go_to_the_errors_file_with_their_line(tmp_path: Path):
     assert rows[-1]["error"].startswith("payload too short")
     records = [orjson.loads(line) for line in errors.read_bytes().splitlines()]
     assert [(r["line"], r["position"]) for r in records] == [(2, 2), (4, 4), (7, 7)]
+    # The summary reconciles: messages = blank + uplinks + skipped + bad (one value per line here).
+    p.wait_for_stderr("messages/s")
+    err = p.stderr
+    assert "(1 blank;" in err
+    parts = [summary_value(err, k) for k in ("uplinks", "skipped", "bad")]
+    assert summary_value(err, "messages") == 1 + sum(parts)
     assert records[0]["error"].startswith("malformed JSON")
     assert records[2]["packet_id"] == "u-short"
-    assert p.stderr == ""  # -q, and errors went to the file
+    assert '"line"' not in err  # the error records went to the file, not stderr
+
+
+def test_stdin_lines_are_whole_however_the_pipe_cuts_them():
+    import os
+    import threading
+
+    from decoder.cli import _stdin_lines
+
+    long_line = b'{"x": "' + b"a" * 3_000_000 + b'"}'
+    data = b"one\n" + long_line + b"\n\ntwo\nthree"
+    r, w = os.pipe()
+
+    def feed():
+        for k in range(0, len(data), 70_001):  # reads end mid-line, mid-newline-run
+            os.write(w, data[k : k + 70_001])
+        os.close(w)
+
+    t = threading.Thread(target=feed)
+    t.start()
+    try:
+        got = list(_stdin_lines(r))
+    finally:
+        t.join()
+        os.close(r)
+    assert got == [b"one", long_line, b"", b"two", b"three"]
 
 
 def test_rolling_parquet_files_on_stdin(tmp_path: Path):

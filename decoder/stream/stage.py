@@ -83,6 +83,7 @@ class StreamStats:
     """Running totals of a stream (a copy rides on every batch)."""
 
     messages: int = 0  # messages taken, blank ones included
+    blank: int = 0  # blank messages (empty or whitespace lines): nothing to decode, not bad
     uplinks: int = 0  # rows: uplinks found in the messages
     decoded: int = 0
     errors: Counter = field(default_factory=Counter)  # failed rows by reason
@@ -117,6 +118,7 @@ class StreamStats:
     def as_dict(self) -> dict:
         return {
             "messages": self.messages,
+            "blank_messages": self.blank,
             "uplinks": self.uplinks,
             "decoded": self.decoded,
             "errors": dict(self.errors),
@@ -134,7 +136,9 @@ class StreamStats:
     def format(self) -> str:
         """A few lines for humans (stderr)."""
         out = [
-            f"messages   {self.messages:>12,}   ({self.redelivered:,} redelivered; {self.batches:,} batches)",
+            f"messages   {self.messages:>12,}   ("
+            + (f"{self.blank:,} blank; " if self.blank else "")
+            + f"{self.redelivered:,} redelivered; {self.batches:,} batches)",
             f"uplinks    {self.uplinks:>12,}",
             f"decoded    {self.decoded:>12,}",
             f"errors     {self.failed:>12,}",
@@ -408,6 +412,7 @@ class StreamStage:
         )
         s = self.stats
         s.messages += len(bodies)
+        s.blank += len(bodies) - norm.lines
         s.uplinks += chunk.rows
         s.decoded += chunk.decoded
         for reason_text, count in chunk.errors.items():
