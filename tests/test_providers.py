@@ -241,6 +241,7 @@ def _check_firefly_seed(chunk):
         "port": 2,
         "confirmed": False,  # unconfirmed_data_up
         "payload": bytes.fromhex("415141414277673D"),
+        "payload_text": None,  # kept only where the text could not be decoded
         "frequency_mhz": 866.349812,  # Firefly values are not float32: kept as printed
         "spreading_factor": 7,
         "bandwidth_khz": 125.0,
@@ -342,6 +343,7 @@ def test_helium_device_event():
         "port": 1,
         "confirmed": True,  # uplink_confirmed
         "payload": base64.b64decode("payload" + "="),
+        "payload_text": None,
         "frequency_mhz": 905.3,  # 905.2999877929688 through float32
         "spreading_factor": 9,
         "bandwidth_khz": 125.0,
