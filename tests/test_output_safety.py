@@ -293,7 +293,7 @@ def test_a_second_stream_consumer_on_a_directory_refuses_and_the_first_loses_not
         res = run_cli("stream", "--classes", TEST_CLASS, "-o", out, "-q", stdin=b"\n".join(lines[10:]))
         assert res.returncode == 1
         line = one_error_line(res.stderr)
-        assert f"in use by another decoder stream (pid {first.proc.pid})" in line
+        assert f"in use by another decoder stream or serve (pid {first.proc.pid})" in line
         assert open_file.exists()  # not taken for a dead consumer's leftover
 
         for line_ in lines[10:]:

@@ -314,3 +314,26 @@ def test_kill_9_under_load_then_restart_loses_nothing_acknowledged_and_duplicate
     assert set(counts) <= sent | {orjson.loads(x)["uid"] for x in late}
     assert {orjson.loads(x)["uid"] for x in late} <= counts.keys()
     assert not list((out / ".wal").glob("wal-*.log")), "a clean stop leaves no log segment"
+
+
+def test_a_second_server_on_a_directory_refuses_before_touching_the_first_ones_log(tmp_path):
+    out = tmp_path / "out"
+    lines = generated_lines(12, seed=41, mix="firefly=1")
+    args = ["--classes", TEST_CLASS, "-o", str(out), "--max-delay", "0.2", "--roll-seconds", "600", "-q"]
+    with ServeProcess(*args) as first:
+        for line in lines[:6]:
+            assert first.post(line).status_code == 200  # acknowledged: in the log, not yet in a file
+        log = sorted((out / ".wal").rglob("*"))
+        before = {p: p.read_bytes() for p in log if p.is_file()}
+        assert before and not list(out.rglob("part-*.parquet"))
+
+        res = run_cli("serve", "--port", "0", *args)
+        assert res.returncode == 1
+        err = res.stderr.decode()
+        assert f"in use by another decoder stream or serve (pid {first.proc.pid})" in err and "Traceback" not in err
+        assert {p: p.read_bytes() for p in before} == before  # the first server's log untouched
+
+        for line in lines[6:]:
+            assert first.post(line).status_code == 200
+        assert first.stop(signal.SIGTERM) == 0, first.stderr
+    assert sorted(r["packet_id"] for r in _rows(out)) == sorted(orjson.loads(x)["uid"] for x in lines)

@@ -52,7 +52,10 @@ class RollingParquetSink:
         *,
         roll_rows: int = ROLL_ROWS,
         roll_seconds: float = ROLL_SECONDS,
+        lock: Any = None,
     ) -> None:
+        """``lock``: the directory's lock from :func:`lock_directory` when the caller had to hold it
+        first (``decoder serve`` replays its log before the sink starts); taken here otherwise."""
         if roll_rows < 1 or not roll_seconds > 0:
             raise ValueError("roll_rows and roll_seconds must be positive")
         self.directory = Path(directory)
@@ -67,11 +70,7 @@ class RollingParquetSink:
         self._writers: dict[str | None, tuple[Any, Path, Path]] = {}  # class -> (writer, tmp, final)
         self._seq = 0
         self._stamp = ""
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise OutputError(f"cannot write {self.directory}: {err.strerror or err}") from None
-        self._lock = _lock(self.directory)
+        self._lock = lock if lock is not None else lock_directory(self.directory)
         self.stale_removed = self._remove_stale()  # only now: another consumer's open file is not stale
 
     def _remove_stale(self) -> int:
@@ -201,9 +200,14 @@ class RollingParquetSink:
         self.opened = None
 
 
-def _lock(directory: Path) -> Any:
+def lock_directory(directory: str | os.PathLike) -> Any:
     """Hold ``directory/.decoder.lock`` exclusively (the open file; closing it lets go), or raise
-    OutputError naming the consumer that holds it."""
+    OutputError naming the consumer that holds it. The directory is made if missing."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot write {directory}: {err.strerror or err}") from None
     path = directory / LOCK_NAME
     try:
         handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), "r+b")
@@ -215,7 +219,9 @@ def _lock(directory: Path) -> Any:
         holder = handle.read(32).decode("ascii", "replace").strip()
         handle.close()
         who = f" (pid {holder})" if holder.isdigit() else ""
-        raise OutputError(f"{directory} is in use by another decoder stream{who}; one consumer per directory") from None
+        raise OutputError(
+            f"{directory} is in use by another decoder stream or serve{who}; one consumer per directory"
+        ) from None
     except OSError as err:  # a file system without locks
         handle.close()
         raise OutputError(f"cannot lock {path}: {err.strerror or err}") from None

@@ -635,11 +635,20 @@ class WebhookServer:
 
         import uvicorn  # start-up: the server only when serving
 
-        from ..output import RollingParquetSink
+        from ..output.rolling import RollingParquetSink, lock_directory
 
-        # The log first: it finishes a roll a crash interrupted before the sink removes temporary files.
-        self.wal = WriteAheadLog(os.path.join(self.output, ".wal"), self.output, log=self.log)
-        rolling = RollingParquetSink(self.output, self.engine, roll_rows=self.roll_rows, roll_seconds=self.roll_seconds)
+        # The directory's lock before anything in it is touched: a second server on it must
+        # refuse, not replay or truncate the first one's log.
+        lock = lock_directory(self.output)
+        try:
+            # The log next: it finishes a roll a crash interrupted before the sink removes temporary files.
+            self.wal = WriteAheadLog(os.path.join(self.output, ".wal"), self.output, log=self.log)
+            rolling = RollingParquetSink(
+                self.output, self.engine, roll_rows=self.roll_rows, roll_seconds=self.roll_seconds, lock=lock
+            )
+        except BaseException:
+            lock.close()
+            raise
         self.sink = CoveringSink(rolling, self.wal)
         self.stage = StreamStage(
             self.engine, max_rows=self.max_rows, max_delay=self.max_delay, idle=min(1.0, self.roll_seconds / 2)
