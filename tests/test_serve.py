@@ -33,8 +33,8 @@ def _rows(directory: Path) -> list[dict]:
 
 
 def _comparable(rows: list[dict]) -> list[bytes]:
-    """Rows without their stream line number, as sorted JSON: a multiset to compare runs by."""
-    return sorted(orjson.dumps({k: v for k, v in r.items() if k != "line"}, default=str) for r in rows)
+    """Rows without their line number and input file (decode's), as sorted JSON: a multiset to compare runs by."""
+    return sorted(orjson.dumps({k: v for k, v in r.items() if k not in ("line", "input")}, default=str) for r in rows)
 
 
 def _bodies(path: Path) -> list[bytes]:
