@@ -136,16 +136,19 @@ class Warnings:
             return nulls(m, pa.string())
         where = np.full(n_records, -1, np.int64)
         where[up_rows] = np.arange(m)
-        texts: list[str | None] = [None] * m
+        texts: list[list[str] | None] = [None] * m
         for rows, what in self.parts:
             at = where[rows]
             for k in np.flatnonzero(at >= 0).tolist():
                 text = what if isinstance(what, str) else what[k]
                 i = int(at[k])
-                texts[i] = text if texts[i] is None else f"{texts[i]}; {text}"
+                if texts[i] is None:
+                    texts[i] = [text]
+                elif text not in texts[i]:  # a field read twice (a packet's and its gateways' view)
+                    texts[i].append(text)
         if all(t is None for t in texts):
             return nulls(m, pa.string())
-        return pa.array(texts, pa.string())
+        return pa.array([None if t is None else "; ".join(t) for t in texts], pa.string())
 
 
 class Records:
@@ -282,7 +285,17 @@ class Records:
                 values[other[ok]] = f[ok].astype(np.int64)
                 valid[other[ok]] = True
                 bad = other[~ok]
-                notes.append((bad, [f"{path}: {_num_text(x)} is not an integer; dropped" for x in fl[bad]]))
+                notes.append(
+                    (
+                        bad,
+                        [
+                            f"{path}: {_num_text(x)} is not an integer; dropped"
+                            if np.isfinite(x)
+                            else f"{path}: a number beyond the range of a double; dropped"
+                            for x in fl[bad]
+                        ],
+                    )
+                )
         else:
             values = np.where(number, fl, 0.0)
             valid = number & np.isfinite(values)

@@ -169,8 +169,8 @@ class Rows:
             "coding_rate": rec.text("codr", rows),
         }
 
-    def payload_path(self) -> str:
-        return "payload"
+    def payload_paths(self) -> tuple[str, ...]:
+        return ("payload",)
 
 
 def _ends_with(arr: pa.Array, suffix: str) -> np.ndarray:

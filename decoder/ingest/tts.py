@@ -183,7 +183,9 @@ class Rows:
             "frequency_mhz": float64_array(freq, freq_ok),
             "spreading_factor": rec.integer(f"{_LORA}.spreading_factor", rows, lo=5, hi=12),
             "bandwidth_khz": float64_array(bw / 1000.0, bw_ok),
-            "coding_rate": coalesce(rec.text(f"{_LORA}.coding_rate", rows), rec.text(f"{_UP}.settings.coding_rate", rows))
+            "coding_rate": coalesce(
+                rec.text(f"{_LORA}.coding_rate", rows), rec.text(f"{_UP}.settings.coding_rate", rows)
+            )
             if m
             else nulls(0, pa.string()),
         }
