@@ -582,3 +582,21 @@ def test_other_shape_after_a_lean_schema_was_learned(tmp_path):
     ref = _slow_reference(lines)
     assert up.equals(ref.uplinks) and bad == [] and skipped == {"helium:downlink": 1}
     assert up.num_rows == 903
+
+
+def test_a_big_chunk_cut_into_parts_equals_one_scan(tmp_path):
+    # A chunk of 2 MB or more is cut into one part per core, scanned in threads and put together.
+    mix = "firefly=0.3,helium_event=0.2,helium_body=0.1,helium_integration=0.1,tts=0.15,chirpstack=0.15"
+    lines = _generate(tmp_path, 6000, seed=17, mix=mix).read_bytes().splitlines()
+    lines[5] = lines[5][:-3]  # malformed
+    lines[4000] = b"[" + lines[4001] + b"," + lines[4002] + b"]"
+    lines[3000] = b""
+    data = b"\n".join(lines) + b"\n"
+    assert len(data) > 2 << 20
+    reader = Reader()
+    one = reader.process(bytearray(data), 1, parallel=False)
+    parts = reader.process(bytearray(data), 1, parallel=True)
+    assert one.uplinks.equals(parts.uplinks) and one.receptions.equals(parts.receptions)
+    assert one.bad_lines == parts.bad_lines == [(6, one.bad_lines[0][1])]
+    assert (one.skipped, one.lines, one.total_lines) == (parts.skipped, parts.lines, parts.total_lines)
+    assert one.uplinks.num_rows == 6000 - 1 - 1 + 1 and one.lines == 5999  # malformed, blank, array of 2
