@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import threads
 from ..payload import to_buffer
@@ -44,7 +45,7 @@ from . import scan_kernels as K
 from .columns import coalesce, combine, nulls
 from .fields import Records
 from .radio import best_by_parent
-from .scan import PAD, Plan, ScanBuffer, int64_array, line_bounds, scan
+from .scan import PAD, Plan, ScanBuffer, bool_array, int64_array, line_bounds, scan
 from .schema import PROVIDER_NAMES, PROVIDERS, RECEPTION_SCHEMA, UPLINK_SCHEMA, empty_receptions, empty_uplinks
 
 __all__ = ["NormalizedChunk", "Reader", "normalize_values"]
@@ -186,23 +187,19 @@ class _Found:
         self.prefix = prefix  # record -> "item 2: " etc.
         self.bad: list[tuple[int, str]] = []
         self.skipped: collections.Counter = collections.Counter()
-        self.taken = np.zeros(rec.n, bool)  # records already judged (skipped or bad)
 
     def skip(self, idx: np.ndarray, key: str) -> None:
         if len(idx):
             self.skipped[key] += len(idx)
-            self.taken[idx] = True
 
     def skip_each(self, idx: np.ndarray, keys: list[str]) -> None:
         self.skipped.update(keys)
-        self.taken[idx] = True
 
     def bad_each(self, idx: np.ndarray, reasons: list[str], where: bool = False) -> None:
         """Bad lines of records; where: the reason starts with where the record is in its line
         ("item 2: ", "packets[0]: ")."""
         for r, reason in zip(np.asarray(idx).tolist(), reasons):
             self.bad.append((int(self.lines[r]), self.prefix(r) + reason if where else reason))
-        self.taken[idx] = True
 
     def bad_unknown(self, idx: np.ndarray, reason: str) -> None:
         self.bad_each(idx, [reason] * len(idx))
@@ -241,7 +238,7 @@ def _assemble(res, first_line: int) -> NormalizedChunk:
     plan = res.plan
     mask = res.record_mask
     kinds = rec.codes("$")
-    envelope_of = _envelope_names(rec, parent)
+    envelope_of = _envelope_names(rec)
 
     def prefix(r: int) -> str:
         parts = []
@@ -276,7 +273,7 @@ def _assemble(res, first_line: int) -> NormalizedChunk:
     return NormalizedChunk(uplinks, receptions, found.bad, found.skipped, nonblank, first_line, total)
 
 
-def _envelope_names(rec: Records, parent: np.ndarray):
+def _envelope_names(rec: Records):
     """record -> the name of the envelope array its items come from."""
 
     def name(p: int) -> str:
@@ -397,8 +394,6 @@ def _tables(rec: Records, providers: list, up: np.ndarray, lines: np.ndarray) ->
             values[f.name] = column(f.name, f.type)
     dev_eui = values["dev_eui"]
     if dev_eui.null_count < m:
-        import pyarrow.compute as pc  # noqa: PLC0415 - only where EUIs exist
-
         values["dev_eui"] = pc.ascii_upper(dev_eui)
     uplinks = pa.Table.from_arrays([values[f.name] for f in UPLINK_SCHEMA], schema=UPLINK_SCHEMA)
     return uplinks, _receptions(receptions)
@@ -446,9 +441,7 @@ def _payloads(rec: Records, p, rows: np.ndarray) -> tuple[pa.Array, pa.Array, pa
     not_text = (chosen > K.T_NULL) & (chosen != K.T_STR) & (chosen != K.T_STR_ESC)
     missing = chosen == 0
     if getattr(p, "empty_payload", False) and missing.any():
-        import pyarrow.compute as pc  # noqa: PLC0415 - only for providers that omit empty payloads
-
-        text = pc.if_else(pa.array(missing), pa.scalar("", pa.string()), text)
+        text = pc.if_else(bool_array(missing), pa.scalar("", pa.string()), text)
     if m == 0:
         return pa.array([], pa.binary()), nulls(0, pa.string()), nulls(0, pa.string())
     buf = to_buffer(text, p.encoding)
@@ -461,11 +454,9 @@ def _payloads(rec: Records, p, rows: np.ndarray) -> tuple[pa.Array, pa.Array, pa
     for i in failed.tolist():
         messages[i] = "payload is not text" if not_text[i] else buf.error_message(i)
     if binary.null_count < len(failed):  # a failed row is null, not empty bytes
-        import pyarrow.compute as pc  # noqa: PLC0415
-
         ok = np.ones(m, bool)
         ok[failed] = False
-        binary = pc.if_else(pa.array(ok), binary, pa.scalar(None, pa.binary()))
+        binary = pc.if_else(bool_array(ok), binary, pa.scalar(None, pa.binary()))
     bad = code != 0
     kept = combine(text).take(int64_array(np.where(bad, np.arange(m), 0), bad))
     return binary, pa.array(messages, pa.string()), kept

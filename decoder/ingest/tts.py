@@ -39,7 +39,7 @@ from . import text_kernels as TK
 from .columns import coalesce, nulls
 from .fields import Records, string_buffers
 from .radio import Gateways, table_rows
-from .scan import float64_array
+from .scan import float64_array, int64_array
 from .timestamps import iso_times, ts_array
 
 __all__ = ["PROVIDER", "ENCODING", "FIELDS", "TABLES", "MARKERS", "SHAPE_MARKERS", "KINDS", "Rows"]
@@ -206,8 +206,6 @@ class Rows:
             TK.first_with_prefix(parent, offsets, data, valid, np.frombuffer(prefix, np.uint8), chosen)
         at = chosen[rows]
         ok = at >= 0
-        from .scan import int64_array
-
         return ids.take(int64_array(np.where(ok, at, 0), ok))
 
 
