@@ -26,7 +26,6 @@ with "; " in the ``warnings`` column.
 from __future__ import annotations
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -44,7 +43,6 @@ __all__ = [
     "string_buffers",
     "take",
     "nulls",
-    "dump_json",
 ]
 
 _NUMBER_CODES = (K.T_INT, K.T_FLOAT, K.T_BIGINT)
@@ -372,8 +370,3 @@ def _num_text(x) -> str:
 
 def _clip(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def dump_json(value) -> str:
-    """A JSON value as compact text (for messages and payload_text)."""
-    return orjson.dumps(value).decode()

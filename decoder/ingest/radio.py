@@ -17,7 +17,6 @@ __all__ = [
     "Gateways",
     "REC_TYPES",
     "table_rows",
-    "concat_gateways",
     "parse_datr",
     "float32_shortest",
     "best_by_parent",
@@ -138,24 +137,3 @@ def table_rows(rec, table: str, records: np.ndarray) -> tuple[np.ndarray | None,
         return None, parent
     rows = np.flatnonzero(inside)
     return rows, parent[rows]
-
-
-def concat_gateways(parts: list[Gateways]) -> Gateways:
-    """One provider's gateways from several tables (Helium: hotspot lists and single hotspots)."""
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return Gateways.empty()
-    if len(parts) == 1:
-        return parts[0]
-    names = {name for p in parts for name in p.columns}
-    return Gateways(
-        np.concatenate([p.parent for p in parts]),
-        np.concatenate([p.rssi for p in parts]),
-        np.concatenate([p.snr for p in parts]),
-        {name: pa.concat_arrays([_typed(p.column(name), name) for p in parts]) for name in names},
-    )
-
-
-def _typed(a: pa.Array, name: str) -> pa.Array:
-    t = REC_TYPES.get(name, pa.string())
-    return a if a.type == t else a.cast(t)
