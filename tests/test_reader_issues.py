@@ -127,3 +127,12 @@ def test_warnings_reach_the_decoded_table():
     table = engine.decode_packets([dict(FF, port="2", payload="010203040506070809"), FF])
     assert table.column("warnings").to_pylist() == ['port: "2" read as 2', None]
     assert table.column("port").to_pylist() == [2, 2]
+
+
+@pytest.mark.parametrize("value", [[], {}, 5, True])
+def test_a_time_of_another_type_is_dropped_with_a_warning(value):
+    gw = dict(FF["gwrx"][0], time=value)
+    chunk = normalize_values([dict(FF, received_at=value, gwrx=[gw])])
+    (row,) = chunk.uplinks.to_pylist()
+    assert row["received_at"] is None and chunk.receptions.column("time").to_pylist() == [None]
+    assert "received_at: expected text, got " in row["warnings"] and "gwrx[].time: expected text" in row["warnings"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from . import scan_kernels as K
 from . import text_kernels as TK
 from .fields import Records, _clip, string_buffers
 from .scan import int64_array
@@ -52,7 +53,9 @@ def iso_times(rec: Records, path: str, rows: np.ndarray | None = None) -> tuple[
     ns, status = _parse_iso(col)
     valid = status == TK.OK
     present = rec.present(path, rows)
-    problems = np.flatnonzero(~valid & present & (rec.codes(path, rows) >= 7))  # text that failed
+    codes = rec.codes(path, rows)
+    text = (codes == K.T_STR) | (codes == K.T_STR_ESC)
+    problems = np.flatnonzero(~valid & present & text)  # text that failed (other types: warned by rec.text)
     if len(problems):
         texts = col.take(int64_array(problems)).to_pylist()
         rec.note(path, rows, problems, [_time_warning(path, t, s) for t, s in zip(texts, status[problems])])
