@@ -76,15 +76,46 @@ READERS = ["ours", "pyarrow", "pyarrow-1", "open_json", "orjson", "orjson+py", "
 
 
 def _baseline_schema(kind: str):
-    from decoder.ingest.raw import raw_schema
+    """Arrow's schema of the fields the reader declares for the file's providers (each field with
+    its first declared type; Helium's event reported_at, printed in quotes, as text)."""
+    import pyarrow as pa
 
-    groups = {
-        "mixed": {"firefly", "event", "body"},
-        "firefly": {"firefly"},
-        "helium_event": {"event"},
-        "helium_body": {"body"},
-    }[kind]
-    schema = raw_schema(groups, reported_at_text=(kind == "helium_event"))
+    sys.path.insert(0, str(ROOT))
+    from decoder.ingest import firefly, helium
+
+    arrow = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
+    fields = {**firefly.FIELDS, **helium.FIELDS} if kind == "mixed" else {}
+    if kind == "firefly":
+        fields = firefly.FIELDS
+    elif kind in ("helium_event", "helium_body"):
+        fields = helium.FIELDS
+    tree: dict = {}
+    for path, spec in fields.items():
+        first = spec.split("|")[0]
+        if first not in arrow:
+            continue
+        if kind == "helium_event" and path == "reported_at":
+            first = "str"
+        node = tree
+        segs = path.split(".")
+        for seg in segs[:-1]:
+            node = node.setdefault(seg, {})
+        node[segs[-1]] = arrow[first]
+
+    def build(node: dict) -> list:
+        out = []
+        items: dict = {}
+        for key, value in node.items():
+            if key.endswith("[]"):
+                items.setdefault(key[:-2], {}).update(value if isinstance(value, dict) else {})
+            elif isinstance(value, dict):
+                out.append(pa.field(key, pa.struct(build(value))))
+            else:
+                out.append(pa.field(key, value))
+        out += [pa.field(key, pa.list_(pa.struct(build(sub)))) for key, sub in items.items()]
+        return out
+
+    schema = pa.schema(build(tree))
     if kind == "mixed":
         schema = schema.remove(schema.get_field_index("reported_at"))
     return schema

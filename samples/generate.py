@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write N realistic LoRaWAN uplinks of Firefly and Helium as JSON Lines.
+"""Write N realistic LoRaWAN uplinks of Firefly, Helium, The Things Stack and ChirpStack as JSON Lines.
 
     python samples/generate.py -n 1000000 -o packets.jsonl [--seed S]
         [--mix firefly=0.5,helium_event=0.25,helium_body=0.25]
@@ -17,6 +17,12 @@ The shapes are the ones printed in the API references (see the seeds):
   ``data.req.body`` is such a body.
 - ``helium_downlink``: a Helium event that is not an uplink (skipped by
   the reader; useful to check the counts).
+- ``tts``: a The Things Stack ``ApplicationUp`` with an ``uplink_message``
+  (webhook / MQTT / storage shape: ``end_device_ids``, ``correlation_ids``,
+  base64 ``frm_payload``, ``rx_metadata`` list, frequency in Hz as a string).
+- ``chirpstack``: a ChirpStack v4 integration ``up`` event
+  (``deduplicationId``, ``deviceInfo``, base64 ``data``, ``rxInfo`` list,
+  ``txInfo`` with frequency and bandwidth in Hz, ``codeRate`` ``CR_4_5``).
 
 Devices come from a deterministic set that does not depend on ``--seed``:
 group ``g`` (0-based, in ``--group`` order), device ``i`` has the EUI
@@ -64,7 +70,7 @@ import numpy as np
 
 DEFAULT_MIX = "firefly=0.5,helium_event=0.25,helium_body=0.25"
 DEFAULT_GROUP = "Test Device Class:9:1"
-SHAPES = ("firefly", "helium_event", "helium_body", "helium_integration", "helium_downlink")
+SHAPES = ("firefly", "helium_event", "helium_body", "helium_integration", "helium_downlink", "tts", "chirpstack")
 
 # EU868 channels for Firefly, US915 sub-band 2 for Helium.
 FIREFLY_FREQS = (868.1, 868.3, 868.5, 867.1, 867.3, 867.5, 867.7, 867.9)
@@ -328,6 +334,58 @@ class Generator:
 
     def helium_downlink(self) -> str:
         return self.helium_event(downlink=True)
+
+    def _lorawan_uplink(self):
+        """(group, device, fcnt, time ms, RFC 3339 time, port, payload base64, frequency Hz, SF, gateways)."""
+        rng = self.rng
+        gi, i, fcnt = self.next_device()
+        t = self.tick()
+        sec, ms = divmod(t, 1000)
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{ms:03d}{rng.randrange(0, 10**6):06d}Z"
+        port, body = self.payload(gi, fcnt, 1 + gi)
+        hz = int(round(rng.choice(FIREFLY_FREQS) * 1e6))
+        sf = rng.choice((7, 7, 8, 9, 10, 11, 12))
+        gws = rng.sample(self.gateways, 1 + min(3, int(rng.expovariate(1.2))))
+        return gi, i, fcnt, t, when, port, base64.b64encode(body).decode(), hz, sf, gws
+
+    def tts(self) -> str:
+        rng = self.rng
+        gi, i, fcnt, t, when, port, payload, hz, sf, gws = self._lorawan_uplink()
+        rx = ",".join(
+            f'{{"gateway_ids":{{"gateway_id":"eui-{gw.lower()}","eui":"{gw}"}},"time":"{when}",'
+            f'"timestamp":{rng.randrange(0, 1 << 32)},"rssi":{(r := rng.randrange(-120, -30))},'
+            f'"channel_rssi":{r},"snr":{rng.randrange(-200, 130) / 10},"channel_index":{rng.randrange(0, 8)}}}'
+            for gw in gws
+        )
+        ulid = "".join(rng.choice("0123456789ABCDEFGHJKMNPQRSTVWXYZ") for _ in range(26))
+        return (
+            f'{{"end_device_ids":{{"device_id":"device-{gi}-{i}","application_ids":{{"application_id":"sample-app"}},'
+            f'"dev_eui":"{device_eui(gi, i)}","dev_addr":"{device_addr(gi, i)}"}},'
+            f'"correlation_ids":["as:up:{ulid}","gs:uplink:{ulid[::-1]}"],"received_at":"{when}",'
+            f'"uplink_message":{{"f_port":{port},"f_cnt":{fcnt},"frm_payload":"{payload}","rx_metadata":[{rx}],'
+            f'"settings":{{"data_rate":{{"lora":{{"bandwidth":125000,"spreading_factor":{sf},'
+            f'"coding_rate":"4/5"}}}},"frequency":"{hz}"}},"received_at":"{when}"}}}}'
+        )
+
+    def chirpstack(self) -> str:
+        rng = self.rng
+        gi, i, fcnt, t, when, port, payload, hz, sf, gws = self._lorawan_uplink()
+        rx = ",".join(
+            f'{{"gatewayId":"{gw.lower()}","uplinkId":{rng.randrange(0, 1 << 32)},"gwTime":"{when}",'
+            f'"rssi":{rng.randrange(-120, -30)},"snr":{rng.randrange(-200, 130) / 10},"channel":{rng.randrange(0, 8)},'
+            f'"crcStatus":"CRC_OK"}}'
+            for gw in gws
+        )
+        dedup = f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}-4{rng.getrandbits(12):03x}-" + (
+            f"{rng.getrandbits(16):04x}-{rng.getrandbits(48):012x}"
+        )
+        return (
+            f'{{"deduplicationId":"{dedup}","time":"{when}","deviceInfo":{{"tenantName":"ChirpStack",'
+            f'"applicationName":"sample-app","deviceName":"device-{gi}-{i}","devEui":"{device_eui(gi, i).lower()}"}},'
+            f'"devAddr":"{device_addr(gi, i).lower()}","dr":{12 - sf},"fCnt":{fcnt},"fPort":{port},'
+            f'"data":"{payload}","rxInfo":[{rx}],"txInfo":{{"frequency":{hz},"modulation":{{"lora":'
+            f'{{"bandwidth":125000,"spreadingFactor":{sf},"codeRate":"CR_4_5"}}}}}}}}'
+        )
 
     def lines(self, n: int):
         makers = {s: getattr(self, s) for s in self.shapes}

@@ -12,7 +12,7 @@ CLASSES = sorted((ROOT / "samples" / "classes").glob("*.json"))
 # Multi Sensor first (and with a SIZE that fits none of its layouts): its port and size
 # follow the layout, not the group's position or SIZE.
 GROUPS = ["Multi Sensor:1:1", "Room Climate Sensor:6:1", "Test Device Class:9:2", "Other:7:1"]
-MIX = "firefly=0.5,helium_event=0.2,helium_body=0.2,helium_integration=0.1"
+MIX = "firefly=0.4,helium_event=0.2,helium_body=0.1,helium_integration=0.1,tts=0.1,chirpstack=0.1"
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,8 @@ def decoded(gen):
 def test_sample_classes_decode_without_errors(decoded):
     chunk, rows = decoded
     assert chunk.bad_lines == [] and not chunk.skipped
+    assert {r["provider"] for r in rows} == {"firefly", "helium", "tts", "chirpstack"}
+    assert all(r["warnings"] is None and r["gateway_count"] >= 1 and r["rssi"] is not None for r in rows)
     mine = [r for r in rows if r["device_class"] is not None]
     assert {r["device_class"] for r in mine} == {"Multi Sensor", "Room Climate Sensor", "Test Device Class"}
     assert len(mine) > 400 and all(r["error"] is None for r in mine)

@@ -1,10 +1,11 @@
 """Bytes -> uplinks: JSON Lines of every provider in, the normalized uplink and reception tables out.
 
-source (open, gunzip, chunks of whole lines, the reader thread) -> scan (line
-kernels) -> parse (Arrow's JSON reader per shape group; orjson for what it
-rejects) -> raw (the raw table and its schema) -> normalize (the assembler),
+source (open, gunzip, chunks of whole lines, the reader thread) -> scan (one
+numba pass per chunk over every provider's declared paths) -> parse (the
+Reader: shapes by marker keys, each provider's rows, the assembled tables),
 with one module per provider owning its fields and its normalization
-(firefly, helium) and the shared columns (schema, columns, timestamps, radio).
+(firefly, helium, tts, chirpstack), one coercion rule for every field
+(fields) and the shared columns (schema, columns, timestamps, radio).
 """
 
 from __future__ import annotations

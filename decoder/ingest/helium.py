@@ -1,4 +1,4 @@
-"""Helium Console: its event and integration fields, and its rows of a parse -> normalized uplinks and receptions.
+"""Helium Console: the paths the scanner reads of its events and integration bodies, and their normalization.
 
 Shapes (see the Helium Console API reference):
 
@@ -7,8 +7,7 @@ Shapes (see the Helium Console API reference):
   string), ``id`` and ``data`` with ``devaddr``, ``fcnt``, ``port``,
   ``payload`` (base64) and one ``hotspot`` (``id``, ``name``, ``rssi``,
   ``snr``, ``frequency``, ``spreading`` such as ``"SF9BW125"``, ``channel``,
-  ``lat``, ``long``). Uplinks are category ``uplink`` with sub_category
-  ``uplink_confirmed`` or ``uplink_unconfirmed``.
+  ``lat``, ``long``).
 - an integration event: sub_category ``uplink_integration_req``; the uplink
   is the HTTP integration body in ``data.req.body``.
 - an HTTP integration body: ``dev_eui``, ``devaddr``, ``fcnt``, ``port``,
@@ -17,9 +16,17 @@ Shapes (see the Helium Console API reference):
   ``reported_at``).
 - a JSON array of any of these (the events endpoint returns one).
 
-Every other event kind is skipped and counted as ``helium:<kind>``: the
-category (``helium:downlink``, ``helium:join_request``) or, for other
-``uplink`` sub-categories, the sub-category (``helium:uplink_integration_res``).
+Which events are uplinks: an integration request is one (its body); the
+documented kinds that are not uplinks (the categories ``uplink_dropped``,
+``downlink``, ``downlink_dropped``, ``join_request``, ``join_accept`` and
+``misc``; the sub-categories ``uplink_integration_res``, ``uplink_dropped_*``,
+``downlink_*`` and ``misc_*``) are skipped and counted as ``helium:<category>``
+(or ``helium:<sub_category>`` within the uplink category). Every other event
+that carries a payload (``data.payload``) is an uplink, whatever its
+category and sub-category say (both are compared without case); an
+``uplink_confirmed``/``uplink_unconfirmed`` event with ``data`` but no
+payload is an uplink whose row fails (no payload). Any other event is a bad
+line, with its category and sub-category in the reason.
 
 Helium prints float32 radio values at double precision (905.2999877929688);
 they are normalized through float32 to the shortest decimal (905.3).
@@ -27,284 +34,235 @@ they are normalized through float32 to the shortest decimal (905.3).
 
 from __future__ import annotations
 
-import collections
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .columns import child, coalesce, combine, f64, if_else, nulls, str_equals, take, valid
-from .radio import ReceptionPart, float32_shortest, parse_datr
-from .timestamps import epoch_ms_to_ts, ms_strings_to_ts
+from .columns import coalesce, if_else, nulls
+from .fields import Records, categories
+from .radio import Gateways, float32_shortest, parse_datr, table_rows
+from .scan import bool_array, float64_array
+from .timestamps import ms_times, ts_array
+
+__all__ = ["PROVIDER", "ENCODING", "FIELDS", "TABLES", "MARKERS", "EVENT_MARKERS", "BODY_MARKERS", "Rows", "event_kind"]
 
 PROVIDER = "helium"
 ENCODING = "base64"
 
-_HOTSPOT_FIELDS = [
-    ("id", pa.string()),
-    ("name", pa.string()),
-    ("rssi", pa.float64()),
-    ("snr", pa.float64()),
-    ("frequency", pa.float64()),
-    ("spreading", pa.string()),
-    ("channel", pa.int64()),
-    ("lat", pa.float64()),
-    ("long", pa.float64()),
-]
-EVENT_HOTSPOT = pa.struct(_HOTSPOT_FIELDS)  # data.hotspot of a device event
-HOTSPOT = pa.struct(_HOTSPOT_FIELDS + [("reported_at", pa.int64())])  # an item of a body's hotspots
-
-BODY_FIELDS = [
-    pa.field("dev_eui", pa.string()),
-    pa.field("devaddr", pa.string()),
-    pa.field("fcnt", pa.int64()),
-    pa.field("port", pa.int64()),
-    pa.field("payload", pa.string()),
-    pa.field("id", pa.string()),
-    pa.field("hotspots", pa.list_(HOTSPOT)),
-    # Epoch ms: a number in bodies, a string in device events. The reader
-    # turns digit strings into numbers before Arrow sees them (see jsonl).
-    pa.field("reported_at", pa.int64()),
-]
-BODY = pa.struct(BODY_FIELDS)
-
-EVENT_DATA_FIELDS = [
-    pa.field("devaddr", pa.string()),
-    pa.field("fcnt", pa.int64()),
-    pa.field("port", pa.int64()),
-    pa.field("payload", pa.string()),
-    pa.field("hotspot", EVENT_HOTSPOT),
-]
-INTEGRATION_DATA_FIELDS = [pa.field("req", pa.struct([("body", BODY)]))]
-
-# Field groups (see decoder.providers.raw_schema): markers are always read.
-MARKER_FIELDS = [
-    pa.field("category", pa.string()),
-    pa.field("sub_category", pa.string()),
-    pa.field("dev_eui", pa.string()),
-    pa.field("hotspots", pa.list_(HOTSPOT)),
-]
-_EVENT_TOP = [
-    pa.field("id", pa.string()),
-    pa.field("device_id", pa.string()),
-    pa.field("reported_at", pa.int64()),
-]
-EVENT_FIELDS = _EVENT_TOP + [pa.field("data", pa.struct(EVENT_DATA_FIELDS))]
-INTEGRATION_FIELDS = _EVENT_TOP + [pa.field("data", pa.struct(INTEGRATION_DATA_FIELDS))]
-BODY_TOP_FIELDS = [f for f in BODY_FIELDS if f.name not in ("dev_eui", "hotspots")]
-
-UPLINK_SUB_CATEGORIES = ("uplink_confirmed", "uplink_unconfirmed")
-INTEGRATION_SUB_CATEGORY = "uplink_integration_req"
-CONFIRMED_SUB_CATEGORY = "uplink_confirmed"
-
-# A body is recognized by any of these (when it is neither an event nor a Firefly packet).
+_HOTSPOT = {
+    "id": "str",
+    "name": "str",
+    "rssi": "float|str",
+    "snr": "float|str",
+    "frequency": "float|str",
+    "spreading": "str",
+    "channel": "int|float|str",
+    "lat": "float|str",
+    "long": "float|str",
+    "reported_at": "int|float|str",
+}
+_UPLINK = {"devaddr": "str", "fcnt": "int|float|str", "port": "int|float|str", "payload": "str"}
+FIELDS = {
+    "category": "str",
+    "sub_category": "str",
+    "id": "str",
+    "device_id": "str",
+    "reported_at": "int|float|str",
+    "dev_eui": "str",
+    **_UPLINK,
+    **{f"data.{k}": v for k, v in _UPLINK.items()},
+    **{f"data.req.body.{k}": v for k, v in {**_UPLINK, "dev_eui": "str", "id": "str"}.items()},
+    "data.req.body.reported_at": "int|float|str",
+    **{f"hotspots[].{k}": v for k, v in _HOTSPOT.items()},
+}
+# Every Helium reception in one table: a body's list, an integration body's list, an event's one hotspot.
+TABLES = {"hotspots": ["hotspots[]", "data.req.body.hotspots[]", "data.hotspot"]}
+EVENT_MARKERS = ("category", "sub_category")
 BODY_MARKERS = ("dev_eui", "hotspots")
-REQUIRED = "dev_eui"
+MARKERS = EVENT_MARKERS + BODY_MARKERS + ("data", "data.payload", "data.req.body")
+
+INTEGRATION_SUB_CATEGORY = "uplink_integration_req"
+UPLINK_SUB_CATEGORIES = ("uplink_confirmed", "uplink_unconfirmed")
+NOT_UPLINK_CATEGORIES = ("uplink_dropped", "downlink", "downlink_dropped", "join_request", "join_accept", "misc")
+NOT_UPLINK_SUB_PREFIXES = ("uplink_integration_res", "uplink_dropped", "downlink", "misc", "join_")
 MISSING_BODY_REASON = "helium integration body without dev_eui"
 MISSING_DATA_REASON = "helium uplink event without data"
 MISSING_REQ_BODY_REASON = "helium integration event without data.req.body"
-EVENT_MARKERS = ("category", "sub_category")
-REQ = pa.struct([("body", BODY)])
-# index_in codes of sub_category: 0 uplink_confirmed, 1 uplink_unconfirmed, 2 uplink_integration_req
-_SUB_CODES = pa.array([CONFIRMED_SUB_CATEGORY, "uplink_unconfirmed", INTEGRATION_SUB_CATEGORY])
-assert set(UPLINK_SUB_CATEGORIES) == {"uplink_confirmed", "uplink_unconfirmed"}
+
+PORT_RANGE = (0, 255)
+FCNT_RANGE = (0, 0xFFFFFFFF)
+
+# What an event is, by its (category, sub_category).
+_UPLINK, _INTEGRATION, _SKIP, _PAYLOAD_ONLY = range(4)
 
 
-def is_event(raw) -> np.ndarray:
-    """Rows that are Helium device or integration events (they carry category or sub_category)."""
-    return valid(raw("category")) | valid(raw("sub_category"))
-
-
-def is_body(raw) -> np.ndarray:
-    """Rows carrying an HTTP integration body marker (the caller has set the other shapes aside)."""
-    return raw.any_valid(BODY_MARKERS)
+def event_kind(category: str | None, sub_category: str | None) -> tuple[int, str | None]:
+    """(kind, skipped key) of an event by its lower-cased category and sub-category."""
+    cat, sub = category or "", sub_category or ""
+    if sub == INTEGRATION_SUB_CATEGORY:
+        return _INTEGRATION, None
+    if cat in NOT_UPLINK_CATEGORIES:
+        return _SKIP, f"helium:{cat}"
+    if sub.startswith(NOT_UPLINK_SUB_PREFIXES):
+        return _SKIP, f"helium:{sub}"
+    if cat == "uplink" and sub in UPLINK_SUB_CATEGORIES:
+        return _UPLINK, None
+    return _PAYLOAD_ONLY, None  # an uplink if it carries a payload, else a bad line
 
 
 class Rows:
-    """Helium's rows of one parse (device events, integration events, integration bodies):
-    which are uplinks, their receptions and normalized columns."""
+    """Helium's records of one scan (device events, integration events, integration bodies):
+    which are uplinks, their hotspots and normalized columns."""
 
     provider = PROVIDER
     encoding = ENCODING
 
-    def __init__(self, raw, events: np.ndarray, bodies: np.ndarray) -> None:
-        self.raw = raw
-        self.events = events
-        self.bodies = bodies
-        self.rows = events | bodies
-        n = raw.n
-        self.sub_code = np.full(n, -1, dtype=np.int32)
-        if events.any():
-            self.sub_code = pc.fill_null(pc.index_in(raw("sub_category"), value_set=_SUB_CODES), -1).to_numpy(
-                zero_copy_only=False
-            )
-            uplink_category = str_equals(raw("category"), "uplink")
-            self.integration_shape = events & (self.sub_code == 2)
-            self.event_shape = events & uplink_category & ((self.sub_code == 0) | (self.sub_code == 1))
-        else:
-            self.integration_shape = self.event_shape = np.zeros(n, dtype=bool)
-        self.event_up = self.integration = np.zeros(n, dtype=bool)
-        self.up = np.zeros(n, dtype=bool)
-        self._data = self._body = None
+    def __init__(self, rec: Records, shapes: dict[str, np.ndarray]) -> None:
+        self.rec = rec
+        n = rec.n
+        self.events = shapes.get("event", np.zeros(n, bool))
+        self.bodies = shapes.get("body", np.zeros(n, bool))
+        self.confirmed = np.zeros(n, np.int8)  # 1 confirmed, 0 unconfirmed, -1 unknown
+        self.is_event = np.zeros(n, bool)  # uplinks from events (device or integration)
 
-    @property
-    def data(self) -> pa.Array:
-        if self._data is None:
-            self._data = self.raw("data")
-        return self._data
-
-    @property
-    def body(self) -> pa.Array:
-        """``data.req.body`` of every row (null where absent)."""
-        if self._body is None:
-            self._body = child(child(self.data, "req", REQ), "body", BODY)
-        return self._body
-
-    def groups_needed(self) -> set[str]:
-        """Field groups of the raw schema these rows need to be normalized."""
-        used = set()
-        if self.event_shape.any():
-            used.add("event")
-        if self.integration_shape.any():
-            used.add("integration")
-        if self.bodies.any():
-            used.add("body")
-        return used
-
-    def select(self, bad: list, skipped: collections.Counter) -> np.ndarray:
-        """The uplink rows; other event kinds are counted as skipped, uplinks without their
-        required part are bad lines."""
-        raw = self.raw
+    def select(self, found) -> np.ndarray:
+        """The uplink records; other event kinds are skipped, uplinks without their required
+        part are bad lines."""
+        rec = self.rec
+        has = lambda name: (rec.res.record_mask & rec.plan.bit(name)) != 0  # noqa: E731 - a one-line view
+        up = np.zeros(rec.n, bool)
         if self.events.any():
-            other = self.events & ~self.event_shape & ~self.integration_shape
-            if other.any():
-                rows = pa.array(np.flatnonzero(other))
-                cats = raw("category").take(rows).to_pylist()
-                subs = raw("sub_category").take(rows).to_pylist()
-                skipped.update(f"helium:{s if c == 'uplink' or c is None else c}" for c, s in zip(cats, subs))
-            has_data = valid(self.data)
-            bad += raw.bad(np.flatnonzero(self.event_shape & ~has_data), MISSING_DATA_REASON)
-            has_body = valid(self.body)
-            bad += raw.bad(np.flatnonzero(self.integration_shape & ~has_body), MISSING_REQ_BODY_REASON)
-            self.event_up = self.event_shape & has_data
-            self.integration = self.integration_shape & has_body
-        bodies = self.bodies
-        if bodies.any():
-            has_eui = valid(raw("dev_eui"))
-            bad += raw.bad(np.flatnonzero(bodies & ~has_eui), MISSING_BODY_REASON)
-            bodies = bodies & has_eui
-        self.bodies = bodies
-        self.up = self.event_up | self.integration | bodies
-        return self.up
-
-    def receptions(self) -> list[ReceptionPart]:
-        """One reception per hotspot: a body's ``hotspots``, an integration event's
-        ``data.req.body.hotspots``, a device event's ``data.hotspot``."""
-        parts = []
+            rows = np.flatnonzero(self.events)
+            cats, cat_names = categories(pc.utf8_lower(rec.text("category", rows)))
+            subs, sub_names = categories(pc.utf8_lower(rec.text("sub_category", rows)))
+            # one decision per (category, sub_category) pair present, not per row
+            pair = (cats + 1) * (len(sub_names) + 1) + (subs + 1)
+            uniq, inverse = np.unique(pair, return_inverse=True)
+            decided = [event_kind(*_names(int(p), cat_names, sub_names)) for p in uniq.tolist()]
+            code = np.array([d[0] for d in decided], np.int8)[inverse.reshape(-1)]
+            for u, (c, key) in enumerate(decided):
+                if c == _SKIP:
+                    found.skip(rows[inverse.reshape(-1) == u], key)
+            payload = has("data.payload")[rows]
+            data = rec.codes("data", rows) == 9  # T_OBJECT
+            body = rec.codes("data.req.body", rows) == 9
+            integration = code == _INTEGRATION
+            found.bad_field(rows[integration & ~body], MISSING_REQ_BODY_REASON, "data.req.body")
+            plain = (code == _UPLINK) | (code == _PAYLOAD_ONLY)
+            event_up = plain & (payload | ((code == _UPLINK) & data))
+            found.bad_field(rows[(code == _UPLINK) & ~payload & ~data], MISSING_DATA_REASON, "data")
+            lost = np.flatnonzero((code == _PAYLOAD_ONLY) & ~payload)
+            if len(lost):
+                found.bad_each(
+                    rows[lost],
+                    [
+                        f"helium event without a payload (category {_quote(cat_names, cats[k])}, "
+                        f"sub_category {_quote(sub_names, subs[k])})"
+                        for k in lost.tolist()
+                    ],
+                )
+            ups = rows[event_up | (integration & body)]
+            up[ups] = True
+            self.is_event[ups] = True
+            confirmed = np.full(len(rows), -1, np.int8)  # by sub_category, for device events only
+            for value, name in ((1, "uplink_confirmed"), (0, "uplink_unconfirmed")):
+                if name in sub_names:
+                    confirmed[(subs == sub_names.index(name)) & event_up] = value
+            self.confirmed[rows] = confirmed
         if self.bodies.any():
-            parts += _hotspot_list(self.raw("hotspots"), self.bodies)
-        if self.integration.any():
-            parts += _hotspot_list(child(self.body, "hotspots", pa.list_(HOTSPOT)), self.integration)
-        if self.event_up.any():
-            hotspot = child(self.data, "hotspot", EVENT_HOTSPOT)
-            keep = valid(hotspot) & self.event_up
-            if keep.all():
-                parts.append(_hotspot_part(np.arange(self.raw.n, dtype=np.int64), combine(hotspot)))
-            elif keep.any():
-                idx = np.flatnonzero(keep)
-                parts.append(_hotspot_part(idx, hotspot.take(pa.array(idx))))
-        return parts
+            eui = rec.codes("dev_eui")
+            has_eui = (eui == 7) | (eui == 8)  # T_STR, T_STR_ESC
+            found.bad_field(np.flatnonzero(self.bodies & ~has_eui), MISSING_BODY_REASON, "dev_eui")
+            up |= self.bodies & has_eui
+        self.up = up
+        return up
+
+    def gateways(self, rows: np.ndarray) -> Gateways:
+        """The hotspots of the uplink records ``rows`` (float32 values made shortest decimals)."""
+        rec = self.rec
+        g, parent = table_rows(rec, "hotspots", rows)
+        rssi = _shortest(rec.number("hotspots[].rssi", g)[0])
+        snr = _shortest(rec.number("hotspots[].snr", g)[0])
+        freq = _shortest(rec.number("hotspots[].frequency", g)[0])
+        lat, lat_ok = rec.number("hotspots[].lat", g)
+        lon, lon_ok = rec.number("hotspots[].long", g)
+        return Gateways(
+            parent,
+            rssi,
+            snr,
+            {
+                "gateway_id": rec.text("hotspots[].id", g),
+                "gateway_name": rec.text("hotspots[].name", g),
+                "rssi": float64_array(rssi, ~np.isnan(rssi)),
+                "snr": float64_array(snr, ~np.isnan(snr)),
+                "time": ts_array(*ms_times(rec, "hotspots[].reported_at", g)),
+                "channel": rec.integer("hotspots[].channel", g),
+                "latitude": float64_array(lat, lat_ok),
+                "longitude": float64_array(lon, lon_ok),
+                "frequency_mhz": float64_array(freq, ~np.isnan(freq)),
+                "spreading": rec.text("hotspots[].spreading", g),
+            },
+        )
 
     def columns(self, rows: np.ndarray, best) -> dict[str, pa.Array]:
-        """Normalized columns of the uplink rows ``rows`` (raw row numbers, ascending);
-        ``best(name)`` is a reception column at each row's best hotspot."""
-        raw, data, body = self.raw, self.data, self.body
+        """Normalized columns of the uplink records ``rows`` (ascending); ``best(name)``: a
+        hotspot column at each row's best hotspot."""
+        rec = self.rec
         m = len(rows)
-        idx = None if m == raw.n else pa.array(rows)
-        is_event = (self.event_up | self.integration)[rows]
-        event_id = take(raw("id"), idx)
-        reported = take(raw("reported_at"), idx)
-        reported = ms_strings_to_ts(reported) if pa.types.is_string(reported.type) else epoch_ms_to_ts(reported)
-        body_reported = take(child(body, "reported_at", pa.int64()), idx)
-        if body_reported.null_count < m:
-            reported = coalesce(epoch_ms_to_ts(body_reported), reported)
-        event_up = self.event_up[rows]
+        is_event = self.is_event[rows]
+        event_id = rec.text("id", rows)
+        reported = ts_array(*ms_times(rec, "reported_at", rows))
+        body_reported = rec.codes("data.req.body.reported_at", rows)
+        if (body_reported > 1).any():
+            reported = coalesce(ts_array(*ms_times(rec, "data.req.body.reported_at", rows)), reported)
         sf, bw = parse_datr(best("spreading"))
+        conf = self.confirmed[rows]
+
+        def field(name: str, read) -> pa.Array:
+            """A body field: at the top (bodies), in data (device events) or data.req.body (integration)."""
+            return coalesce(read(name), read(f"data.{name}"), read(f"data.req.body.{name}"))
+
+        integer = lambda lo, hi: lambda p: rec.integer(p, rows, lo=lo, hi=hi)  # noqa: E731
         return {
-            "packet_id": if_else(is_event, event_id, nulls(m, pa.string())),
-            "dev_eui": coalesce(
-                take(raw("device_eui"), idx), take(raw("dev_eui"), idx), take(child(body, "dev_eui", pa.string()), idx)
-            ),
+            "packet_id": _where(is_event, event_id, m),
+            "dev_eui": coalesce(rec.text("dev_eui", rows, warn=False), rec.text("data.req.body.dev_eui", rows)),
             "device_id": if_else(
-                is_event, coalesce(take(raw("device_id"), idx), take(child(body, "id", pa.string()), idx)), event_id
+                is_event, coalesce(rec.text("device_id", rows), rec.text("data.req.body.id", rows)), event_id
             ),
-            "devaddr": coalesce(
-                take(raw("devaddr"), idx),
-                take(child(data, "devaddr", pa.string()), idx),
-                take(child(body, "devaddr", pa.string()), idx),
-            ),
+            "devaddr": field("devaddr", lambda p: rec.text(p, rows)),
             "received_at": reported,
-            "fcnt": coalesce(
-                take(raw("fcnt"), idx),
-                take(child(data, "fcnt", pa.int64()), idx),
-                take(child(body, "fcnt", pa.int64()), idx),
-            ),
-            "port": coalesce(
-                take(raw("port"), idx),
-                take(child(data, "port", pa.int64()), idx),
-                take(child(body, "port", pa.int64()), idx),
-            ),
-            "confirmed": if_else(event_up, pa.array(self.sub_code[rows] == 0), nulls(m, pa.bool_()))
-            if event_up.any()
-            else nulls(m, pa.bool_()),
-            "payload": coalesce(
-                take(raw("payload"), idx),
-                take(child(data, "payload", pa.string()), idx),
-                take(child(body, "payload", pa.string()), idx),
-            ),
+            "fcnt": field("fcnt", integer(*FCNT_RANGE)),
+            "port": field("port", integer(*PORT_RANGE)),
+            "confirmed": bool_array(conf == 1, conf >= 0) if (conf >= 0).any() else nulls(m, pa.bool_()),
             "frequency_mhz": best("frequency_mhz"),
             "spreading_factor": sf,
             "bandwidth_khz": bw,
             "coding_rate": nulls(m, pa.string()),
         }
 
-
-def _hotspot_list(hotspots: pa.Array, mask: np.ndarray) -> list[ReceptionPart]:
-    """The hotspots of a list column, of the rows in mask."""
-    if hotspots.null_count == len(hotspots):
-        return []
-    values = combine(pc.list_flatten(hotspots))
-    parent = pc.list_parent_indices(hotspots).to_numpy(zero_copy_only=False).astype(np.int64)
-    keep = mask[parent]
-    if not keep.all():
-        if not keep.any():
-            return []
-        values = values.filter(pa.array(keep))
-        parent = parent[keep]
-    return [_hotspot_part(parent, values)] if len(values) else []
+    def payload_paths(self) -> tuple[str, ...]:
+        return ("payload", "data.payload", "data.req.body.payload")
 
 
-def _hotspot_part(parent: np.ndarray, v: pa.Array) -> ReceptionPart:
-    return ReceptionPart(
-        parent,
-        {
-            "gateway_id": child(v, "id", pa.string()),
-            "gateway_name": child(v, "name", pa.string()),
-            "rssi": _shortest(child(v, "rssi", pa.float64())),
-            "snr": _shortest(child(v, "snr", pa.float64())),
-            "time": epoch_ms_to_ts(child(v, "reported_at", pa.int64())),
-            "tmst": nulls(len(v), pa.int64()),
-            "channel": child(v, "channel", pa.int64()),
-            "latitude": child(v, "lat", pa.float64()),
-            "longitude": child(v, "long", pa.float64()),
-            "frequency_mhz": _shortest(child(v, "frequency", pa.float64())),
-            "spreading": child(v, "spreading", pa.string()),
-        },
-    )
+def _where(mask: np.ndarray, a: pa.Array, m: int) -> pa.Array:
+    """a where mask, null elsewhere (bodies have no event id; their "id" is the device's)."""
+    if mask.all():
+        return a
+    if not mask.any():
+        return nulls(m, a.type)
+    return pc.if_else(bool_array(mask), a, nulls(m, a.type))
 
 
-def _shortest(a: pa.Array) -> pa.Array:
+def _shortest(x: np.ndarray) -> np.ndarray:
     """Helium prints float32 values at double precision: back to the shortest decimal."""
-    x = float32_shortest(f64(a))
-    ok = ~np.isnan(x)
-    return pa.array(x, pa.float64(), mask=None if ok.all() else ~ok)
+    return float32_shortest(x) if len(x) else x
+
+
+def _names(pair: int, cat_names: list, sub_names: list) -> tuple[str | None, str | None]:
+    """The (category, sub_category) of a pair code (see Rows.select)."""
+    c, s = divmod(pair, len(sub_names) + 1)
+    return (cat_names[c - 1] if c else None), (sub_names[s - 1] if s else None)
+
+
+def _quote(names: list, code: int) -> str:
+    return "none" if code < 0 else repr(names[code])

@@ -1,38 +1,34 @@
 """Chunks of JSON Lines -> normalized Arrow tables (``NormalizedChunk``), and in-memory values the same way.
 
-How a chunk goes (every choice measured: benchmarks/bench_ingest.py):
+How a chunk goes:
 
-1. A numba SWAR scan (``scan``, 8 bytes per step) finds the lines; blank
-   lines are set aside (only lines starting with whitespace are looked at),
-   so every Arrow row maps to its line number.
-2. Lines are grouped by the first key of their object: one group per shape
-   in a mixed file, and no copy for a one-shape chunk.
-3. ``pyarrow.json.read_json`` parses a group with only the field groups it
-   needs (``raw.raw_schema``: Arrow pays for every schema field on every
-   row, so a Firefly file is not parsed with Helium's fields). What a group
-   needs is learned as it goes: more fields are added when rows need them
-   (``Normalized.needs``), reported_at is read as text when Helium prints it
-   in quotes, and rewritten in place as a number when one group prints it
-   both ways.
-4. ``normalize`` does the rest, vectorized (Arrow compute, numpy, small
-   numba kernels).
+1. One scan (``scan``) reads every line with one plan covering every
+   provider's fields, tables and markers: a line that is not JSON is a bad
+   line with the scanner's reason and byte offset (its rows rolled back);
+   every object, top-level array item and envelope item is a record with
+   its line number and a mask of the marker keys it holds.
+2. Each record's shape comes from its mask (``_shapes``), in this order: a
+   Helium event (``category``/``sub_category``), a Firefly packet
+   (``device_eui``, ``gwrx``, ``mtype``; items of a ``packets`` envelope
+   are judged like any record), a The Things Stack message (``end_device_ids``), a ChirpStack
+   event (``deviceInfo``), a Helium integration body (``dev_eui``,
+   ``hotspots``), a Firefly MAC event (an item of a ``mac_events``
+   envelope); a record of none of these is a bad line naming its keys.
+3. Each provider's ``Rows`` picks its uplinks (counting skipped kinds and
+   reporting bad lines through ``_Found``), gives its gateways and its
+   normalized columns; here the best gateway of each uplink is chosen
+   (highest RSSI, ties by SNR), payloads are decoded with the provider's
+   encoding and the providers' rows are put back in input order.
 
-When Arrow rejects a part (a malformed line, a JSON array, a field of the
-wrong type, invalid UTF-8, two values on one line), it is parsed again as
-one block to learn the failing row: the lines before it go through Arrow,
-the failing line through orjson, the rest through Arrow again; failures
-Arrow does not locate are narrowed down by halving. Lines read by orjson are
-expanded (arrays, envelopes), their fields checked against the schema (a
-field of the wrong type becomes null; a payload that is not text is a row
-error), and put into an Arrow table of the same schema: the one
-``normalize`` handles both paths, and rows of no known shape are always
-judged on their text with every field.
+Every value read through ``fields.Records`` follows one coercion rule and
+leaves a row warning where something was coerced or dropped: the
+``warnings`` column.
 """
 
 from __future__ import annotations
 
 import collections
-import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,22 +37,36 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pj
 
 from .. import threads
-from . import scan
-from .normalize import Normalized, normalize
-from .raw import ALL_GROUPS, describe_other, json_kind, prepare_object, raw_schema, raw_table
-from .scan import line_bounds
-from .schema import RECEPTION_SCHEMA, UPLINK_SCHEMA, empty_receptions, empty_uplinks
+from ..payload import to_buffer
+from . import chirpstack, firefly, helium, tts
+from . import scan_kernels as K
+from .columns import coalesce, combine, nulls
+from .fields import Records
+from .radio import best_by_parent
+from .scan import PAD, Plan, ScanBuffer, bool_array, int64_array, line_bounds, scan
+from .schema import PROVIDER_NAMES, PROVIDERS, RECEPTION_SCHEMA, UPLINK_SCHEMA, empty_receptions, empty_uplinks
 
 __all__ = ["NormalizedChunk", "Reader", "normalize_values"]
 
 _WS = b" \t\r\n"
-_ROW_RE = re.compile(r" in row (\d+)\s*$")
-_TYPE_RE = re.compile(r"Column\(([^)]*)\) changed from (\w+) to (\w+)")
-_LEAF_LINES = 64  # below this, a failing block is read line by line
-_MAX_ATTEMPTS = 64  # Arrow attempts per chunk before the rest goes line by line
+_PROVIDERS = (firefly, helium, tts, chirpstack)
+_ENVELOPES = ("packets", "mac_events")
+_KIND = {  # JSON type codes as reasons name them
+    K.T_NULL: "null",
+    K.T_FALSE: "boolean",
+    K.T_TRUE: "boolean",
+    K.T_INT: "number",
+    K.T_FLOAT: "number",
+    K.T_BIGINT: "number",
+    K.T_STR: "string",
+    K.T_STR_ESC: "string",
+    K.T_OBJECT: "object",
+    K.T_ARRAY: "array",
+}
+_OBJECT_PATHS = ("data", "data.req.body", "uplink_message")  # required parts that are objects
+_MIN_PART_BYTES = 1 << 20  # below this a chunk is not cut into parts for threads
 
 
 @dataclass
@@ -75,536 +85,444 @@ class NormalizedChunk:
         return self.uplinks.num_rows + len(self.bad_lines) + sum(self.skipped.values())
 
 
-class Reader:
-    """Turns chunks of JSON Lines into NormalizedChunks.
+# --------------------------------------------------------------------------- the plan
 
-    State kept across chunks: whether to rewrite digit-string epoch
-    milliseconds, and which field groups to parse with (the groups the
-    previous part used: a Firefly-only file is parsed without Helium's
-    fields, which Arrow would otherwise pay for on every row)."""
+
+def _merged_fields() -> dict[str, str]:
+    """Every provider's fields; a path two providers declare takes the union of their types."""
+    out: dict[str, str] = {}
+    for p in _PROVIDERS:
+        for path, spec in p.FIELDS.items():
+            old = out.get(path)
+            if old is None or old == spec:
+                out[path] = spec
+            elif "records" in (old, spec):
+                raise ValueError(f"{path}: declared as records and as a value")
+            else:
+                out[path] = "|".join(dict.fromkeys(old.split("|") + spec.split("|")))
+    return out
+
+
+def _marker_paths() -> list[str]:
+    return list(dict.fromkeys(m for p in _PROVIDERS for m in (*p.MARKERS, *getattr(p, "SHAPE_MARKERS", ()))))
+
+
+_plan: Plan | None = None
+_plan_lock = threading.Lock()
+
+
+def _the_plan() -> Plan:
+    """The plan of every provider (built once: it also learns output sizes as chunks go)."""
+    global _plan
+    with _plan_lock:
+        if _plan is None:
+            tables: dict[str, list[str]] = {}
+            for p in _PROVIDERS:
+                tables.update(p.TABLES)
+            _plan = Plan(_merged_fields(), tables=tables, markers=_marker_paths())
+        return _plan
+
+
+# --------------------------------------------------------------------------- the reader
+
+
+class Reader:
+    """Turns chunks of JSON Lines into NormalizedChunks (one scan per chunk, or per part of one)."""
 
     def __init__(self, name: str = "<input>"):
         self.name = name
-        self.learned: dict[int, _Learned] = {}  # by first key (see process)
-        self._options: dict = {}
+        self.plan = _the_plan()
 
-    def _learned(self, key: int) -> _Learned:
-        state = self.learned.get(key)
-        if state is None:
-            state = self.learned[key] = _Learned(ALL_GROUPS)
-        return state
-
-    # -- Arrow ---------------------------------------------------------------
-    def _read_json(self, data, groups, text: bool = False) -> pa.Table:
-        key = (groups, text)
-        opts = self._options.get(key)
-        if opts is None:
-            opts = pj.ParseOptions(
-                explicit_schema=raw_schema(groups, text, own_markers=True), unexpected_field_behavior="ignore"
-            )
-            self._options[key] = opts
-        # One block: Arrow's row numbers in errors are then exact, and every
-        # column comes out as a single array. Parallelism is ours (see process).
-        ropts = pj.ReadOptions(use_threads=False, block_size=max(len(data) + 1, 1 << 16))
-        return pj.read_json(pa.BufferReader(pa.py_buffer(data)), read_options=ropts, parse_options=opts)
-
-    def _parse(self, data, a: np.ndarray, state: dict, learned: _Learned):
-        """(Arrow table of data, or the ArrowInvalid; a function parsing again with
-        more field groups). Learns how this input prints reported_at: epoch
-        milliseconds as numbers (bodies), as strings (device events), or both,
-        in which case the strings are turned into numbers in place (a part
-        whose text was not yet rewritten is rewritten first: a is the whole part
-        data lies in, state["patched"] says whether it was)."""
-        groups = learned.groups
-        err = None
-        for _ in range(4):
-            text = learned.text and not learned.unquote
-            try:
-                table = self._read_json(data, groups, text)
-                return table, (lambda more, text=text: self._read_json(data, groups | more, text))
-            except pa.ArrowInvalid as e:
-                err = e
-            m = _TYPE_RE.search(str(err))
-            if not m or not m.group(1).endswith("/reported_at"):
-                break
-            path, was, got = m.groups()
-            if path == "/reported_at" and not learned.unquote and was == "number" and got == "string" and not text:
-                learned.text = True  # device events: read reported_at as text
-                continue
-            if state["patched"]:
-                break
-            learned.unquote = True  # both forms: rewrite "123" as 123, read numbers
-            scan.unquote_reported_at(a, scan.REPORTED_AT_KEY)
-            state["patched"] = True
-        return err, None
-
-    # -- one chunk -----------------------------------------------------------
     def process(self, buf, first_line: int, bounds=None, parallel: bool = True) -> NormalizedChunk:
-        """A chunk of whole lines (bytes-like; it may be rewritten in place) ->
-        NormalizedChunk.
-
-        Lines are grouped by the first key of their object (a mixed file's
-        shapes differ there: "ack" for Firefly packets, "category" for Helium
-        events, "app_eui" for integration bodies), so each group is parsed
-        with only the fields it needs and without rewriting reported_at; a
-        one-shape chunk is one group and is not copied. Each group is cut into
-        parts at line boundaries, one per core, parsed and normalized in its
-        own thread (Arrow, numpy and numba release the GIL); the results are
-        put back in input order. bounds: line_bounds(buf) if known; parallel:
-        False to stay in the calling thread (read_chunks runs whole chunks in
-        parallel instead)."""
+        """A chunk of whole lines (bytes-like) -> NormalizedChunk; its lines are numbered from
+        first_line. parallel: cut a big chunk into one part per core, scanned in threads
+        (read_chunks runs whole chunks in parallel instead and passes False for all but the
+        last). bounds: ignored (kept for callers of the previous reader)."""
         n = len(buf)
         if n == 0:
             return _empty_chunk(first_line)
-        view = memoryview(buf)
-        a = np.frombuffer(view, dtype=np.uint8)
-        starts, ends, non_ascii = line_bounds(a) if bounds is None else bounds
-        total = len(starts)  # every line, blank ones included
-        keep = _nonblank(a, starts, ends)
-        if keep.all():
-            line_no = np.arange(first_line, first_line + len(starts), dtype=np.int64)
-        else:
-            idx = np.flatnonzero(keep)
-            starts, ends, line_no = starts[idx], ends[idx], first_line + idx
-        nonblank = len(line_no)
-        if nonblank == 0:
-            return _empty_chunk(first_line, lines=0, total=total)
-
-        groups = self._group(a, starts, ends)
-        workers = threads.workers() if parallel and n >= _MIN_PART_BYTES * 2 else 1
+        sb = _scan_buffer(buf, 0, n)
+        starts, ends = line_bounds(sb.a, n)
+        workers = threads.workers() if parallel and n >= 2 * _MIN_PART_BYTES else 1
+        if workers <= 1 or len(starts) < 2 * workers:
+            return self._part(sb, starts, ends, first_line)
+        cuts = [0]
+        for k in range(1, workers):  # at the first line starting after k/workers of the bytes
+            c = int(np.searchsorted(starts, n * k // workers))
+            if cuts[-1] < c < len(starts):
+                cuts.append(c)
+        cuts.append(len(starts))
         jobs = []
-        for key, sel in groups:
-            if sel is None:  # the whole chunk
-                g_view, g_a, g_starts, g_ends, g_lines = view, a, starts, ends, line_no
-            else:
-                g_a, g_starts, g_ends = _gather(a, starts, ends, sel)
-                g_view, g_lines = memoryview(g_a), line_no[sel]
-            size = len(g_a)
-            parts = max(1, min(workers, round(workers * size / n)))
-            cuts = [0]
-            for k in range(1, parts):  # at the first line starting after k/parts of the bytes
-                c = int(np.searchsorted(g_starts, size * k // parts))
-                if cuts[-1] < c < len(g_starts):
-                    cuts.append(c)
-            cuts.append(len(g_starts))
-            learned = self._learned(key)
-            for lo, hi in zip(cuts, cuts[1:]):
-                s0 = int(g_starts[lo])
-                e0 = int(g_starts[hi]) if hi < len(g_starts) else size
-                jobs.append(
-                    (
-                        g_view[s0:e0],
-                        g_a[s0:e0],
-                        g_starts[lo:hi] - s0,
-                        g_ends[lo:hi] - s0,
-                        g_lines[lo:hi],
-                        non_ascii,
-                        learned,
-                    )
-                )
-        if len(jobs) == 1:
-            results = [self._part(*jobs[0])]
-        else:
-            results = list(threads.pool("parts").map(lambda j: self._part(*j), jobs))
-        chunk = _merge([p for ps in results for p in ps], first_line, nonblank)
-        chunk.total_lines = total
-        return chunk
+        for lo, hi in zip(cuts, cuts[1:]):
+            s0, e0 = int(starts[lo]), int(ends[hi - 1])
+            part = _scan_buffer(sb.a, s0, e0)
+            jobs.append((part, starts[lo:hi] - s0, ends[lo:hi] - s0, first_line + lo))
+        chunks = list(threads.pool("parts").map(lambda j: self._part(*j), jobs))
+        return _merge(chunks, first_line)
 
-    def _group(self, a, starts, ends) -> list[tuple[int, np.ndarray | None]]:
-        """[(first-key group, line indices or None for all)]: at most 4 groups;
-        lines whose key is rare go together (key 0)."""
-        n = len(starts)
-        if n < 2 * _MIN_GROUP_LINES:
-            return [(0, None)]
-        keys = scan.first_keys(a, starts, ends)
-        if (keys == keys[0]).all():
-            return [(int(keys[0]), None)]
-        uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-        big = [k for k in np.argsort(-counts)[:4] if counts[k] >= _MIN_GROUP_LINES and uniq[k] != 0]
-        if len(big) == 1 and counts[big[0]] == n:  # pragma: no cover - caught above
-            return [(int(uniq[big[0]]), None)]
-        out = []
-        rest = np.ones(n, dtype=bool)
-        for k in big:
-            sel = np.flatnonzero(inverse == k)
-            rest[sel] = False
-            out.append((int(uniq[k]), sel))
-        if rest.any():
-            out.append((0, np.flatnonzero(rest)))
-        if len(out) == 1:
-            return [(out[0][0], None)]
-        return out
+    def _part(self, sb: ScanBuffer, starts: np.ndarray, ends: np.ndarray, first_line: int) -> NormalizedChunk:
+        """Scan lines of one buffer and assemble them."""
+        res = scan(sb, self.plan, (starts, ends))
+        return _assemble(res, first_line)
 
-    def _part(self, buf: memoryview, a: np.ndarray, starts, ends, line_no, non_ascii, learned):
-        """Non-blank lines of one part -> Normalized pieces in line order."""
-        state = {"patched": False}
-        if learned.unquote:
-            scan.unquote_reported_at(a, scan.REPORTED_AT_KEY)
-            state["patched"] = True
-        if not non_ascii or _first_non_utf8(buf, None) is None:
-            table, again = self._parse(buf, a, state, learned)
-            if isinstance(table, pa.Table) and table.num_rows == len(line_no):  # else: a line holding two values
-                norm = self._normalize_run(table, again, buf, (starts, ends), line_no, learned)
-                if norm is not None:
-                    return [norm]
-        pieces: list = []
-        self._careful(buf, starts, ends, line_no, pieces, state, learned, non_ascii)
-        return pieces
 
-    def _normalize_run(self, table, again, buf, bounds, line_no, learned: _Learned):
-        """Normalize rows Arrow parsed from buf; row i is the line line_no[i], whose
-        text is buf[bounds[0][i]:bounds[1][i]]. again(groups) parses buf again
-        with more field groups, when the rows need them. None if Arrow then
-        rejects the text (the caller goes line by line)."""
-        groups = frozenset()
-        for _ in range(4):
-            norm = normalize(table, line_no)
-            if not norm.needs:
-                break
-            groups = groups | norm.needs
-            try:
-                table = again(groups)
-            except pa.ArrowInvalid:
-                return None
-        if norm.used:
-            learned.groups = frozenset(norm.used | ({"firefly"} if "firefly_full" in norm.used else set()))
-        if len(norm.unknown):
-            other = self._judge_unknown(norm, buf, bounds, line_no)
-            if other is None or other.uplinks.num_rows:
-                # Cannot happen with a schema of every group; with fewer, parse again.
-                try:
-                    table = again(ALL_GROUPS)
-                except pa.ArrowInvalid:
-                    return None
-                norm = normalize(table, line_no)
-                other = self._judge_unknown(norm, buf, bounds, line_no)
-                if other is None or other.uplinks.num_rows:  # pragma: no cover
-                    raise AssertionError("rows of no known shape turned out to be uplinks")
-            norm.bad.extend(other.bad)
-            norm.skipped.update(other.skipped)
-        norm.first = int(line_no[0]) if len(line_no) else 0
-        return norm
+def _scan_buffer(data, start: int, end: int) -> ScanBuffer:
+    """data[start:end] copied into a buffer with the scanner's padding."""
+    n = end - start
+    a = np.empty(n + PAD, np.uint8)
+    src = data if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
+    a[:n] = src[start:end]
+    return ScanBuffer(a, n)
 
-    def _judge_unknown(self, norm, buf, bounds, line_no):
-        """Rows of no known shape: read their text with orjson and judge them with
-        every field (the schema may lack the fields that would have made them,
-        say, a down packet; or they are an envelope it does not carry)."""
-        starts, ends = bounds
-        items = []
-        extra = []
-        for r, j in zip(norm.unknown, norm.unknown_packet):
-            line = int(line_no[r])
-            obj = orjson.loads(bytes(buf[starts[r] : ends[r]]))
-            if j >= 0:  # a packet of an envelope, parsed with every Firefly field
-                skipped, reason = describe_other(obj["packets"][j])
-                extra.append((line, skipped, reason))
-            else:
-                items.append((line, obj))
-        other = self.values(items) if items else None
-        if other is None:
-            other = Normalized(empty_uplinks(), empty_receptions())
-        for line, skipped, reason in extra:
-            other.skipped.update(skipped)
-            if reason:
-                other.bad.append((line, reason))
-        return other
 
-    # -- the careful path ------------------------------------------------------
-    def _careful(self, buf, starts, ends, line_no, pieces, state=None, learned=None, non_ascii=True):
-        """Non-blank lines [starts[i], ends[i]) of buf, numbered line_no[i]: Arrow
-        for the runs it accepts, orjson for the lines it does not.
+# --------------------------------------------------------------------------- assembling
 
-        A failure Arrow locates splits the run there; one it does not locate is
-        narrowed down by halving. When Arrow keeps failing on the first line
-        (a file of JSON arrays, say), ever longer runs go to orjson directly."""
-        a = np.frombuffer(buf, dtype=np.uint8)
-        state = {"patched": False} if state is None else state
-        learned = self._learned(0) if learned is None else learned
-        bad_utf8 = _bad_utf8_lines(a, starts, ends) if non_ascii else np.zeros(0, np.int64)
-        attempts = 0
-        streak = 0  # failures on the first line of a run in a row
-        todo = [(0, len(starts))]
-        while todo:
-            s, e = todo.pop()
-            while s < e:
-                if e - s <= _LEAF_LINES or attempts >= _MAX_ATTEMPTS:
-                    pieces.extend(self._slow_lines(buf, starts[s:e], ends[s:e], line_no[s:e]))
-                    break
-                k = int(np.searchsorted(bad_utf8, s))
-                if k < len(bad_utf8) and bad_utf8[k] < e:  # invalid UTF-8: that line to orjson
-                    bad_at = int(bad_utf8[k]) - s
-                else:
-                    bad_at = None
-                    attempts += 1
-                    data = memoryview(buf)[starts[s] : ends[e - 1]]
-                    table, again = self._parse(data, a, state, learned)
-                    if isinstance(table, pa.Table):
-                        if table.num_rows == e - s:
-                            norm = self._normalize_run(
-                                table,
-                                again,
-                                data,
-                                (starts[s:e] - starts[s], ends[s:e] - starts[s]),
-                                line_no[s:e],
-                                learned,
-                            )
-                            if norm is not None:
-                                pieces.append(norm)
-                                streak = 0
-                                break
-                        # a line holding two values, or rejected with more groups: halve
-                    else:
-                        m = _ROW_RE.search(str(table))
-                        bad_at = int(m.group(1)) if m else None
-                        if bad_at is not None and not (0 <= bad_at < e - s):
-                            bad_at = None
-                if bad_at is None:
-                    mid = (s + e) // 2
-                    todo.append((mid, e))
-                    e = mid
-                    continue
-                # The lines before the failing one go to Arrow (now), the failing
-                # one to orjson and the rest to Arrow again (later).
-                if bad_at > 0:
-                    streak = 0
-                    todo.append((s + bad_at + 1, e))
-                    todo.append((s + bad_at, s + bad_at + 1))
-                    e = s + bad_at
-                    continue
-                streak += 1
-                w = min(1 << min(streak - 1, 20), e - s)
-                pieces.extend(self._slow_lines(buf, starts[s : s + w], ends[s : s + w], line_no[s : s + w]))
-                s += w
-        # `todo` is a stack: put the pieces back in line order (a stable sort:
-        # the items of one array line may span pieces, appended in order).
-        pieces.sort(key=_piece_first_line)
 
-    def _slow_lines(self, buf, starts, ends, line_no) -> list:
-        """Lines read by orjson -> Normalized pieces. JSON arrays of objects (the
-        Helium events endpoint returns one) and envelopes are written back as one
-        object per line and go through Arrow, the rest through ``values``."""
-        items = []
-        objects, object_lines = [], []
-        for s, e, line in zip(starts, ends, line_no):
-            line = int(line)
-            try:
-                value = orjson.loads(bytes(buf[s:e]))
-            except orjson.JSONDecodeError as exc:
-                items.append((line, _Bad(f"malformed JSON: {exc}")))
-                continue
-            if (
-                type(value) is list
-                and value
-                and all(type(x) is dict and not isinstance(x.get("packets"), list) for x in value)
-            ):
-                objects.extend(value)
-                object_lines.extend([line] * len(value))
-            else:
-                items.append((line, value))
-        pieces = []
-        if len(objects) < _MIN_REWRITE:
-            items.extend(zip(object_lines, objects))
-            items.sort(key=lambda x: x[0])  # stable: an array's items stay in order
-        else:
-            text = bytearray(b"\n".join(map(orjson.dumps, objects)) + b"\n")
-            o_starts, o_ends, _ = line_bounds(np.frombuffer(text, dtype=np.uint8))
-            self._careful(
-                text,
-                o_starts,
-                o_ends,
-                np.array(object_lines, dtype=np.int64),
-                pieces,
-                learned=self._learned(-1),
-                non_ascii=False,
-            )
-        if items:
-            norm = self.values(items)
-            norm.first = items[0][0]
-            pieces.append(norm)
-        return pieces
+class _Found:
+    """Bad lines and skipped kinds found while the providers pick their uplinks."""
 
-    # -- Python values -----------------------------------------------------------
-    def values(self, items: list[tuple[int, Any]]):
-        """(line, parsed JSON value) pairs -> Normalized (the slow path)."""
-        rows, lines, errors, whys, objs = [], [], [], [], []
-        bad: list[tuple[int, str]] = []
-        skipped: collections.Counter = collections.Counter()
-        for line, value in items:
-            if isinstance(value, _Bad):
-                bad.append((line, value.reason))
-                continue
-            for obj, prefix in _expand(value, skipped):
-                if not isinstance(obj, dict):
-                    bad.append((line, f"{prefix}expected a JSON object, got {json_kind(obj)}"))
-                    continue
-                row, error, why = prepare_object(obj)
-                rows.append(row)
-                lines.append(line)
-                errors.append(error)
-                whys.append(why)
-                objs.append(obj)
-        table = raw_table(rows)
-        norm = normalize(
-            table,
-            np.array(lines, dtype=np.int64),
-            pa.array(errors, pa.string()) if any(errors) else None,
-            pa.array(whys, pa.string()) if any(whys) else None,
+    def __init__(self, rec: Records, lines: np.ndarray, prefix) -> None:
+        self.rec = rec
+        self.lines = lines  # per record: its 1-based line number
+        self.prefix = prefix  # record -> "item 2: " etc.
+        self.bad: list[tuple[int, str]] = []
+        self.skipped: collections.Counter = collections.Counter()
+
+    def skip(self, idx: np.ndarray, key: str) -> None:
+        if len(idx):
+            self.skipped[key] += len(idx)
+
+    def skip_each(self, idx: np.ndarray, keys: list[str]) -> None:
+        self.skipped.update(keys)
+
+    def bad_each(self, idx: np.ndarray, reasons: list[str], where: bool = False) -> None:
+        """Bad lines of records; where: the reason starts with where the record is in its line
+        ("item 2: ", "packets[0]: ")."""
+        for r, reason in zip(np.asarray(idx).tolist(), reasons):
+            self.bad.append((int(self.lines[r]), self.prefix(r) + reason if where else reason))
+
+    def bad_unknown(self, idx: np.ndarray, reason: str) -> None:
+        self.bad_each(idx, [reason] * len(idx))
+
+    def bad_field(self, idx: np.ndarray, reason: str, path: str) -> None:
+        """Records lacking a required field; the reason says what the field held instead."""
+        if not len(idx):
+            return
+        codes = self.rec.codes(path, idx)
+        want = "an object" if path in _OBJECT_PATHS else "a string"
+        self.bad_each(
+            idx,
+            [f"{reason} ({path}: expected {want}, got {_KIND[c]})" if c > K.T_NULL else reason for c in codes.tolist()],
         )
-        for r in norm.unknown:
-            s, reason = describe_other(objs[r])
-            norm.skipped.update(s)
-            if reason:
-                norm.bad.append((lines[r], reason))
-        norm.bad.extend(bad)
-        norm.skipped.update(skipped)
-        return norm
 
 
-class _Learned:
-    """What the reader learned about one group of lines: the field groups to
-    parse with, and how reported_at is printed."""
+def _assemble(res, first_line: int) -> NormalizedChunk:
+    """One scan -> NormalizedChunk."""
+    ltype, lerr = res.line_types, res.line_errors
+    total = res.n_lines
+    nonblank = int(np.count_nonzero((ltype != K.T_ABSENT) | (lerr != 0)))
+    bad = [(first_line + i, f"malformed JSON: {why} (byte {pos + 1})") for i, why, pos in res.bad_lines()]
+    rec = Records(res)
+    n = rec.n
+    lines = first_line + res.record_line
+    parent, item = res.parent(0), res.item(0)
+    skipped: collections.Counter = collections.Counter()
+    top_arrays = np.flatnonzero((ltype == K.T_ARRAY) & (lerr == 0))
+    if len(top_arrays):
+        items = np.bincount(res.record_line[(parent < 0) & (item >= 0)], minlength=total)
+        empty = int(np.count_nonzero(items[top_arrays] == 0))
+        if empty:
+            skipped["empty_array"] += empty
+    if n == 0:
+        return NormalizedChunk(empty_uplinks(), empty_receptions(), bad, skipped, nonblank, first_line, total)
+    plan = res.plan
+    mask = res.record_mask
+    kinds = rec.codes("$")
+    envelope_of = _envelope_names(rec)
 
-    __slots__ = ("groups", "text", "unquote")
+    def prefix(r: int) -> str:
+        parts = []
+        while r >= 0:
+            p, i = int(parent[r]), int(item[r])
+            if p >= 0:
+                parts.append(f"{envelope_of(p)}[{i}]: ")
+            elif i >= 0:
+                parts.append(f"item {i}: ")
+            r = p
+        return "".join(reversed(parts))
 
-    def __init__(self, groups):
-        self.groups = groups
-        self.text = False  # read the top-level reported_at as a string
-        self.unquote = False  # rewrite "reported_at": "<digits>" as a number
-
-
-def _gather(a, starts, ends, sel):
-    """The lines sel of a, copied one after the other (with newlines)."""
-    size = int((ends[sel] - starts[sel]).sum()) + len(sel)
-    out = np.empty(size, dtype=np.uint8)
-    new_starts = np.empty(len(sel), dtype=np.int64)
-    new_ends = np.empty(len(sel), dtype=np.int64)
-    scan.gather_lines(a, starts, ends, np.ascontiguousarray(sel, dtype=np.int64), out, new_starts, new_ends)
-    return out, new_starts, new_ends
-
-
-class _Bad:
-    __slots__ = ("reason",)
-
-    def __init__(self, reason: str):
-        self.reason = reason
-
-
-def _expand(value, skipped):
-    """A parsed JSON value -> (object, label prefix) for each candidate uplink:
-    arrays yield their items, Firefly envelopes their packets."""
-    if isinstance(value, list):
-        if not value:
-            skipped["empty_array"] += 1
-        for i, item in enumerate(value):
-            for obj, prefix in _expand_object(item, skipped):
-                yield obj, f"item {i}: {prefix}"
-    else:
-        yield from _expand_object(value, skipped)
-
-
-def _expand_object(value, skipped):
-    if isinstance(value, dict) and isinstance(value.get("packets"), list):
-        packets = value["packets"]
-        if not packets:
-            skipped["firefly:empty_envelope"] += 1
-        for j, p in enumerate(packets):
-            yield p, f"packets[{j}]: "
-    else:
-        yield value, ""
-
-
-def _piece_first_line(norm) -> int:
-    return getattr(norm, "first", 0)
-
-
-def _nonblank(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Lines holding something other than whitespace. Only empty lines and
-    lines that start with a byte <= 0x20 are looked at in Python."""
-    keep = ends > starts
-    if len(a) == 0 or len(starts) == 0:
-        return keep
-    first = a[np.minimum(starts, len(a) - 1)]
-    for i in np.flatnonzero(keep & (first <= 32)):
-        if not bytes(a[starts[i] : ends[i]]).strip(_WS):
-            keep[i] = False
-    return keep
+    found = _Found(rec, lines, prefix)
+    found.skipped.update(skipped)
+    found.bad.extend(bad)
+    shapes = _shapes(rec, plan, mask, kinds, parent, found)
+    providers = [
+        p.Rows(rec, shapes[p.PROVIDER]) for p in _PROVIDERS if any(m.any() for m in shapes[p.PROVIDER].values())
+    ]
+    up = np.zeros(n, bool)
+    for p in providers:
+        up |= p.select(found)
+    unknown = np.flatnonzero(shapes["unknown"])
+    if len(unknown):
+        found.bad_each(unknown, [_unknown_reason(res, int(r)) for r in unknown])
+    found.bad.sort(key=lambda b: b[0])
+    if not up.any():
+        return NormalizedChunk(
+            empty_uplinks(), empty_receptions(), found.bad, found.skipped, nonblank, first_line, total
+        )
+    uplinks, receptions = _tables(rec, [p for p in providers if p.up.any()], up, lines)
+    return NormalizedChunk(uplinks, receptions, found.bad, found.skipped, nonblank, first_line, total)
 
 
-def _first_non_utf8(data: memoryview, starts: np.ndarray) -> int | None:
-    """Index of the first line holding invalid UTF-8, or None."""
-    b = bytes(data) if not isinstance(data, (bytes, bytearray)) else data
-    if b.isascii():
-        return None
+def _envelope_names(rec: Records):
+    """record -> the name of the envelope array its items come from."""
+
+    def name(p: int) -> str:
+        return "packets" if rec.codes("packets", np.array([p]))[0] == K.T_ARRAY else "mac_events"
+
+    return name
+
+
+def _shapes(rec: Records, plan: Plan, mask: np.ndarray, kinds: np.ndarray, parent: np.ndarray, found: _Found):
+    """{provider: {shape: record mask}, "unknown": mask}: which provider and shape each
+    record is (see the module docstring); envelopes, and records that are not objects, are
+    judged here."""
+    n = rec.n
+    has = lambda *names: (mask & plan.bits(names)) != 0  # noqa: E731 - a one-line view
+    obj = kinds == K.T_OBJECT
+    not_obj = np.flatnonzero(~obj)
+    if len(not_obj):
+        reasons = [f"expected a JSON object, got {_KIND.get(int(c), 'nothing')}" for c in kinds[not_obj]]
+        found.bad_each(not_obj, reasons, where=True)
+    is_packets = rec.codes("packets") == K.T_ARRAY
+    is_mac = rec.codes("mac_events") == K.T_ARRAY
+    envelope = obj & (is_packets | is_mac)
+    in_envelope = parent >= 0
+    if envelope.any():  # an envelope is no record of its own; one without items is counted
+        counts = np.bincount(parent[in_envelope], minlength=n)
+        empty = np.flatnonzero(envelope & (counts == 0))
+        found.skip(empty, firefly.EMPTY_ENVELOPE_KEY)
+    left = obj & ~envelope
+    from_mac = np.zeros(n, bool)  # items of a mac_events envelope
+    if in_envelope.any():
+        at = np.flatnonzero(in_envelope)
+        from_mac[at] = ~is_packets[parent[at]]
+
+    def take(m: np.ndarray) -> np.ndarray:
+        nonlocal left
+        m = left & m
+        left = left & ~m
+        return m
+
+    out: dict[str, Any] = {}
+    event = take(has(*helium.EVENT_MARKERS))
+    packet = take(has(*firefly.PACKET_MARKERS))
+    message = take(has(*tts.SHAPE_MARKERS))
+    cs_event = take(has(*chirpstack.SHAPE_MARKERS))
+    body = take(has(*helium.BODY_MARKERS))
+    mac_event = take(from_mac)
+    out["firefly"] = {"packet": packet, "mac_event": mac_event}
+    out["helium"] = {"event": event, "body": body}
+    out["tts"] = {"message": message}
+    out["chirpstack"] = {"event": cs_event}
+    out["unknown"] = left
+    return out
+
+
+def _unknown_reason(res, row: int) -> str:
+    """A record of no known shape: its keys."""
     try:
-        b.decode("utf-8")
-        return None
-    except UnicodeDecodeError as e:
-        return 0 if starts is None else int(np.searchsorted(starts, e.start, side="right") - 1)
+        keys = sorted(map(str, orjson.loads(res.record_text(row))))
+    except (orjson.JSONDecodeError, TypeError):  # pragma: no cover - the scanner accepted it
+        keys = []
+    listed = ", ".join(keys[:8]) + (", ..." if len(keys) > 8 else "")
+    return (
+        "unknown shape: no Firefly packet, Helium event, The Things Stack message or ChirpStack event fields"
+        f" (keys: {listed or 'none'})"
+    )
 
 
-def _bad_utf8_lines(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Indices of the lines holding invalid UTF-8 (only lines with a byte >= 0x80
-    are decoded)."""
-    high = np.flatnonzero(a >= 128)
-    if len(high) == 0:
-        return np.zeros(0, np.int64)
-    lines = np.unique(np.searchsorted(starts, high, side="right") - 1)
-    bad = []
-    for i in lines:
-        if i < 0 or a[starts[i] : ends[i]].size == 0:
-            continue
-        try:
-            bytes(a[starts[i] : ends[i]]).decode("utf-8")
-        except UnicodeDecodeError:
-            bad.append(i)
-    return np.array(bad, dtype=np.int64)
+def _tables(rec: Records, providers: list, up: np.ndarray, lines: np.ndarray) -> tuple[pa.Table, pa.Table]:
+    """The uplink and reception tables of the providers' uplink records, in input order."""
+    up_idx = np.flatnonzero(up)  # ascending record rows: input order
+    m = len(up_idx)
+    position = np.full(rec.n, -1, np.int64)
+    position[up_idx] = np.arange(m)
+    pieces = []  # per provider: its rows and columns
+    receptions = []
+    for p in providers:
+        rows = np.flatnonzero(p.up)
+        gw = p.gateways(rows)
+        best = best_by_parent(gw.parent, gw.rssi, gw.snr, rec.n)[rows]
+        has_best = best >= 0
+        best_of = _best_of(gw, int64_array(np.where(has_best, best, 0), has_best), len(rows))
+        cols = p.columns(rows, best_of)
+        payload, error, payload_text = _payloads(rec, p, rows)
+        cols.update(
+            payload=payload,
+            error=error,
+            payload_text=payload_text,
+            provider=int64_array(np.full(len(rows), PROVIDER_NAMES.index(p.provider))),
+            rssi=best_of("rssi"),
+            snr=best_of("snr"),
+            gateway_id=best_of("gateway_id"),
+            gateway_count=int64_array(np.bincount(gw.parent, minlength=rec.n)[rows]),
+        )
+        pieces.append((rows, cols))
+        if len(gw):
+            receptions.append(
+                [int64_array(position[gw.parent])]
+                + [_typed(gw.column(f.name), f.type) for f in list(RECEPTION_SCHEMA)[1:]]
+            )
+    order = None
+    if len(pieces) > 1:  # interleave the providers' rows back into input order
+        order = int64_array(np.argsort(np.concatenate([rows for rows, _ in pieces]), kind="stable"))
+
+    def column(name: str, type_: pa.DataType) -> pa.Array:
+        arrays = [_typed(combine(cols[name]), type_) for _, cols in pieces]
+        return arrays[0] if order is None else pa.concat_arrays(arrays).take(order)
+
+    values: dict[str, pa.Array] = {}
+    for f in UPLINK_SCHEMA:
+        if f.name == "provider":
+            codes = column("provider", pa.int64()).cast(pa.int32())
+            values["provider"] = pa.DictionaryArray.from_arrays(codes, PROVIDERS)
+        elif f.name == "line":
+            values["line"] = int64_array(lines[up_idx])
+        elif f.name == "warnings":
+            values["warnings"] = _warnings(rec, up_idx)
+        else:
+            values[f.name] = column(f.name, f.type)
+    dev_eui = values["dev_eui"]
+    if dev_eui.null_count < m:
+        values["dev_eui"] = pc.ascii_upper(dev_eui)
+    uplinks = pa.Table.from_arrays([values[f.name] for f in UPLINK_SCHEMA], schema=UPLINK_SCHEMA)
+    return uplinks, _receptions(receptions)
 
 
-_MIN_PART_BYTES = 1 << 20
-_MIN_REWRITE = 16  # objects from arrays worth writing back as lines for Arrow
-_MIN_GROUP_LINES = 256  # a shape with fewer lines in a chunk is not parsed on its own
+def _best_of(gw, take: pa.Array, k: int):
+    """name -> the gateway column at each of k uplinks' best gateway (null without one)."""
+
+    def column(name: str) -> pa.Array:
+        col = gw.column(name)
+        return nulls(k, col.type) if len(col) == 0 else col.take(take)
+
+    return column
+
+
+def _receptions(parts: list[list[pa.Array]]) -> pa.Table:
+    """Reception columns of every provider -> one table ordered by uplink row."""
+    if not parts:
+        return empty_receptions()
+    arrays = [pa.concat_arrays([p[k] for p in parts]) if len(parts) > 1 else parts[0][k] for k in range(len(parts[0]))]
+    table = pa.Table.from_arrays(arrays, schema=RECEPTION_SCHEMA)
+    index = np.concatenate([np.asarray(p[0].to_numpy(zero_copy_only=False)) for p in parts])
+    if len(parts) > 1 and (np.diff(index) < 0).any():
+        table = table.take(int64_array(np.argsort(index, kind="stable")))
+    return table
+
+
+def _typed(a: pa.Array, type_: pa.DataType) -> pa.Array:
+    return a if a.type == type_ else a.cast(type_)
+
+
+def _payloads(rec: Records, p, rows: np.ndarray) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """(payload bytes, error per row, the text kept where it could not be decoded): the first
+    of the provider's payload paths present decides; a payload that is not text is a row
+    error, a missing one too (an empty payload where the provider leaves empty ones out)."""
+    m = len(rows)
+    chosen = np.zeros(m, np.uint8)
+    texts = []
+    for path in p.payload_paths():
+        codes = rec.codes(path, rows)
+        fresh = (chosen == 0) & (codes > K.T_NULL)
+        chosen[fresh] = codes[fresh]
+        texts.append(rec.text(path, rows, warn=False))
+    text = coalesce(*texts)
+    not_text = (chosen > K.T_NULL) & (chosen != K.T_STR) & (chosen != K.T_STR_ESC)
+    missing = chosen == 0
+    if getattr(p, "empty_payload", False) and missing.any():
+        text = pc.if_else(bool_array(missing), pa.scalar("", pa.string()), text)
+    if m == 0:
+        return pa.array([], pa.binary()), nulls(0, pa.string()), nulls(0, pa.string())
+    buf = to_buffer(text, p.encoding)
+    binary = buf.to_arrow()
+    code = np.asarray(buf.error)
+    failed = np.flatnonzero(code | not_text)
+    if not len(failed):
+        return binary, nulls(m, pa.string()), nulls(m, pa.string())
+    messages: list[str | None] = [None] * m
+    for i in failed.tolist():
+        messages[i] = "payload is not text" if not_text[i] else buf.error_message(i)
+    if binary.null_count < len(failed):  # a failed row is null, not empty bytes
+        ok = np.ones(m, bool)
+        ok[failed] = False
+        binary = pc.if_else(bool_array(ok), binary, pa.scalar(None, pa.binary()))
+    bad = code != 0
+    kept = combine(text).take(int64_array(np.where(bad, np.arange(m), 0), bad))
+    return binary, pa.array(messages, pa.string()), kept
+
+
+def _warnings(rec: Records, up_idx: np.ndarray) -> pa.Array:
+    """The warnings column: what the providers' reads coerced or dropped, and what the scanner
+    saw (duplicate keys, array items that are not objects)."""
+    res = rec.res
+    w = res.warnings()
+    if w.shape[1]:
+        plan = rec.plan
+        for node, row, code in zip(w[0].tolist(), w[1].tolist(), w[2].tolist()):
+            if code == K.W_TYPE or node < 0:
+                continue  # wrong types are noted where the field is read
+            record = _record_of(res, plan.nodes[node].table, row)
+            path = plan.path_of(node)
+            text = "duplicate key, the last value kept" if code == K.W_DUP else "items that are not objects dropped"
+            rec.warnings.add(np.array([record]), f"{path}: {text}")
+    return rec.warnings.column(up_idx, rec.n)
+
+
+def _record_of(res, table: int, row: int) -> int:
+    while table != 0 and row >= 0:
+        row = int(res.parent(table)[row])
+        table = res.plan.table_parent[table]
+    return row
 
 
 def _empty_chunk(first_line: int, lines: int = 0, total: int = 0) -> NormalizedChunk:
     return NormalizedChunk(empty_uplinks(), empty_receptions(), [], collections.Counter(), lines, first_line, total)
 
 
-def _merge(pieces: list, first_line: int, lines: int) -> NormalizedChunk:
-    """Pieces (each in line order) -> one chunk with the uplinks in line order."""
-    if not pieces:
-        return _empty_chunk(first_line, lines)
-    if len(pieces) == 1:
-        p = pieces[0]
-        bad = sorted(p.bad, key=lambda x: x[0]) if len(p.bad) > 1 else p.bad
-        return NormalizedChunk(p.uplinks, p.receptions, bad, p.skipped, lines, first_line)
+def _merge(chunks: list[NormalizedChunk], first_line: int) -> NormalizedChunk:
+    """Chunks of consecutive parts -> one chunk."""
     uplinks, receptions, bad = [], [], []
     skipped: collections.Counter = collections.Counter()
     offset = 0
-    for p in pieces:
-        uplinks.append(p.uplinks)
-        r = p.receptions
+    for c in chunks:
+        uplinks.append(c.uplinks)
+        r = c.receptions
         if offset and r.num_rows:
-            r = r.set_column(0, "packet_index", pc.add(r.column(0), offset))
+            index = np.asarray(r.column(0).to_numpy()) + offset
+            r = r.set_column(0, "packet_index", int64_array(index))
         receptions.append(r)
-        offset += p.uplinks.num_rows
-        bad.extend(p.bad)
-        skipped.update(p.skipped)
-    bad.sort(key=lambda x: x[0])
-    up = pa.concat_tables(uplinks) if uplinks else UPLINK_SCHEMA.empty_table()
-    rec = pa.concat_tables(receptions) if receptions else RECEPTION_SCHEMA.empty_table()
-    if up.num_rows > 1:
-        line = up.column("line").to_numpy()
-        if (np.diff(line) < 0).any():  # groups of a mixed chunk: interleave back into input order
-            order = np.argsort(line, kind="stable")
-            up = up.take(pa.array(order))
-            if rec.num_rows:
-                inverse = np.empty(len(order), dtype=np.int64)
-                inverse[order] = np.arange(len(order))
-                rec = rec.set_column(0, "packet_index", pa.array(inverse[rec.column(0).to_numpy()], pa.int64()))
-    return NormalizedChunk(up, rec, bad, skipped, lines, first_line)
+        offset += c.uplinks.num_rows
+        bad.extend(c.bad_lines)
+        skipped.update(c.skipped)
+    return NormalizedChunk(
+        pa.concat_tables(uplinks),
+        pa.concat_tables(receptions),
+        bad,
+        skipped,
+        sum(c.lines for c in chunks),
+        first_line,
+        sum(c.total_lines for c in chunks),
+    )
 
 
 # --------------------------------------------------------------------------- public
+
+
+def _not_json(value: Any) -> dict:
+    """What orjson cannot write (bytes, sets, ...) goes in as an object: a field holding it is
+    then of the wrong type (a payload of bytes: "payload is not text")."""
+    return {"$not_json": type(value).__name__}
 
 
 def normalize_values(values: Iterable[Any], first_line: int = 1, *, reader: Reader | None = None) -> NormalizedChunk:
@@ -612,31 +530,22 @@ def normalize_values(values: Iterable[Any], first_line: int = 1, *, reader: Read
     or one JSON text (str or bytes). Item k gets the line number first_line + k;
     blank text items are skipped (like blank lines).
 
-    Items become one line of JSON each (dicts and lists written by orjson,
-    texts as they are) and go through the same Arrow path as a file; an item
-    that cannot be one line (a text with a newline, a value orjson cannot
-    write) is read on its own by the slow path.
-
-    reader: a :class:`Reader` kept from one call to the next, to keep what it
-    learns about the shapes of the values from one call to the next (a
-    stream of small batches)."""
+    Items become one line of JSON each (values written by orjson, texts as
+    they are; a text holding newlines is read and written again) and go
+    through the same scan as a file. reader: a :class:`Reader` kept from one
+    call to the next (a stream of small batches)."""
     items = values if isinstance(values, (list, tuple)) else list(values)
     if not items:
         return _empty_chunk(first_line)
     reader = reader or Reader("<values>")
-    if all(type(v) is bytes for v in items):  # lines from a socket or a pipe: join them as they are
-        text = b"\n".join(items)
-        if text.count(b"\n") == len(items) - 1:  # no item holds a newline of its own
-            return reader.process(bytearray(text + b"\n"), first_line)
     out: list[bytes] = []
-    side: list[tuple[int, Any]] = []  # (line, value or _Bad) for the slow path
-    side_lines = 0
+    bad: list[tuple[int, str]] = []
     for k, v in enumerate(items):
         if isinstance(v, str):
             v = v.encode()
         if isinstance(v, (bytes, bytearray, memoryview)):
             text = bytes(v)
-            if b"\n" not in text:
+            if b"\n" not in text and b"\r" not in text:
                 out.append(text)
                 continue
             if not text.strip(_WS):
@@ -645,25 +554,12 @@ def normalize_values(values: Iterable[Any], first_line: int = 1, *, reader: Read
             try:
                 v = orjson.loads(text)
             except orjson.JSONDecodeError as exc:
-                side.append((first_line + k, _Bad(f"malformed JSON: {exc}")))
-                side_lines += 1
+                bad.append((first_line + k, f"malformed JSON: {exc}"))
                 out.append(b"")
                 continue
-        try:
-            out.append(orjson.dumps(v))
-        except TypeError:  # not JSON (bytes, sets, ...): judge it as it is
-            side.append((first_line + k, v))
-            side_lines += 1
-            out.append(b"")
-    chunk = reader.process(bytearray(b"\n".join(out) + b"\n"), first_line)
-    if not side:
-        return chunk
-    pieces = [chunk_piece for chunk_piece in [_as_piece(chunk)] if chunk_piece is not None]
-    pieces.append(reader.values(side))
-    return _merge(pieces, first_line, chunk.lines + side_lines)
-
-
-def _as_piece(chunk: NormalizedChunk):
-    if not (chunk.uplinks.num_rows or chunk.bad_lines or chunk.skipped):
-        return None
-    return Normalized(chunk.uplinks, chunk.receptions, list(chunk.bad_lines), collections.Counter(chunk.skipped))
+        out.append(orjson.dumps(v, default=_not_json))
+    chunk = reader.process(bytearray(b"\n".join(out) + b"\n"), first_line, parallel=False)
+    if bad:
+        chunk.bad_lines = sorted(chunk.bad_lines + bad)
+        chunk.lines += len(bad)
+    return chunk

@@ -10,13 +10,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import radio_kernels as kernels
-from .columns import combine, f64, nulls
+from .columns import combine, nulls
 from .schema import RECEPTION_SCHEMA
 
 __all__ = [
-    "ReceptionPart",
-    "Receptions",
-    "concat_receptions",
+    "Gateways",
+    "REC_TYPES",
+    "table_rows",
     "parse_datr",
     "float32_shortest",
     "best_by_parent",
@@ -96,46 +96,44 @@ def best_reception(counts: np.ndarray, rssi: np.ndarray, snr: np.ndarray) -> np.
     )
 
 
-# A reception's columns as providers give them: the schema's (packet_index is added when the
-# uplink rows are known) plus the data-rate text Helium hotspots carry.
-_REC_TYPES = {f.name: f.type for f in RECEPTION_SCHEMA if f.name != "packet_index"}
-_REC_TYPES["spreading"] = pa.string()
+# The reception columns every provider's gateways give (the schema's, without packet_index).
+REC_TYPES = {f.name: f.type for f in RECEPTION_SCHEMA if f.name != "packet_index"}
 
 
 @dataclass
-class ReceptionPart:
-    """One provider shape's receptions, in row order: ``parent[j]`` is the raw row of reception j."""
+class Gateways:
+    """One provider's gateways (receptions) of its uplink records: ``parent[j]`` is the record
+    of gateway j; rssi/snr are float64 (NaN: none) for choosing the best one; ``columns`` are
+    the reception columns over the same rows (``REC_TYPES``; a provider may add more, such as
+    Helium's data-rate text)."""
 
-    parent: np.ndarray
-    columns: dict[str, pa.Array]
-
-
-@dataclass
-class Receptions:
-    """The receptions of a parse: every part's columns concatenated (grouped by part, each in
-    row order), the raw row of each, and rssi/snr as floats for the best-gateway kernel."""
-
-    columns: dict[str, pa.Array]
     parent: np.ndarray
     rssi: np.ndarray
     snr: np.ndarray
+    columns: dict[str, pa.Array]
 
     def __len__(self) -> int:
         return len(self.parent)
 
+    @classmethod
+    def empty(cls) -> Gateways:
+        z = np.zeros(0)
+        return cls(np.zeros(0, np.int64), z, z, {})
 
-def concat_receptions(parts: list[ReceptionPart]) -> Receptions:
-    """Concatenate reception parts (sorting them by row would cost a take of every column;
-    ``packet_index`` says which uplink each belongs to)."""
-    if not parts:
-        empty = np.zeros(0)
-        return Receptions(
-            {name: pa.array([], t) for name, t in _REC_TYPES.items()}, np.zeros(0, np.int64), empty, empty
-        )
-    columns = {}
-    for name, type_ in _REC_TYPES.items():
-        arrays = [combine(p.columns[name]) for p in parts]
-        arrays = [a if a.type == type_ else a.cast(type_) for a in arrays]
-        columns[name] = arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
-    parent = np.concatenate([p.parent for p in parts])
-    return Receptions(columns, parent, f64(columns["rssi"]), f64(columns["snr"]))
+    def column(self, name: str) -> pa.Array:
+        col = self.columns.get(name)
+        if col is None:
+            col = nulls(len(self.parent), REC_TYPES.get(name, pa.string()))
+        return col
+
+
+def table_rows(rec, table: str, records: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """(rows of a child table whose record is in ``records``, or None for all of them; their records)."""
+    parent = rec.res.parent(table)
+    keep = np.zeros(rec.n, bool)
+    keep[records] = True
+    inside = keep[parent]
+    if inside.all():
+        return None, parent
+    rows = np.flatnonzero(inside)
+    return rows, parent[rows]

@@ -16,6 +16,8 @@ __all__ = [
     "PROVIDERS",
     "FIREFLY",
     "HELIUM",
+    "TTS",
+    "CHIRPSTACK",
     "UPLINK_SCHEMA",
     "RECEPTION_SCHEMA",
     "empty_uplinks",
@@ -24,9 +26,9 @@ __all__ = [
 
 TS = pa.timestamp("ns", "UTC")
 PROVIDER_TYPE = pa.dictionary(pa.int32(), pa.string())
-PROVIDER_NAMES = ("firefly", "helium")  # the provider column's dictionary, in this order
+PROVIDER_NAMES = ("firefly", "helium", "tts", "chirpstack")  # the provider column's dictionary, in this order
 PROVIDERS = pa.array(PROVIDER_NAMES, pa.string())
-FIREFLY, HELIUM = 0, 1
+FIREFLY, HELIUM, TTS, CHIRPSTACK = 0, 1, 2, 3
 
 UPLINK_SCHEMA = pa.schema(
     [
@@ -51,6 +53,7 @@ UPLINK_SCHEMA = pa.schema(
         ("gateway_count", pa.int64()),
         ("line", pa.int64()),
         ("error", pa.string()),
+        ("warnings", pa.string()),  # what the reader coerced or dropped ("; " between several)
     ]
 )
 

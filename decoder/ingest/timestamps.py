@@ -1,103 +1,81 @@
-"""Provider timestamps -> ``timestamp[ns, UTC]``: ISO 8601 text and epoch milliseconds, vectorized."""
+"""Provider times -> ``timestamp[ns, UTC]``: ISO 8601 text and epoch milliseconds, in numba.
+
+A time a ``timestamp[ns]`` cannot hold (before 1677-09-21 or after
+2262-04-11) is null with a row warning, never a wrapped date; so is text
+that is not a time.
+"""
 
 from __future__ import annotations
 
-import datetime
-import re
-
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from .columns import combine, nulls, valid
+from . import scan_kernels as K
+from . import text_kernels as TK
+from .fields import Records, _clip, string_buffers
+from .scan import int64_array
 from .schema import TS
 
-__all__ = ["epoch_ms_to_ts", "iso_to_ts", "ms_strings_to_ts"]
+__all__ = ["iso_to_ts", "ts_array", "iso_times", "ms_times", "RANGE"]
+
+RANGE = "1677-09-21 to 2262-04-11"
+_MS_LIMIT = 9_223_372_036_854  # |epoch ms| below this fits in int64 nanoseconds
 
 
-def epoch_ms_to_ts(a: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """int64 epoch milliseconds -> timestamp[ns, UTC] (null stays null)."""
-    a = combine(a)
-    if a.type != pa.int64():
-        a = a.cast(pa.int64())
-    v = valid(a)
-    ms = a.to_numpy(zero_copy_only=False) if a.null_count == 0 else a.fill_null(0).to_numpy()
-    # 2**63 ns is year 2262: out-of-range milliseconds give null, not a wrapped value.
-    ok = v & (np.abs(ms) < 9_223_372_036_854)
-    ns = np.where(ok, ms, 0) * 1_000_000
-    return pa.array(ns.view("datetime64[ns]"), pa.timestamp("ns"), mask=None if ok.all() else ~ok).cast(TS)
+def ts_array(ns: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """int64 epoch nanoseconds -> timestamp[ns, UTC] (null where not valid), without a copy."""
+    return int64_array(ns, valid).view(TS)
 
 
-_ZONE_RE = r"(Z|z|[+-]\d\d(:?\d\d)?)$"
+def _parse_iso(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    offsets, data, valid = string_buffers(arr)
+    n = len(arr)
+    ns = np.empty(n, np.int64)
+    status = np.empty(n, np.uint8)
+    if n:
+        TK.iso_to_ns(offsets, data, valid, ns, status)
+    return ns, status
 
 
-def iso_to_ts(a: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """ISO 8601 strings -> timestamp[ns, UTC]. A string without a zone is UTC.
-
-    Vectorized by Arrow's ISO 8601 parser; strings it cannot read become null
-    (after one attempt per string in Python, which also accepts forms such as a
-    lower-case ``t`` or a space separator).
-    """
-    a = combine(a)
-    if len(a) == 0:
-        return pa.array([], TS)
-    if a.null_count == len(a):
-        return nulls(len(a), TS)
-    # Try the form of the first string first: a failing cast costs ~25x a good one.
-    first = a[0 if a.null_count == 0 else int(np.argmax(valid(a)))].as_py()
-    zoned_first = re.search(_ZONE_RE, first) is not None
-    for target in (TS, pa.timestamp("ns")) if zoned_first else (pa.timestamp("ns"), TS):
-        try:
-            out = a.cast(target)  # Firefly received_at has no zone, gateway times have one
-            return out if target == TS else out.cast(TS)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-    # Mixed or invalid: split by zone and parse the two halves; stragglers one by one.
-    zoned = pc.fill_null(pc.match_substring_regex(a, _ZONE_RE), False).to_numpy(zero_copy_only=False)
-    out = np.zeros(len(a), dtype="datetime64[ns]")
-    ok = np.zeros(len(a), dtype=bool)
-    present = valid(a)
-    for want_zone, target in ((False, pa.timestamp("ns")), (True, TS)):
-        idx = np.flatnonzero(present & (zoned == want_zone))
-        if len(idx) == 0:
-            continue
-        part = a.take(pa.array(idx))
-        try:
-            parsed = part.cast(target)
-            out[idx] = parsed.cast(pa.timestamp("ns")).to_numpy(zero_copy_only=False)
-            ok[idx] = True
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            for i, s in zip(idx, part.to_pylist()):
-                t = _parse_iso_one(s)
-                if t is not None:
-                    out[i] = t
-                    ok[i] = True
-    return pa.array(out, pa.timestamp("ns"), mask=None if ok.all() else ~ok).cast(TS)
+def iso_to_ts(arr: pa.Array) -> pa.Array:
+    """ISO 8601 strings -> timestamp[ns, UTC]; a string without a zone is UTC; null where
+    the text is not a time or the time is out of range."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    ns, status = _parse_iso(arr)
+    return ts_array(ns, status == TK.OK)
 
 
-def _parse_iso_one(s: str) -> np.datetime64 | None:
-    text = s.strip()
-    if text[-1:] in "zZ":
-        text = text[:-1] + "+00:00"
-    try:
-        d = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if d.tzinfo is not None:
-        d = d.astimezone(datetime.UTC).replace(tzinfo=None)
-    try:
-        return np.datetime64(d, "ns")
-    except (ValueError, OverflowError):
-        return None
+def iso_times(rec: Records, path: str, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """An ISO 8601 text field as (epoch ns, valid), with a warning for text that is not a
+    time or a time out of range."""
+    col = rec.text(path, rows)
+    ns, status = _parse_iso(col)
+    valid = status == TK.OK
+    present = rec.present(path, rows)
+    codes = rec.codes(path, rows)
+    text = (codes == K.T_STR) | (codes == K.T_STR_ESC)
+    problems = np.flatnonzero(~valid & present & text)  # text that failed (other types: warned by rec.text)
+    if len(problems):
+        texts = col.take(int64_array(problems)).to_pylist()
+        rec.note(path, rows, problems, [_time_warning(path, t, s) for t, s in zip(texts, status[problems])])
+    return ns, valid
 
 
-def ms_strings_to_ts(a: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Epoch milliseconds given as decimal strings -> timestamp (null when not digits)."""
-    a = combine(a)
-    try:
-        return epoch_ms_to_ts(a.cast(pa.int64()))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    digits = pc.fill_null(pc.match_substring_regex(a, r"^-?\d{1,18}$"), False)
-    ints = pc.if_else(digits, a, pa.scalar(None, pa.string())).cast(pa.int64())
-    return epoch_ms_to_ts(ints)
+def _time_warning(path: str, text: str, status: int) -> str:
+    if status == TK.OUT_OF_RANGE:
+        return f'{path}: "{_clip(text)}" is outside {RANGE} (timestamp[ns]); dropped'
+    return f'{path}: "{_clip(text)}" is not a time; dropped'
+
+
+def ms_times(rec: Records, path: str, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Epoch milliseconds (a number, or digits in quotes as Helium prints them) as (epoch ns, valid)."""
+    ms, valid = rec.number(path, rows, quoted=True)
+    ok = valid & (np.abs(ms) < _MS_LIMIT)
+    out = np.flatnonzero(valid & ~ok)
+    if len(out):
+        rec.note(path, rows, out, [f"{path}: {int(v)} ms is outside {RANGE} (timestamp[ns]); dropped" for v in ms[out]])
+    ns = np.zeros(len(ms), np.int64)
+    whole = np.where(ok, ms, 0.0)
+    ns[ok] = (np.floor(whole[ok]).astype(np.int64) * 1_000_000) + np.round((whole[ok] % 1) * 1e6).astype(np.int64)
+    return ns, ok
