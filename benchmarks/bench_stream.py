@@ -66,7 +66,7 @@ sys.path.insert(0, str(ROOT))
 import peers  # noqa: E402
 
 import decoder  # noqa: E402
-from decoder.ingest import normalize_values, values_reader  # noqa: E402
+from decoder.ingest import Reader, normalize_values  # noqa: E402
 
 CLASSES = ROOT / "samples" / "classes" / "test_device_class.json"
 CLASS_NAME = "Test Device Class"
@@ -222,7 +222,7 @@ def run_stage(engine, source, consumer: str, max_rows: int = 10_000, max_delay: 
 
 def run_direct(engine, pool: list[bytes], n: int, size: int = 10_000, parts: dict | None = None) -> dict:
     """Our path without the stage: the calls StreamStage._close makes, on slices, no thread or queue."""
-    reader = values_reader()
+    reader = Reader("<bench>")
     it = cycled(pool, n)
     rows = 0
     first = 1
@@ -433,7 +433,7 @@ def consumer_costs(engine, pool: list[bytes], slices: int = 5, size: int = 10_00
     """us/message of what a consumer does with a decoded 10,000-message batch (median over slices)."""
     from decoder.output import JsonlSink
 
-    reader = values_reader()
+    reader = Reader("<bench>")
     out: dict = {}
     devnull = open(os.devnull, "wb")
     writer = pa.ipc.new_stream(devnull, engine.schema)
