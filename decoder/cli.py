@@ -1162,9 +1162,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = args.parser
     saved_format, warnings.formatwarning = warnings.formatwarning, _warning_line
     try:
-        return _run(args, sub)
+        code = _run(args, sub)
     finally:
         warnings.formatwarning = saved_format
+    if argv is None:
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    """End the command without the interpreter's teardown: every output is complete and
+    renamed by now, and tearing down numba, llvmlite and Arrow's memory took 0.2-0.3 s of
+    every run. Exit handlers (a private kernel directory's removal) still run."""
+    import atexit
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`| head`): nothing more to say there
+            pass
+    atexit._run_exitfuncs()
+    os._exit(code)
 
 
 def _run(args: argparse.Namespace, sub: argparse.ArgumentParser) -> int:

@@ -119,7 +119,9 @@ def rows(table: pa.Table | pa.RecordBatch) -> list[dict]:
 
 
 MIXED_GROUPS = ("Test Device Class:9:2", "Room Climate Sensor:6:1", "Multi Sensor:10:1")
-MIXED_SHAPES = "firefly=0.4,helium_event=0.2,helium_body=0.2,helium_integration=0.1,helium_downlink=0.1"
+MIXED_SHAPES = (
+    "firefly=0.3,helium_event=0.15,helium_body=0.15,helium_integration=0.1,helium_downlink=0.1,tts=0.1,chirpstack=0.1"
+)
 
 
 def mixed_uplinks(n: int, classes_dir, seed: int = 5) -> tuple[pa.Table, dict]:

@@ -1,7 +1,8 @@
-"""Mutated packet lines of both providers never raise, and every line is accounted for.
+"""Mutated packet lines of every provider never raise, and every line is accounted for.
 
 Real generated lines (Firefly packets, Helium device events, HTTP integration
-bodies, integration events, downlinks) are mutated the ways input goes wrong
+bodies, integration events, downlinks, The Things Stack and ChirpStack
+uplinks) are mutated the ways input goes wrong
 in the field: fields deleted, duplicated or given another type, lines cut,
 bytes inserted, payloads in the wrong encoding, text in another charset.
 Each file goes through ``Engine.decode`` and through ``decoder decode`` run

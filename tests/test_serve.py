@@ -55,10 +55,13 @@ def server(tmp_path_factory):
 # -- shapes ----------------------------------------------------------------------------
 
 
-def test_every_shape_of_both_providers_is_accepted_and_decoded_as_decode_does(server, tmp_path):
+def test_every_shape_of_every_provider_is_accepted_and_decoded_as_decode_does(server, tmp_path):
     firefly, helium = _bodies(PACKETS / "firefly.jsonl"), _bodies(PACKETS / "helium.jsonl")
     mixed = _bodies(PACKETS / "mixed.jsonl")[:40]
-    every_kind = "firefly=0.3,helium_event=0.2,helium_body=0.2,helium_integration=0.2,helium_downlink=0.1"
+    every_kind = (
+        "firefly=0.2,helium_event=0.15,helium_body=0.15,helium_integration=0.15,helium_downlink=0.1,"
+        "tts=0.15,chirpstack=0.1"
+    )
     generated = generated_lines(40, seed=5, mix=every_kind)
     arrays = [b"[" + b",".join(generated[i : i + 3]) + b"]" for i in range(0, 12, 3)]
     pretty = [json.dumps(json.loads(line), indent=2).encode() for line in generated[12:15]]
@@ -80,7 +83,7 @@ def test_every_shape_of_both_providers_is_accepted_and_decoded_as_decode_does(se
         time.sleep(0.2)  # the rows land in Parquet within max-delay + roll-seconds
     got = _rows(server.out)[before:]
     assert _comparable(got) == _comparable(want)
-    assert {r["provider"] for r in got} == {"firefly", "helium"}
+    assert {r["provider"] for r in got} == {"firefly", "helium", "tts", "chirpstack"}
 
 
 def test_reader_keeps_datr_after_learning():

@@ -252,7 +252,7 @@ def mixed_files(tmp_path_factory):
         gen_module.parse_group(g) for g in ("Test Device Class:9:2", "Room Climate Sensor:6:1", "Multi Sensor:10:1")
     ]
     mix = gen_module.parse_mix(
-        "firefly=0.4,helium_event=0.2,helium_body=0.2,helium_integration=0.1,helium_downlink=0.1"
+        "firefly=0.3,helium_event=0.15,helium_body=0.15,helium_integration=0.1,helium_downlink=0.1,tts=0.1,chirpstack=0.1"
     )
     gen = gen_module.Generator(groups, 60, mix, seed=11)
     lines = [line.encode() for line in gen.lines(3000)]

@@ -36,7 +36,7 @@ from decoder.registry import Registry
 CLASSES = sorted((ROOT / "samples" / "classes").glob("*.json"))
 GPS_CLASS = ROOT / "samples" / "classes" / "test_device_class.json"
 GROUPS = ["Test Device Class:9:2", "Room Climate Sensor:6:1", "Multi Sensor:1:1", "Other:7:1"]
-MIX = "firefly=0.4,helium_event=0.2,helium_body=0.15,helium_integration=0.15,helium_downlink=0.1"
+MIX = "firefly=0.3,helium_event=0.15,helium_body=0.15,helium_integration=0.1,helium_downlink=0.1,tts=0.1,chirpstack=0.1"
 
 GPS_EUI = "70B3D57ED0000001"  # bound to the Test Device Class in the gps engine
 UNKNOWN_EUI = "FFFFFFFFFFFFFFFF"  # bound to nothing
