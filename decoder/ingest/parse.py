@@ -538,6 +538,10 @@ def normalize_values(values: Iterable[Any], first_line: int = 1, *, reader: Read
     if not items:
         return _empty_chunk(first_line)
     reader = reader or Reader("<values>")
+    if all(type(v) is bytes for v in items):  # a stream's messages: already one line each, most likely
+        joined = b"\n".join(items)
+        if joined.count(b"\n") == len(items) - 1 and b"\r" not in joined:
+            return reader.process(bytearray(joined + b"\n"), first_line, parallel=False)
     out: list[bytes] = []
     bad: list[tuple[int, str]] = []
     for k, v in enumerate(items):
