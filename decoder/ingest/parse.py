@@ -72,12 +72,21 @@ _MIN_PART_BYTES = 1 << 20  # below this a chunk is not cut into parts for thread
 @dataclass
 class NormalizedChunk:
     uplinks: pa.Table  # one row per uplink found, in input order (UPLINK_SCHEMA)
-    receptions: pa.Table  # one row per (uplink x gateway) (RECEPTION_SCHEMA)
+    # The reception table, or a function that builds it: few callers want one row per
+    # (uplink x gateway), so it is built on first use of ``receptions``.
+    _receptions: Any
     bad_lines: list[tuple[int, str]]  # (1-based line number, reason), lines holding no uplink
     skipped: collections.Counter  # skipped event kinds, e.g. {"helium:downlink": 3}
     lines: int  # non-blank input lines consumed by this chunk
     first_line: int  # line number of the chunk's first line
     total_lines: int = field(default=0, repr=False)  # every line of the chunk, blank ones included
+
+    @property
+    def receptions(self) -> pa.Table:
+        """One row per (uplink x gateway) (RECEPTION_SCHEMA), ``packet_index`` the uplink's row."""
+        if callable(self._receptions):
+            self._receptions = self._receptions()
+        return self._receptions
 
     @property
     def values(self) -> int:
@@ -348,7 +357,7 @@ def _tables(rec: Records, providers: list, up: np.ndarray, lines: np.ndarray) ->
     position = np.full(rec.n, -1, np.int64)
     position[up_idx] = np.arange(m)
     pieces = []  # per provider: its rows and columns
-    receptions = []
+    gateway_sets = []  # per provider with gateways: them, for the reception table
     for p in providers:
         rows = np.flatnonzero(p.up)
         gw = p.gateways(rows)
@@ -369,10 +378,7 @@ def _tables(rec: Records, providers: list, up: np.ndarray, lines: np.ndarray) ->
         )
         pieces.append((rows, cols))
         if len(gw):
-            receptions.append(
-                [int64_array(position[gw.parent])]
-                + [_typed(gw.column(f.name), f.type) for f in list(RECEPTION_SCHEMA)[1:]]
-            )
+            gateway_sets.append(gw)
     order = None
     if len(pieces) > 1:  # interleave the providers' rows back into input order
         order = int64_array(np.argsort(np.concatenate([rows for rows, _ in pieces]), kind="stable"))
@@ -396,7 +402,17 @@ def _tables(rec: Records, providers: list, up: np.ndarray, lines: np.ndarray) ->
     if dev_eui.null_count < m:
         values["dev_eui"] = pc.ascii_upper(dev_eui)
     uplinks = pa.Table.from_arrays([values[f.name] for f in UPLINK_SCHEMA], schema=UPLINK_SCHEMA)
-    return uplinks, _receptions(receptions)
+
+    def receptions() -> pa.Table:
+        return _receptions(
+            [
+                [int64_array(position[gw.parent])]
+                + [_typed(gw.column(f.name), f.type) for f in list(RECEPTION_SCHEMA)[1:]]
+                for gw in gateway_sets
+            ]
+        )
+
+    return uplinks, receptions
 
 
 def _best_of(gw, take: pa.Array, k: int):
@@ -492,22 +508,27 @@ def _empty_chunk(first_line: int, lines: int = 0, total: int = 0) -> NormalizedC
 
 def _merge(chunks: list[NormalizedChunk], first_line: int) -> NormalizedChunk:
     """Chunks of consecutive parts -> one chunk."""
-    uplinks, receptions, bad = [], [], []
+    uplinks, bad = [], []
     skipped: collections.Counter = collections.Counter()
-    offset = 0
     for c in chunks:
         uplinks.append(c.uplinks)
-        r = c.receptions
-        if offset and r.num_rows:
-            index = np.asarray(r.column(0).to_numpy()) + offset
-            r = r.set_column(0, "packet_index", int64_array(index))
-        receptions.append(r)
-        offset += c.uplinks.num_rows
         bad.extend(c.bad_lines)
         skipped.update(c.skipped)
+
+    def receptions() -> pa.Table:
+        tables, offset = [], 0
+        for c in chunks:
+            r = c.receptions
+            if offset and r.num_rows:
+                index = np.asarray(r.column(0).to_numpy()) + offset
+                r = r.set_column(0, "packet_index", int64_array(index))
+            tables.append(r)
+            offset += c.uplinks.num_rows
+        return pa.concat_tables(tables)
+
     return NormalizedChunk(
         pa.concat_tables(uplinks),
-        pa.concat_tables(receptions),
+        receptions,
         bad,
         skipped,
         sum(c.lines for c in chunks),
