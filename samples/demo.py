@@ -5,7 +5,8 @@
    of the API references, plus a file of bad lines) are decoded with the
    seed's "Test Device Class" into one Parquet file; the summary, a few
    rows and the first error records are printed.
-2. `samples/generate.py` writes Firefly and Helium uplinks of devices of all
+2. `samples/generate.py` writes Firefly, Helium, The Things Stack and
+   ChirpStack uplinks of devices of all
    three sample classes in `samples/classes/`, with the `{dev_eui: class}`
    and `{Helium device id: class}` maps it used; `decoder decode` turns them
    into a Parquet dataset partitioned by class, read back whole with
@@ -69,7 +70,7 @@ def print_rows(table, limit: int = 3) -> None:
         if isinstance(decoded, dict) and row.get("device_class") in decoded:  # several classes: its own
             decoded = decoded[row["device_class"]]
         body = json.dumps(rounded(decoded)) if decoded is not None else row["error"]
-        print(f"  {row['provider']:<7} {who:<36} {when} port {row['port']}: {body}")
+        print(f"  {row['provider']:<10} {who:<36} {when} port {row['port']}: {body}")
 
 
 def print_errors(path: Path, limit: int = 3) -> None:
@@ -131,7 +132,8 @@ def main() -> int:
         "--device-ids-out",
         str(ids),
         "--mix",
-        "firefly=0.5,helium_event=0.2,helium_body=0.2,helium_integration=0.05,helium_downlink=0.05",
+        "firefly=0.35,helium_event=0.15,helium_body=0.15,helium_integration=0.05,helium_downlink=0.05,"
+        "tts=0.15,chirpstack=0.1",
     ]
     for g in GROUPS:
         gen += ["--group", g]
