@@ -84,6 +84,22 @@ def _parent(obj, path):
     return obj
 
 
+def _payload_holders(obj: dict) -> list[tuple[dict, str]]:
+    """(object, key) of each place a provider puts the payload text in this uplink."""
+    places = [(obj, "payload")]
+    data = obj.get("data")
+    if isinstance(data, dict):  # Helium events; an integration event's body under data.req.body
+        places.append((data, "payload"))
+        req = data.get("req")
+        if isinstance(req, dict) and isinstance(req.get("body"), dict):
+            places.append((req["body"], "payload"))
+    elif isinstance(data, str):  # ChirpStack: data is the payload itself
+        places.append((obj, "data"))
+    if isinstance(obj.get("uplink_message"), dict):  # The Things Stack
+        places.append((obj["uplink_message"], "frm_payload"))
+    return [(holder, key) for holder, key in places if key in holder]
+
+
 @st.composite
 def mutated_line(draw, lines):
     text = draw(st.sampled_from(lines))
@@ -114,10 +130,8 @@ def mutated_line(draw, lines):
             return (body[:at] + f"{key}: {extra}, " + body[at:]).encode() if at >= 0 else body.encode()
         # payload: text that is not what the provider's encoding allows
         bad = draw(st.sampled_from(["ABC", "zz", "@@@=", "0x01", " 01 02", "AQ", "AQI=\n", "é1"]))
-        for key in ("payload",):
-            for where in (obj, obj.get("data") or {}, ((obj.get("data") or {}).get("req") or {}).get("body") or {}):
-                if isinstance(where, dict) and key in where:
-                    where[key] = bad
+        for holder, key in _payload_holders(obj):
+            holder[key] = bad
         return json.dumps(obj).encode()
     data = text.encode()
     if kind == "cut":
