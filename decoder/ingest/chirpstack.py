@@ -133,8 +133,7 @@ class Rows:
             left &= ~this
             found.skip(np.flatnonzero(this), f"chirpstack:{kind}")
         found.bad_unknown(np.flatnonzero(left), UNKNOWN_REASON)
-        eui = rec.codes("deviceInfo.devEui")
-        has_eui = (eui == 7) | (eui == 8)  # T_STR, T_STR_ESC
+        has_eui = rec.is_text("deviceInfo.devEui")
         found.bad_field(np.flatnonzero(up & ~has_eui), MISSING_REASON, "deviceInfo.devEui")
         self.up = up & has_eui
         return self.up

@@ -172,6 +172,15 @@ class Records:
         """Rows where the path holds a value (not absent, not null)."""
         return self.codes(path, rows) > K.T_NULL
 
+    def is_text(self, path: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """Rows where the path holds a JSON string."""
+        codes = self.codes(path, rows)
+        return (codes == K.T_STR) | (codes == K.T_STR_ESC)
+
+    def is_object(self, path: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """Rows where the path holds a JSON object."""
+        return self.codes(path, rows) == K.T_OBJECT
+
     def column(self, path: str, type_: str) -> pa.Array:
         key = (path, type_)
         col = self._columns.get(key)

@@ -110,8 +110,7 @@ class Rows:
             kinds = rec.text("type", idx, warn=False).to_pylist()
             found.skip_each(idx, [f"firefly:{k if k is not None else 'mac_event'}" for k in kinds])
         up = rows & ~down & ~mac
-        eui = rec.codes("device_eui")
-        has_eui = (eui == 7) | (eui == 8)  # T_STR, T_STR_ESC
+        has_eui = rec.is_text("device_eui")
         found.bad_field(np.flatnonzero(up & ~has_eui), MISSING_REASON, "device_eui")
         self.up = up & has_eui
         return self.up

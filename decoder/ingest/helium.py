@@ -144,8 +144,8 @@ class Rows:
                 if c == _SKIP:
                     found.skip(rows[inverse.reshape(-1) == u], key)
             payload = has("data.payload")[rows]
-            data = rec.codes("data", rows) == 9  # T_OBJECT
-            body = rec.codes("data.req.body", rows) == 9
+            data = rec.is_object("data", rows)
+            body = rec.is_object("data.req.body", rows)
             integration = code == _INTEGRATION
             found.bad_field(rows[integration & ~body], MISSING_REQ_BODY_REASON, "data.req.body")
             plain = (code == _UPLINK) | (code == _PAYLOAD_ONLY)
@@ -170,8 +170,7 @@ class Rows:
                     confirmed[(subs == sub_names.index(name)) & event_up] = value
             self.confirmed[rows] = confirmed
         if self.bodies.any():
-            eui = rec.codes("dev_eui")
-            has_eui = (eui == 7) | (eui == 8)  # T_STR, T_STR_ESC
+            has_eui = rec.is_text("dev_eui")
             found.bad_field(np.flatnonzero(self.bodies & ~has_eui), MISSING_BODY_REASON, "dev_eui")
             up |= self.bodies & has_eui
         self.up = up

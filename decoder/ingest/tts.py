@@ -127,7 +127,7 @@ class Rows:
                 found.skip(np.flatnonzero(this), f"tts:{kind}")
         found.bad_unknown(np.flatnonzero(left), "the things stack message of no known kind")
         ids = rec.present("end_device_ids.device_id") | rec.present("end_device_ids.dev_eui")
-        ok = (rec.codes(_UP) == 9) & ids  # T_OBJECT
+        ok = rec.is_object(_UP) & ids
         found.bad_field(np.flatnonzero(up & ~ok), MISSING_REASON, "end_device_ids.device_id")
         self.up = up & ok
         return self.up
