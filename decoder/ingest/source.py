@@ -119,9 +119,6 @@ class _Gunzip:
         self._pending = self._inflate.unconsumed_tail
         return True
 
-    def close(self) -> None:
-        self._raw.close()
-
 
 class _RawAdapter(io.RawIOBase):
     """Any object with read(n) -> bytes, as a raw stream BufferedReader can wrap."""
