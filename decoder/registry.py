@@ -48,13 +48,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .compiler import load_classes
 from .errors import InputError
 from .formats import BUILTIN_NAMES, builtin, is_builtin
+from .json_source import is_path, read_json_source
 
 __all__ = ["Registry", "NO_CLASS"]
 
@@ -265,30 +265,14 @@ class Registry:
         or a plain map ``{dev_eui or device id: class or [classes]}``.
         """
         where = "devices"
-        if isinstance(source, (str, os.PathLike)) and not (
-            isinstance(source, str) and source.lstrip().startswith(("{", "["))
-        ):
+        if is_path(source):
             path = Path(source)
             where = str(path)
             if device_class is None:
                 m = _EUIS_NAME.search(path.as_posix())
                 if m:
                     device_class = int(m.group(1))
-            try:
-                raw = path.read_bytes()
-            except OSError as err:
-                raise InputError(f"cannot read devices from {where}: {err.strerror or err}") from None
-            try:
-                doc = orjson.loads(raw)
-            except orjson.JSONDecodeError as err:
-                raise InputError(f"{where}: not valid JSON: {err}") from None
-        elif isinstance(source, (str, bytes, bytearray)):
-            try:
-                doc = orjson.loads(source)
-            except orjson.JSONDecodeError as err:
-                raise InputError(f"devices text is not valid JSON: {err}") from None
-        else:
-            doc = source
+        doc = read_json_source(source, "devices", InputError)
         return self._load_doc(doc, device_class, where)
 
     def _load_doc(self, doc: Any, device_class: Any, where: str) -> int:

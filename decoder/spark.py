@@ -54,6 +54,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
 
 from ._conform import class_sources, conform, conform_table, fixed_decode
 from .errors import InputError
+from .json_source import is_path, read_json_source
 
 __all__ = ["decode_lines", "decode_payloads", "spark_arrow_type", "spark_schema"]
 
@@ -151,24 +152,7 @@ def _check_names(fields: list[pa.Field], path: str) -> None:
 
 def _read_json(source: Any, what: str) -> Any:
     """The parsed JSON of a path, of JSON text, or a parsed value as it is."""
-    if isinstance(source, (str, os.PathLike)) and not (
-        isinstance(source, str) and source.lstrip().startswith(("{", "["))
-    ):
-        path = Path(source)
-        try:
-            raw = path.read_bytes()
-        except OSError as err:
-            raise InputError(f"cannot read {what} from {str(path)!r}: {err.strerror or err}") from None
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as err:
-            raise InputError(f"{path}: not valid JSON: {err}") from None
-    if isinstance(source, (str, bytes, bytearray)):
-        try:
-            return orjson.loads(source)
-        except orjson.JSONDecodeError as err:
-            raise InputError(f"the {what} text is not valid JSON: {err}") from None
-    return source
+    return read_json_source(source, what, InputError)
 
 
 def _device_pairs(devices: Any) -> list[list]:
@@ -185,7 +169,7 @@ def _device_pairs(devices: Any) -> list[list]:
         ref = None
         if isinstance(item, tuple):
             ref, item = item
-        elif isinstance(item, (str, os.PathLike)) and not str(item).lstrip().startswith(("{", "[")):
+        elif is_path(item):
             named = _EUIS_NAME.search(Path(item).as_posix())
             ref = int(named.group(1)) if named else None
         pairs.append([ref, _read_json(item, "devices")])

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from ..errors import ScriptError
+from ..json_source import read_json_source
 from .normalized import parse_map
 
 __all__ = ["ParseElement", "CalcElement", "ClassSpec", "class_objects", "load_specs"]
@@ -66,24 +67,7 @@ class ClassSpec:
 
 
 def _read_source(source: Any) -> Any:
-    if isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith(("{", "["))):
-        path = Path(source)
-        try:
-            raw = path.read_bytes()
-        except (OSError, ValueError) as err:  # ValueError: a NUL in the name
-            raise ScriptError(
-                f"cannot read device classes from {str(path)!r}: {getattr(err, 'strerror', None) or err}"
-            ) from None
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as err:
-            raise ScriptError(f"{path}: not valid JSON: {err}") from None
-    if isinstance(source, (str, bytes, bytearray)):
-        try:
-            return orjson.loads(source)
-        except orjson.JSONDecodeError as err:
-            raise ScriptError(f"device class text is not valid JSON: {err}") from None
-    return source
+    return read_json_source(source, "device classes", ScriptError)
 
 
 def _class_objects(doc: Any) -> list[dict]:
