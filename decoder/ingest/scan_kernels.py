@@ -150,14 +150,10 @@ def _pow5_table():
                 c = (1 << (z + 127)) // p5 + 1
             else:
                 c = (1 << (2 * z + 128)) // p5 + 1
-                while c >= 1 << 128:
-                    c //= 2
+                c >>= max(c.bit_length() - 128, 0)
         else:
-            c = 5**q
-            while c < 1 << 127:
-                c *= 2
-            while c >= 1 << 128:
-                c //= 2
+            c = 5**q  # scaled into [2**127, 2**128) by shifting, as fast_float does
+            c = c << (128 - c.bit_length()) if c.bit_length() <= 128 else c >> (c.bit_length() - 128)
         hi[i], lo[i] = c >> 64, c & _MASK64
     return hi, lo
 
