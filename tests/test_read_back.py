@@ -169,3 +169,29 @@ def test_an_empty_multi_class_dataset_keeps_its_schema(packets, tmp_path):
     table = pq.read_table(out)
     assert table.num_rows == 0 and set(table.schema.field("decoded").type.names) >= {"Multi Sensor"}
     assert run_cli(*args, "--devices", packets / "devices.json").returncode == 0  # and it is ours to replace
+
+
+def test_row_groups_are_sized_for_readers_not_by_input_chunks(packets, tmp_path, monkeypatch):
+    """Chunks of a few lines each still give full row groups (only the last one shorter)."""
+    from decoder import options
+    from decoder.output import parquet
+
+    monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 128)
+    monkeypatch.setattr(options, "MIN_CHUNK_BYTES", 1024)
+    out = tmp_path / "out.parquet"
+    res = run_cli(
+        "decode", packets / "packets.jsonl", "--classes", CLASSES / "test_device_class.json",
+        "--chunk-size", "8K", "-o", out, "-q",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert meta_chunks(packets / "packets.jsonl", 8 << 10) > 10  # many input chunks...
+    meta = pq.ParquetFile(out).metadata
+    sizes = [meta.row_group(k).num_rows for k in range(meta.num_row_groups)]
+    assert sum(sizes) == 601 and sizes[:-1] == [128] * (len(sizes) - 1) and 0 < sizes[-1] <= 128  # ...full groups
+
+
+def meta_chunks(path: Path, chunk_bytes: int) -> int:
+    """How many chunks the reader cuts a file into."""
+    from decoder.ingest import read_chunks
+
+    return sum(1 for _ in read_chunks(str(path), chunk_bytes=chunk_bytes))
