@@ -448,6 +448,11 @@ def _registry(args: argparse.Namespace) -> Any:
     """The Registry of --classes with --devices or --class (usage and input problems raised)."""
     from .registry import Registry  # start-up: imports numpy and pyarrow
 
+    if _process.is_the_command:  # kernels are loaded from here on
+        from .runtime.lean_load import skip_refresh_on_cache_load
+
+        skip_refresh_on_cache_load()
+
     registry = Registry()
     for path in _class_files(args.classes or []):
         registry.add_classes(path)
@@ -1153,10 +1158,19 @@ class _WithoutPandas(importlib.abc.MetaPathFinder):
         return None
 
 
+class _process:
+    """What this process is: the command itself (``decoder ...``), or a caller of ``main(argv)``."""
+
+    is_the_command = False
+
+
 def _keep_start_up_lean() -> None:
-    """This process is the command: keep out what it never uses. pandas (see _WithoutPandas), and
+    """This process is the command: keep out what it never uses. pandas (see _WithoutPandas);
     OpenBLAS's threads: numpy starts one per core at import, and they spun for 0.13 CPU-s of
-    every run (perf) on a machine whose cores the run needs, for linear algebra it never does."""
+    every run (perf) on a machine whose cores the run needs, for linear algebra it never does;
+    and numba's preparations to compile when it only loads cached kernels (runtime.lean_load,
+    applied once the command needs kernels)."""
+    _process.is_the_command = True
     if "pandas" not in sys.modules:
         sys.meta_path.insert(0, _WithoutPandas())
     if "numpy" not in sys.modules:
