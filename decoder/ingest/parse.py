@@ -143,14 +143,18 @@ class Reader:
         self.plan = _the_plan()
 
     def process(self, buf, first_line: int, bounds=None, parallel: bool = True) -> NormalizedChunk:
-        """A chunk of whole lines (bytes-like) -> NormalizedChunk; its lines are numbered from
-        first_line. parallel: cut a big chunk into one part per core, scanned in threads
-        (read_chunks runs whole chunks in parallel instead and passes False for all but the
-        last). bounds: ignored (kept for callers of the previous reader)."""
-        n = len(buf)
+        """A chunk of whole lines (bytes-like, or a ScanBuffer scanned where it is) ->
+        NormalizedChunk; its lines are numbered from first_line. parallel: cut a big chunk into
+        one part per core, scanned in threads (read_chunks runs whole chunks in parallel instead
+        and passes False for all but the last). bounds: ignored (kept for callers of the
+        previous reader). Nothing returned refers to ``buf``: it may be filled again at once."""
+        if isinstance(buf, ScanBuffer):
+            sb, n = buf, buf.n
+        else:
+            n = len(buf)
+            sb = _scan_buffer(buf, 0, n) if n else None
         if n == 0:
             return _empty_chunk(first_line)
-        sb = _scan_buffer(buf, 0, n)
         starts, ends = line_bounds(sb.a, n)
         workers = threads.workers() if parallel and n >= 2 * _MIN_PART_BYTES else 1
         if workers <= 1 or len(starts) < 2 * workers:
@@ -172,7 +176,10 @@ class Reader:
     def _part(self, sb: ScanBuffer, starts: np.ndarray, ends: np.ndarray, first_line: int) -> NormalizedChunk:
         """Scan lines of one buffer and assemble them."""
         res = scan(sb, self.plan, (starts, ends))
-        return _assemble(res, first_line)
+        try:
+            return _assemble(res, first_line)
+        finally:
+            res.release()  # what was read from the buffer is copied; the caller may reuse it
 
 
 def _scan_buffer(data, start: int, end: int) -> ScanBuffer:

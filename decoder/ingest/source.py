@@ -25,6 +25,7 @@ import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -32,6 +33,7 @@ from .. import threads
 from ..errors import InputError, InputTruncated
 from ..options import CHUNK_BYTES
 from .parse import NormalizedChunk, Reader
+from .scan import PAD, ScanBuffer
 
 __all__ = ["read_chunks"]
 
@@ -222,7 +224,7 @@ def _produce(stream, name: str, chunk_bytes: int, q: queue.Queue, stop: threadin
         pool = threads.pool("chunks")
         free: queue.Queue = queue.Queue()
         for _ in range(workers + 1):  # one per chunk being parsed, and one being read
-            free.put(bytearray(chunk_bytes))
+            free.put(bytearray(chunk_bytes + PAD))  # scanned where it is read: room for the padding
         readinto = getattr(stream, "readinto", None)
         carry = b""
         eof = False
@@ -237,14 +239,15 @@ def _produce(stream, name: str, chunk_bytes: int, q: queue.Queue, stop: threadin
                 except queue.Empty:
                     pass
             have = len(carry)
-            if have >= len(buf):  # the start of a line longer than this buffer
+            if have >= len(buf) - PAD:  # the start of a line longer than this buffer
                 buf = bytearray(have + len(buf))
             buf[:have] = carry  # never a resize: a view of buf may still be alive
             while True:
-                while have < len(buf) and not eof:  # pipes and gzip may return less than asked
+                room = len(buf) - PAD
+                while have < room and not eof:  # pipes and gzip may return less than asked
                     with memoryview(buf) as view:
                         try:
-                            got = _fill(stream, readinto, view[have:])
+                            got = _fill(stream, readinto, view[have:room])
                         except _ReadFailed as e:
                             # Keep every whole line read before it; the cut one is lost (reported).
                             failed, got = e, 0
@@ -263,9 +266,10 @@ def _produce(stream, name: str, chunk_bytes: int, q: queue.Queue, stop: threadin
             if end == 0:
                 free.put(buf)
                 break
-            block = memoryview(buf)[:end]
+            # Scanned in place (its padding goes where the carried bytes were): no copy.
             # Numbered from 1 here, renumbered by the consumer (line counts are
             # known only once chunks are parsed). The last chunk: parts in parallel.
+            block = ScanBuffer(np.frombuffer(buf, np.uint8), end)
             future = pool.submit(reader.process, block, 1, None, eof)
             future.add_done_callback(lambda _f, b=buf: free.put(b))
             del block
