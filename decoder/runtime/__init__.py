@@ -1,5 +1,6 @@
-"""What generated kernels import at run time: status codes (``abi``), bit readers (``bits``),
-JavaScript number semantics (``jsmath``).
+"""What kernels need at run time: status codes (``abi``), bit readers (``bits``) and JavaScript
+number semantics (``jsmath``), which generated kernels import; and ``lean_load``, with which the
+command's own process loads cached kernels without numba's preparations to compile.
 
 ``bits`` and ``jsmath`` import numba; nothing outside a kernel's import path should import them
 eagerly.
