@@ -35,8 +35,10 @@ rounds:
 
 Printed: wall and CPU seconds (the child's user + system), peak RSS, and
 each contender's time as a ratio of ours; the load average before and after,
-and the versions. Then, with --memory-n, our peak RSS at -n and at
---memory-n packets (memory must stay flat as the file grows).
+and the versions. Then the fixed costs: a new process decoding a one-packet
+file (kernels cached), ours against DuckDB's statement (--startup-runs). Then,
+with --memory-n, our peak RSS at -n and at --memory-n packets (memory must
+stay flat as the file grows).
 """
 
 from __future__ import annotations
@@ -262,6 +264,7 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp/decoder-e2e")
     ap.add_argument("--memory-n", type=int, default=0, help="also our peak RSS at this many packets")
     ap.add_argument("--json", help="write the medians here")
+    ap.add_argument("--startup-runs", type=int, default=7, help="runs of the one-packet start-up check (0: none)")
     args = ap.parse_args()
 
     work = Path(args.dir)
@@ -330,8 +333,30 @@ def main() -> None:
             f"our peak RSS: {rss_small:,} MB at {args.n:,} packets, {rss_big:,} MB at {args.memory_n:,} "
             f"({(rss_big / rss_small - 1) * 100:+.1f}%, target within 10%)"
         )
+    if args.startup_runs:
+        summary["one_packet"] = startup(files[next(iter(files))][0], work, args.startup_runs)
     if args.json:
         Path(args.json).write_text(json.dumps({"load": [load_before, load_after], "results": summary}, indent=1))
+
+
+def startup(src: Path, work: Path, runs: int) -> dict:
+    """Fixed costs: a new process (kernels cached) decoding a one-packet file, ours against
+    DuckDB's statement, interleaved; medians."""
+    one = work / "one_packet.jsonl"
+    with open(src, "rb") as f:
+        one.write_bytes(f.readline())
+    cmds = contenders("one_packet", one, work, False)
+    walls: dict[str, list[float]] = {"ours": [], "duckdb": []}
+    load = os.getloadavg()[0]
+    for _ in range(runs):
+        for who in walls:
+            walls[who].append(run(cmds[who])[0])
+    med = {who: statistics.median(w) for who, w in walls.items()}
+    print(
+        f"start-up, a one-packet file, {runs} runs (medians, load {load:.2f}): ours {med['ours']:.2f} s, "
+        f"DuckDB's statement {med['duckdb']:.2f} s"
+    )
+    return med
 
 
 if __name__ == "__main__":
