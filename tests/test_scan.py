@@ -517,6 +517,30 @@ def test_growing_outputs():
     check(b"\n".join([line] * 40) + b"\n", NASTY_FIELDS)
 
 
+def test_small_batches_of_alternating_providers_are_scanned_once(monkeypatch):
+    """A batch without one provider's messages must not leave that provider's string regions sized
+    at nothing: the next batch of its messages would stop and scan again at every full region."""
+    from helpers import sample_generator
+
+    from decoder.ingest import scan as scan_module
+    from decoder.ingest.parse import normalize_values
+
+    generate = sample_generator()
+    shapes = {}
+    for mix in ("firefly=1", "helium_event=1", "helium_body=1"):
+        g = generate.Generator([generate.parse_group("Test Device Class:9:2")], 20, generate.parse_mix(mix), 3)
+        shapes[mix] = [line.encode() for line in g.lines(600)]
+    grown = []
+    original = scan_module._Out.grow
+    monkeypatch.setattr(scan_module._Out, "grow", lambda out: (grown.append(1), original(out))[1])
+    for start in range(0, 600, 100):
+        if start == 100:  # the first round learns the sizes of each kind
+            grown.clear()
+        for lines in shapes.values():
+            assert normalize_values(lines[start : start + 100]).uplinks.num_rows == 100
+    assert len(grown) <= 2  # of 15 batches; it was 5-6 re-scans in every batch
+
+
 def test_every_provider_shape_in_the_readers_plan():
     """The Things Stack and ChirpStack uplinks with the samples, through the reader's plan."""
     tts = {

@@ -475,9 +475,14 @@ def scan(buf: ScanBuffer, plan: Plan, bounds: tuple[np.ndarray, np.ndarray] | No
             break
         out.grow()
         li = done
-    if m >= 256 and nbytes:  # learn sizes for the next part (races between threads only blur them)
+    # Learn sizes for the next scan (races between threads only blur them). A string slot keeps
+    # the largest share it had lately: a batch without one provider's messages must not size
+    # that provider's slots at nothing for the next (small stream batches re-scanned five
+    # times over when they did).
+    if m >= 256 and nbytes:
         plan.learned["rows_per_line"] = max(1.0, float(out.counts[:-2].max()) / m)
-        plan.learned["slot_bytes"] = out.apos / nbytes
+    if nbytes:
+        plan.learned["slot_bytes"] = np.maximum(out.apos / nbytes, plan.learned["slot_bytes"] * 0.95)
     return ScanResult(plan, buf, starts, ends, out)
 
 
