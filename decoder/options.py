@@ -23,7 +23,10 @@ __all__ = [
 ]
 
 # -- reading ---------------------------------------------------------------------------
-CHUNK_BYTES = 16 << 20  # input bytes per chunk: a few chunks per core are held at once
+# Input bytes per chunk: a few chunks per core are held at once. At 16 MB the peak RSS of 4M
+# packets was 11-22% above that of 1M (the pipeline's chunks in flight); at 8 MB it is 476-552 MB
+# for either, 25% less, at the same CPU time.
+CHUNK_BYTES = 8 << 20
 MIN_CHUNK_BYTES = 1 << 20  # the smallest --chunk-size: below it the fixed cost per chunk dominates
 
 # -- the stream stage --------------------------------------------------------------------
