@@ -148,11 +148,8 @@ class Reader:
         one part per core, scanned in threads (read_chunks runs whole chunks in parallel instead
         and passes False for all but the last). bounds: ignored (kept for callers of the
         previous reader). Nothing returned refers to ``buf``: it may be filled again at once."""
-        if isinstance(buf, ScanBuffer):
-            sb, n = buf, buf.n
-        else:
-            n = len(buf)
-            sb = _scan_buffer(buf, 0, n) if n else None
+        sb = buf if isinstance(buf, ScanBuffer) else ScanBuffer.of(buf)
+        n = sb.n
         if n == 0:
             return _empty_chunk(first_line)
         starts, ends = line_bounds(sb.a, n)

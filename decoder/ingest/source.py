@@ -272,7 +272,6 @@ def _produce(stream, name: str, chunk_bytes: int, q: queue.Queue, stop: threadin
             block = ScanBuffer(np.frombuffer(buf, np.uint8), end)
             future = pool.submit(reader.process, block, 1, None, eof)
             future.add_done_callback(lambda _f, b=buf: free.put(b))
-            del block
             if not put(future):
                 return
         put(failed if failed is not None else threads.END)
