@@ -133,9 +133,7 @@ class Rows:
             left &= ~this
             found.skip(np.flatnonzero(this), f"chirpstack:{kind}")
         found.bad_unknown(np.flatnonzero(left), UNKNOWN_REASON)
-        has_eui = rec.is_text("deviceInfo.devEui")
-        found.bad_field(np.flatnonzero(up & ~has_eui), MISSING_REASON, "deviceInfo.devEui")
-        self.up = up & has_eui
+        self.up = found.keep_with_text(up, "deviceInfo.devEui", MISSING_REASON)
         return self.up
 
     def gateways(self, rows: np.ndarray) -> Gateways:

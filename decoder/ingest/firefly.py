@@ -110,9 +110,7 @@ class Rows:
             kinds = rec.text("type", idx, warn=False).to_pylist()
             found.skip_each(idx, [f"firefly:{k if k is not None else 'mac_event'}" for k in kinds])
         up = rows & ~down & ~mac
-        has_eui = rec.is_text("device_eui")
-        found.bad_field(np.flatnonzero(up & ~has_eui), MISSING_REASON, "device_eui")
-        self.up = up & has_eui
+        self.up = found.keep_with_text(up, "device_eui", MISSING_REASON)
         return self.up
 
     def gateways(self, rows: np.ndarray) -> Gateways:

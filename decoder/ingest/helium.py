@@ -170,9 +170,7 @@ class Rows:
                     confirmed[(subs == sub_names.index(name)) & event_up] = value
             self.confirmed[rows] = confirmed
         if self.bodies.any():
-            has_eui = rec.is_text("dev_eui")
-            found.bad_field(np.flatnonzero(self.bodies & ~has_eui), MISSING_BODY_REASON, "dev_eui")
-            up |= self.bodies & has_eui
+            up |= found.keep_with_text(self.bodies, "dev_eui", MISSING_BODY_REASON)
         self.up = up
         return up
 

@@ -217,6 +217,12 @@ class _Found:
     def bad_unknown(self, idx: np.ndarray, reason: str) -> None:
         self.bad_each(idx, [reason] * len(idx))
 
+    def keep_with_text(self, records: np.ndarray, path: str, reason: str) -> np.ndarray:
+        """The records of the mask whose ``path`` holds text; the others are bad lines (``reason``)."""
+        has = self.rec.is_text(path)
+        self.bad_field(np.flatnonzero(records & ~has), reason, path)
+        return records & has
+
     def bad_field(self, idx: np.ndarray, reason: str, path: str) -> None:
         """Records lacking a required field; the reason says what the field held instead."""
         if not len(idx):
