@@ -22,6 +22,16 @@ _DAYS_IN_MONTH = np.array([0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], n
 
 
 @numba.njit(cache=True, inline="always")
+def _trimmed(data, pos, end):
+    """data[pos:end] without the spaces and tabs around it, as (pos, end)."""
+    while pos < end and (data[pos] == 32 or data[pos] == 9):
+        pos += 1
+    while end > pos and (data[end - 1] == 32 or data[end - 1] == 9):
+        end -= 1
+    return pos, end
+
+
+@numba.njit(cache=True, inline="always")
 def _digits(data, pos, k, end):
     """The value of k decimal digits at data[pos:], or -1."""
     if pos + k > end:
@@ -63,12 +73,7 @@ def iso_to_ns(offsets, data, valid, out, status):
         if not valid[i]:
             status[i] = UNREADABLE
             continue
-        pos = offsets[i]
-        end = offsets[i + 1]
-        while pos < end and (data[pos] == 32 or data[pos] == 9):
-            pos += 1
-        while end > pos and (data[end - 1] == 32 or data[end - 1] == 9):
-            end -= 1
+        pos, end = _trimmed(data, offsets[i], offsets[i + 1])
         status[i] = UNREADABLE
         y = _digits(data, pos, 4, end)
         if y < 0 or pos + 10 > end or data[pos + 4] != 45 or data[pos + 7] != 45:
@@ -164,12 +169,7 @@ def parse_numbers(offsets, data, valid, ints, floats, kind):
         floats[i] = 0.0
         if not valid[i]:
             continue
-        pos = offsets[i]
-        end = offsets[i + 1]
-        while pos < end and (data[pos] == 32 or data[pos] == 9):
-            pos += 1
-        while end > pos and (data[end - 1] == 32 or data[end - 1] == 9):
-            end -= 1
+        pos, end = _trimmed(data, offsets[i], offsets[i + 1])
         neg = False
         if pos < end and (data[pos] == 45 or data[pos] == 43):
             neg = data[pos] == 45
