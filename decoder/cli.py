@@ -1178,7 +1178,7 @@ def _keep_start_up_lean() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command; ``argv`` None means this process is the command (then pandas is kept out)."""
+    """The command; ``argv`` None means this process is the command (see _keep_start_up_lean)."""
     if argv is None:
         _keep_start_up_lean()
     ap = _parser()
