@@ -612,7 +612,7 @@ class Engine:
         file object. Unreadable input raises :class:`~decoder.errors.InputError`.
         """
         label = name or (str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None))
-        for chunk in read_chunks(source, chunk_bytes=chunk_bytes or self.chunk_bytes):
+        for chunk in read_chunks(source, chunk_bytes=chunk_bytes or self.chunk_bytes, receptions=False):
             yield self.decode_uplinks(
                 chunk.uplinks,
                 bad_lines=list(chunk.bad_lines),
@@ -624,7 +624,7 @@ class Engine:
 
     def _decode_file(self, path: Any) -> DecodedChunk:
         tables, bad, skipped, lines, first = [], [], Counter(), 0, 1
-        for k, chunk in enumerate(read_chunks(path, chunk_bytes=self.chunk_bytes)):
+        for k, chunk in enumerate(read_chunks(path, chunk_bytes=self.chunk_bytes, receptions=False)):
             tables.append(chunk.uplinks)
             bad.extend(chunk.bad_lines)
             skipped.update(chunk.skipped)

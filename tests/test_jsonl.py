@@ -600,3 +600,21 @@ def test_a_big_chunk_cut_into_parts_equals_one_scan(tmp_path):
     assert one.bad_lines == parts.bad_lines == [(6, one.bad_lines[0][1])]
     assert (one.skipped, one.lines, one.total_lines) == (parts.skipped, parts.lines, parts.total_lines)
     assert one.uplinks.num_rows == 6000 - 1 - 1 + 1 and one.lines == 5999  # malformed, blank, array of 2
+
+
+def test_chunks_read_without_receptions_say_so_and_keep_the_rest(tmp_path):
+    # The engine reads this way: the chunks waiting for it then hold no gateway columns.
+    path = _generate(tmp_path, 6000, seed=19)
+    assert path.stat().st_size > 2 << 20  # big enough to be cut into parts below
+    with_receptions = list(read_chunks(path, chunk_bytes=1 << 19))
+    without = list(read_chunks(path, chunk_bytes=1 << 19, receptions=False))
+    assert len(without) == len(with_receptions) > 1
+    for a, b in zip(with_receptions, without):
+        assert a.uplinks.equals(b.uplinks) and a.bad_lines == b.bad_lines and a.skipped == b.skipped
+        assert a.receptions.num_rows >= a.uplinks.num_rows
+        with pytest.raises(ValueError, match="without its receptions"):
+            _ = b.receptions
+    big = Reader(receptions=False).process(bytearray(path.read_bytes()), 1, parallel=True)  # in parts
+    assert big.uplinks.num_rows == sum(c.uplinks.num_rows for c in without)
+    with pytest.raises(ValueError, match="without its receptions"):
+        _ = big.receptions

@@ -84,6 +84,8 @@ class NormalizedChunk:
     @property
     def receptions(self) -> pa.Table:
         """One row per (uplink x gateway) (RECEPTION_SCHEMA), ``packet_index`` the uplink's row."""
+        if self._receptions is None:
+            raise ValueError("this chunk was read without its receptions (receptions=False)")
         if callable(self._receptions):
             self._receptions = self._receptions()
         return self._receptions
@@ -138,9 +140,13 @@ def _the_plan() -> Plan:
 class Reader:
     """Turns chunks of JSON Lines into NormalizedChunks (one scan per chunk, or per part of one)."""
 
-    def __init__(self, name: str = "<input>"):
+    def __init__(self, name: str = "<input>", *, receptions: bool = True):
         self.name = name
         self.plan = _the_plan()
+        # False: chunks keep no way to build their reception tables. That way is what holds a
+        # chunk's gateway columns, views of its whole scan (about 20 MB per 8 MB chunk), alive
+        # while the chunk waits for its consumer.
+        self.receptions = receptions
 
     def process(self, buf, first_line: int, bounds=None, parallel: bool = True) -> NormalizedChunk:
         """A chunk of whole lines (bytes-like, or a ScanBuffer scanned where it is) ->
@@ -168,15 +174,21 @@ class Reader:
             part = _scan_buffer(sb.a, s0, e0)
             jobs.append((part, starts[lo:hi] - s0, ends[lo:hi] - s0, first_line + lo))
         chunks = list(threads.pool("parts").map(lambda j: self._part(*j), jobs))
-        return _merge(chunks, first_line)
+        merged = _merge(chunks, first_line)
+        if not self.receptions:
+            merged._receptions = None
+        return merged
 
     def _part(self, sb: ScanBuffer, starts: np.ndarray, ends: np.ndarray, first_line: int) -> NormalizedChunk:
         """Scan lines of one buffer and assemble them."""
         res = scan(sb, self.plan, (starts, ends))
         try:
-            return _assemble(res, first_line)
+            chunk = _assemble(res, first_line)
         finally:
             res.release()  # what was read from the buffer is copied; the caller may reuse it
+        if not self.receptions:
+            chunk._receptions = None
+        return chunk
 
 
 def _scan_buffer(data, start: int, end: int) -> ScanBuffer:
