@@ -9,6 +9,7 @@ partition ``device_class=``).
 
 from __future__ import annotations
 
+import datetime
 import math
 import subprocess
 import sys
@@ -23,7 +24,9 @@ import decoder
 
 CLASSES = ROOT / "samples" / "classes"
 GROUPS = ["Test Device Class:9:2", "Room Climate Sensor:6:1", "Multi Sensor:10:1"]
-COLUMNS = ["line", "device_class", "decoded", "error"]
+# line, received_at and fcnt are delta-encoded, rssi, snr and gateway_count dictionary-encoded:
+# every reader must give them back as the engine returned them.
+COLUMNS = ["line", "device_class", "decoded", "error", "received_at", "fcnt", "rssi", "snr", "gateway_count"]
 UNBOUND = (
     '{"device_eui": "00000000DEADBEEF", "payload": "0102", "port": 9, "received_at": "2016-06-22T09:35:35",'
     ' "uid": "u-1", "fcnt": 1, "gwrx": []}'
@@ -51,7 +54,7 @@ def expected(packets) -> dict[int, dict]:
         devices=[str(packets / "devices.json"), str(packets / "ids.json")],
     )
     table = decoder.Engine(registry).decode_packets(packets / "packets.jsonl")
-    rows = {r["line"]: r for r in table.select(COLUMNS).to_pylist()}
+    rows = {r["line"]: {k: _plain(v) for k, v in r.items()} for r in table.select(COLUMNS).to_pylist()}
     for row in rows.values():
         row["device_class"] = row["device_class"] or ""  # the partition of rows without a class
     by_class = {r["device_class"] for r in rows.values()}
@@ -60,14 +63,23 @@ def expected(packets) -> dict[int, dict]:
 
 
 def _plain(value):
-    """Reader-neutral Python: NaN as None (pandas), nested dicts kept, numpy scalars unwrapped."""
+    """Reader-neutral Python: NaN as None (pandas), nested dicts kept, numpy scalars unwrapped,
+    times as nanoseconds since the epoch."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, datetime.datetime):
+        return _nanoseconds(value)
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         value = value.item()
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
+
+
+def _nanoseconds(t: datetime.datetime) -> int:
+    nanos = getattr(t, "nanosecond", 0)  # pandas' Timestamp keeps them
+    whole = t.replace(microsecond=0)
+    return int(whole.timestamp()) * 10**9 + t.microsecond * 1000 + nanos
 
 
 def check_rows(rows: list[dict], expected: dict[int, dict], reader: str) -> None:
@@ -121,6 +133,10 @@ def test_a_decode_dataset_reads_back_whole_with_every_reader(packets, expected, 
     assert res.returncode == 0, res.stderr.decode()
     schemas = {pq.read_schema(f).remove_metadata() for f in out.rglob("*.parquet")}
     assert len(schemas) == 1  # one schema for every partition
+    for f in out.rglob("*.parquet"):  # the encodings the readers below must undo
+        encodings = {c.path_in_schema: c.encodings for c in _column_chunks(f)}
+        assert all("DELTA_BINARY_PACKED" in encodings[c] for c in ("line", "received_at", "fcnt"))
+        assert all("RLE_DICTIONARY" in encodings[c] for c in ("rssi", "snr", "gateway_count"))
     found = readers(out)
     assert {"pyarrow read_table", "pyarrow dataset"} <= set(found)
     for reader, read in found.items():
@@ -188,6 +204,11 @@ def test_row_groups_are_sized_for_readers_not_by_input_chunks(packets, tmp_path,
     meta = pq.ParquetFile(out).metadata
     sizes = [meta.row_group(k).num_rows for k in range(meta.num_row_groups)]
     assert sum(sizes) == 601 and sizes[:-1] == [128] * (len(sizes) - 1) and 0 < sizes[-1] <= 128  # ...full groups
+
+
+def _column_chunks(path: Path) -> list:
+    meta = pq.ParquetFile(path).metadata
+    return [meta.row_group(0).column(k) for k in range(meta.num_columns)]
 
 
 def meta_chunks(path: Path, chunk_bytes: int) -> int:

@@ -44,10 +44,14 @@ COMPRESSION = "zstd"
 # groups; at twice that, the last group (written when the input ends, after everything else)
 # took 0.3 s of a 1M-packet run by itself.
 ROW_GROUP_ROWS = 128 * 1024
-# Columns whose values repeat (devices, gateways, data rates, reasons): dictionary-encoded. The
-# rest (ids, times, payloads, measurements) would only pay for a hash table that overflows.
+# Columns whose values repeat (devices, gateways, data rates, radio measurements in whole dB or
+# tenths, reasons): dictionary-encoded. The rest (ids, times, payloads, decoded values) would
+# only pay for a hash table that overflows.
 DICTIONARY_COLUMNS = frozenset(
     {
+        "rssi",
+        "snr",
+        "gateway_count",
         "provider",
         "dev_eui",
         "device_id",
@@ -65,6 +69,10 @@ DICTIONARY_COLUMNS = frozenset(
         "warnings",
     }
 )
+# Integers that mostly grow (line numbers, times, frame counters): stored as deltas, which zstd
+# then has almost nothing left to do for (a 1M-row write: 0.80 against 0.92 CPU-s, medians of
+# 11, and 6% smaller). Every reader we test reads them: pyarrow, pandas, polars, DuckDB, Spark.
+DELTA_COLUMNS = frozenset({"line", "received_at", "fcnt"})
 WRITTEN_BY = b"decoder.written_by"  # footer key: which command wrote a file ("decode", "stream")
 
 
@@ -103,21 +111,24 @@ def partitions(chunk: Any, engine: Any) -> Iterator[tuple[str | None, pa.Schema,
         yield name, schema, rows
 
 
-def _dictionary_columns(schema: pa.Schema) -> list[str]:
-    """Column paths to dictionary-encode: the repeating columns, and every dictionary-typed leaf
-    (a class's text outputs)."""
-    out = []
+def _encodings(schema: pa.Schema) -> tuple[list[str], dict[str, str]]:
+    """(column paths to dictionary-encode: the repeating columns and every dictionary-typed leaf,
+    such as a class's text outputs; {path: encoding} of the delta-encoded integer columns)."""
+    dictionary, encoding = [], {}
 
     def visit(field: pa.Field, path: str) -> None:
-        if pa.types.is_struct(field.type):
-            for child in field.type:
+        t = field.type
+        if pa.types.is_struct(t):
+            for child in t:
                 visit(child, f"{path}.{child.name}")
-        elif pa.types.is_dictionary(field.type) or path in DICTIONARY_COLUMNS:
-            out.append(path)
+        elif pa.types.is_dictionary(t) or path in DICTIONARY_COLUMNS:
+            dictionary.append(path)
+        elif path in DELTA_COLUMNS and (pa.types.is_integer(t) or pa.types.is_timestamp(t)):
+            encoding[path] = "DELTA_BINARY_PACKED"
 
     for f in schema:
         visit(f, f.name)
-    return out
+    return dictionary, encoding
 
 
 class Writer:
@@ -127,8 +138,9 @@ class Writer:
 
     def __init__(self, path: str | Path, schema: pa.Schema, *, command: str) -> None:
         schema = schema.with_metadata({**(schema.metadata or {}), WRITTEN_BY: command.encode()})
+        dictionary, encoding = _encodings(schema)
         self._file = pq.ParquetWriter(
-            str(path), schema, compression=COMPRESSION, use_dictionary=_dictionary_columns(schema)
+            str(path), schema, compression=COMPRESSION, use_dictionary=dictionary, column_encoding=encoding or None
         )
         self._held: list[pa.Table] = []
         self._rows = 0
