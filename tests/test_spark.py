@@ -526,3 +526,33 @@ def test_streaming_file_source_to_parquet_with_checkpoint(spark, mixed_files, tm
     engine = _engine(classes=sorted(map(str, CLASSES.glob("*.json"))), devices=devices)
     want = expected_lines(engine, [incoming / paths[0].name, incoming / paths[1].name])
     assert_same_rows(got, want)
+
+
+def test_our_parquet_files_read_in_spark_as_the_docs_say(spark, tmp_path):
+    """docs/engines.md: Spark refuses nanosecond timestamps; with nanosAsLong every column reads,
+    received_at as epoch nanoseconds, the delta- and dictionary-encoded columns as written."""
+    from helpers import run_cli
+
+    out = tmp_path / "out.parquet"
+    src = SAMPLES / "packets" / "firefly.jsonl"
+    res = run_cli("decode", src, "--classes", CLASSES / "test_device_class.json", "-o", out, "-q")
+    assert res.returncode == 0, res.stderr
+    want = pq.read_table(out).select(["line", "received_at", "fcnt", "rssi", "snr", "gateway_count"])
+    with pytest.raises(Exception, match="TIMESTAMP\\(NANOS"):
+        spark.read.parquet(str(out)).collect()
+    spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
+    try:
+        at = "timestamp_micros(received_at div 1000) AS at"  # the docs' way back to a timestamp
+        df = spark.read.parquet(str(out)).selectExpr("line", "received_at", at, "fcnt", "rssi", "snr", "gateway_count")
+        rows = sorted(df.collect(), key=lambda r: r["line"])
+    finally:
+        spark.conf.unset("spark.sql.legacy.parquet.nanosAsLong")
+    expected = sorted(want.to_pylist(), key=lambda r: r["line"])
+    assert len(rows) == len(expected) > 0
+    for got, row in zip(rows, expected):
+        at = row["received_at"]
+        nanos = None if at is None else int(pa.scalar(at, pa.timestamp("ns", "UTC")).value)
+        assert got["received_at"] == nanos
+        assert (got["at"] is None) == (at is None)  # the docs' expression gives a timestamp
+        for k in ("fcnt", "rssi", "snr", "gateway_count"):
+            assert got[k] == row[k], (k, got, row)
