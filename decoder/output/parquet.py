@@ -71,7 +71,8 @@ DICTIONARY_COLUMNS = frozenset(
 )
 # Integers that mostly grow (line numbers, times, frame counters): stored as deltas, which zstd
 # then has almost nothing left to do for (a 1M-row write: 0.80 against 0.92 CPU-s, medians of
-# 11, and 6% smaller). Every reader we test reads them: pyarrow, pandas, polars, DuckDB, Spark.
+# 11, and 6% smaller). The readers we test read them: pyarrow, pandas, polars, DuckDB, and Spark
+# (which needs a setting for nanosecond times at all: docs/engines.md).
 DELTA_COLUMNS = frozenset({"line", "received_at", "fcnt"})
 WRITTEN_BY = b"decoder.written_by"  # footer key: which command wrote a file ("decode", "stream")
 
