@@ -538,8 +538,10 @@ def test_our_parquet_files_read_in_spark_as_the_docs_say(spark, tmp_path):
     res = run_cli("decode", src, "--classes", CLASSES / "test_device_class.json", "-o", out, "-q")
     assert res.returncode == 0, res.stderr
     want = pq.read_table(out).select(["line", "received_at", "fcnt", "rssi", "snr", "gateway_count"])
-    with pytest.raises(Exception, match="TIMESTAMP\\(NANOS"):
+    try:  # Spark 4.0-4.3 refuse the nanosecond timestamp; a later one may read it
         spark.read.parquet(str(out)).collect()
+    except Exception as err:  # noqa: BLE001 - py4j's AnalysisException, whatever its class
+        assert "TIMESTAMP(NANOS" in str(err)
     spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
     try:
         at = "timestamp_micros(received_at div 1000) AS at"  # the docs' way back to a timestamp
