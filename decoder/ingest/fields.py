@@ -199,9 +199,11 @@ class Records:
     # -- typed reads ---------------------------------------------------------
     def text(self, path: str, rows: np.ndarray | None = None, *, warn: bool = True) -> pa.Array:
         """A text field (null where absent or not text; other JSON types warned about)."""
+        codes = self.codes(path, rows)
+        if not (codes > K.T_NULL).any():  # nowhere in these rows (another shape's path): no take
+            return nulls(len(codes), pa.string())
         col = take(self.column(path, "str"), rows)
         if warn:
-            codes = self.codes(path, rows)
             wrong = np.flatnonzero((codes > K.T_NULL) & (codes != K.T_STR) & (codes != K.T_STR_ESC))
             self.note(path, rows, wrong, [f"{path}: expected text, got {json_kind(c)}; dropped" for c in codes[wrong]])
         return col
@@ -262,6 +264,8 @@ class Records:
             raise TypeError(f"{path}: number fields are declared with 'float'")
         codes = self.codes(path, rows)
         m = len(codes)
+        if absent is None and not (codes > K.T_NULL).any():  # nowhere in these rows: all null
+            return (np.zeros(m, np.int64) if integer else np.full(m, np.nan)), np.zeros(m, bool)
         is_int = codes == K.T_INT
         simple = is_int.all() if integer else (is_int | (codes == K.T_FLOAT)).all()
         if simple and lo is None and hi is None:  # the common case: one array, no checks
