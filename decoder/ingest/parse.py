@@ -161,7 +161,16 @@ class Reader:
         starts, ends = line_bounds(sb.a, n)
         workers = threads.workers() if parallel and n >= 2 * _MIN_PART_BYTES else 1
         if workers <= 1 or len(starts) < 2 * workers:
-            return self._part(sb, starts, ends, first_line)
+            chunk = self._part(sb, starts, ends, first_line)
+        else:
+            chunk = self._in_parts(sb, starts, ends, first_line, workers)
+        if not self.receptions:
+            chunk._receptions = None
+        return chunk
+
+    def _in_parts(self, sb: ScanBuffer, starts: np.ndarray, ends: np.ndarray, first_line: int, workers: int):
+        """One part per worker, each scanned in a thread of its own, put together in order."""
+        n = sb.n
         cuts = [0]
         for k in range(1, workers):  # at the first line starting after k/workers of the bytes
             c = int(np.searchsorted(starts, n * k // workers))
@@ -173,22 +182,15 @@ class Reader:
             s0, e0 = int(starts[lo]), int(ends[hi - 1])
             part = _scan_buffer(sb.a, s0, e0)
             jobs.append((part, starts[lo:hi] - s0, ends[lo:hi] - s0, first_line + lo))
-        chunks = list(threads.pool("parts").map(lambda j: self._part(*j), jobs))
-        merged = _merge(chunks, first_line)
-        if not self.receptions:
-            merged._receptions = None
-        return merged
+        return _merge(list(threads.pool("parts").map(lambda j: self._part(*j), jobs)), first_line)
 
     def _part(self, sb: ScanBuffer, starts: np.ndarray, ends: np.ndarray, first_line: int) -> NormalizedChunk:
         """Scan lines of one buffer and assemble them."""
         res = scan(sb, self.plan, (starts, ends))
         try:
-            chunk = _assemble(res, first_line)
+            return _assemble(res, first_line)
         finally:
             res.release()  # what was read from the buffer is copied; the caller may reuse it
-        if not self.receptions:
-            chunk._receptions = None
-        return chunk
 
 
 def _scan_buffer(data, start: int, end: int) -> ScanBuffer:
