@@ -265,7 +265,7 @@ class Records:
         codes = self.codes(path, rows)
         m = len(codes)
         if absent is None and not (codes > K.T_NULL).any():  # nowhere in these rows: all null
-            return (np.zeros(m, np.int64) if integer else np.full(m, np.nan)), np.zeros(m, bool)
+            return np.zeros(m, np.int64 if integer else np.float64), np.zeros(m, bool)  # as below: 0 where not valid
         is_int = codes == K.T_INT
         simple = is_int.all() if integer else (is_int | (codes == K.T_FLOAT)).all()
         if simple and lo is None and hi is None:  # the common case: one array, no checks
