@@ -336,3 +336,26 @@ def test_json_lines_are_written_in_pieces_of_bounded_rows(packets):
     sink.write(chunk)
     assert max(out.sizes) <= _JSON_PIECE_ROWS and sum(out.sizes) == chunk.rows
     assert out.getvalue() == sink.rows_of(chunk)  # the same bytes as the rows at once
+
+
+@pytest.mark.parametrize("name", ["out.parquet", "out.arrow", "out.csv"])
+def test_an_output_interrupted_while_it_opens_leaves_no_temporary(tmp_path, monkeypatch, name):
+    """SIGTERM (or Ctrl-C) can land after a sink made its temporary and before the run could
+    abort it: the sink removes its own temporary then."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    import decoder
+    from decoder.output import open_sink, parquet
+
+    engine = decoder.Engine(decoder.load_classes(CLASSES / "test_device_class.json"))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(parquet, "open_writer", interrupted)
+    monkeypatch.setattr(pa.ipc, "new_file", interrupted)
+    monkeypatch.setattr(pcsv, "CSVWriter", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        open_sink(str(tmp_path / name), None, engine)
+    assert os.listdir(tmp_path) == []

@@ -29,10 +29,12 @@ Layouts, by format (``engine.mixed``: the registry binds several classes):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -257,6 +259,15 @@ class _Target:
         except OSError as err:
             raise OutputError(f"cannot write {self.path}: {err.strerror or err}") from None
 
+    @contextlib.contextmanager
+    def removed_on_failure(self) -> Iterator[None]:
+        """Remove the temporary when the block fails or is interrupted (Ctrl-C, SIGTERM), and re-raise."""
+        try:
+            yield
+        except BaseException:
+            self.abort()
+            raise
+
     def commit(self) -> None:
         try:
             reason = refusal(self.path)  # checked again: the path may have changed while we wrote
@@ -284,6 +295,11 @@ class _Target:
             pass
 
 
+def _removed_on_failure(target: _Target | None) -> Any:
+    """``target.removed_on_failure()``; nothing to remove for stdout (None)."""
+    return target.removed_on_failure() if target is not None else contextlib.nullcontext()
+
+
 def _open_text_target(path: str, stdout: BinaryIO | None) -> tuple[Any, _Target | None]:
     """A writable binary stream for csv/jsonl: stdout, or a temp file (gzip for .gz)."""
     if path == "-":
@@ -297,6 +313,9 @@ def _open_text_target(path: str, stdout: BinaryIO | None) -> tuple[Any, _Target 
     except OSError as err:
         target.abort()
         raise _output_error(path, err) from None
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): leave nothing behind
+        target.abort()
+        raise
     return stream, target
 
 
@@ -407,7 +426,8 @@ class ParquetSink(Sink):
         self.target = _Target(path, directory=self.partitioned)
         self.writers: dict[str | None, Any] = {}
         if not self.partitioned:
-            self.writers[""] = parquet.open_writer(self.target.tmp, engine.schema, command="decode")
+            with self.target.removed_on_failure():
+                self.writers[""] = parquet.open_writer(self.target.tmp, engine.schema, command="decode")
 
     @_names_the_output
     def write(self, chunk: Any) -> None:
@@ -462,9 +482,11 @@ class ArrowSink(_StreamSink):
             self.stream = pa.PythonFile(stdout or sys.stdout.buffer, mode="w")
         else:
             self.target = _Target(path)
-            self.stream = pa.OSFile(str(self.target.tmp), "wb")
+            with self.target.removed_on_failure():
+                self.stream = pa.OSFile(str(self.target.tmp), "wb")
         opener = pa.ipc.new_stream if self.stream_format else pa.ipc.new_file
-        self.writer = opener(self.stream, self.schema, options=options)
+        with _removed_on_failure(self.target):
+            self.writer = opener(self.stream, self.schema, options=options)
         self._dicts: dict = {}
         self._fix = any(_has_dictionary(f.type) for f in self.schema)
 
@@ -487,7 +509,11 @@ class CsvSink(_StreamSink):
         self.path = path
         self.engine = engine
         self.stream, self.target = _open_text_target(path, stdout)
-        # The header is fixed up front from the engine, so every chunk writes the same columns.
+        with _removed_on_failure(self.target):
+            self._start(engine)
+
+    def _start(self, engine: Any) -> None:
+        """The header, fixed up front from the engine, so every chunk writes the same columns."""
         fields: list[pa.Field] = []
         self.plan: list[tuple[str, Any]] = []  # (column name, how to compute)
         for f in engine.schema:
