@@ -444,15 +444,20 @@ def _check_class_arguments(args: argparse.Namespace) -> None:
         raise _Usage("no device classes: give --classes FILE, or a built-in format: --class cayenne-lpp")
 
 
-def _registry(args: argparse.Namespace) -> Any:
-    """The Registry of --classes with --devices or --class (usage and input problems raised)."""
-    from .registry import Registry  # start-up: imports numpy and pyarrow
-
-    if _process.is_the_command:  # kernels are loaded from here on
+def _lean_kernel_load() -> None:
+    """Before kernels load (the classes', the reader's): in the command's own process, load them
+    from numba's cache without its compiler's preparations (runtime.lean_load)."""
+    if _process.is_the_command:
         from .runtime.lean_load import skip_refresh_on_cache_load
 
         skip_refresh_on_cache_load()
 
+
+def _registry(args: argparse.Namespace) -> Any:
+    """The Registry of --classes with --devices or --class (usage and input problems raised)."""
+    from .registry import Registry  # start-up: imports numpy and pyarrow
+
+    _lean_kernel_load()
     registry = Registry()
     for path in _class_files(args.classes or []):
         registry.add_classes(path)
@@ -584,10 +589,51 @@ def _stdin_source() -> Any:
         return "-"
 
 
+class _Input:
+    """One input of `decode` being read: its label, its chunks and (a file's) read position."""
+
+    def __init__(self, path: str, chunk_bytes: int) -> None:
+        from .ingest import ChunkStream
+
+        self.tracked = None
+        if path == "-":
+            source: Any = _stdin_source()
+            self.label = "stdin"
+        else:
+            self.tracked = _Tracked(path)
+            source = self.tracked.stream
+            self.label = path
+        try:
+            self.chunks = ChunkStream(source, chunk_bytes=chunk_bytes, receptions=False)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        chunks = getattr(self, "chunks", None)
+        if chunks is not None:
+            chunks.close()
+        if self.tracked is not None:
+            self.tracked.close()
+
+
+def _start_early(path: str, chunk_bytes: int) -> _Input | None:
+    """The first input, read and parsed while the device classes load; None where it cannot
+    be opened (the error is then met, and reported, when its turn comes as before)."""
+    from .errors import DecoderError
+
+    _lean_kernel_load()
+    try:
+        return _Input(path, chunk_bytes)
+    except (_InputProblem, DecoderError, OSError, EOFError):
+        return None
+
+
 def _decode_input(
-    path: str, engine: Any, chunk_bytes: int, write: Any, progress: _Progress, summary: Any
+    path: str, engine: Any, chunk_bytes: int, write: Any, progress: _Progress, summary: Any, started: _Input | None
 ) -> str | None:
-    """Decode one input file (or stdin) chunk by chunk, handing each chunk to ``write``.
+    """Decode one input file (or stdin) chunk by chunk, handing each chunk to ``write``;
+    ``started``: the input already being read (_start_early).
 
     Input that stops being readable partway (a truncated ``.gz``) returns its
     one-line reason, after every row before it was written. Input that cannot
@@ -596,16 +642,13 @@ def _decode_input(
     """
     from .errors import InputTruncated, OutputError
 
-    tracked = None
-    if path == "-":
-        source: Any = _stdin_source()
-        label = "stdin"
-    else:
-        tracked = _Tracked(path)
-        source = tracked.stream
-        label = path
+    label = "stdin" if path == "-" else path
+    current = started
     try:
-        for chunk in engine.decode_stream(source, chunk_bytes=chunk_bytes, name=label):
+        if current is None:
+            current = _Input(path, chunk_bytes)
+        tracked = current.tracked
+        for chunk in engine.decode_stream(current.chunks, name=label):
             write(chunk)
             summary.add(chunk)
             progress.update(label, summary.rows, summary.started, tracked.fraction() if tracked else None)
@@ -621,30 +664,42 @@ def _decode_input(
     except EOFError as err:
         raise _InputProblem(f"cannot read {label}: {err}") from None
     finally:
-        if tracked is not None:
-            tracked.close()
+        if current is not None:
+            current.close()
     return None
 
 
 def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     chunk_bytes, fmt = _check_decode_args(args)
 
-    # start-up: the engine and the outputs import numpy, pyarrow and numba
-    from .engine import Engine, Summary
-    from .output import ErrorSink, open_sink, refusal
+    from .output import refusal  # start-up: imports pyarrow
 
     for target in (args.output, args.errors):
         reason = refusal(target) if target and target != "-" else None
         if reason is not None:
             raise _Refused(reason)
+    # The first input is read and scanned (numba, off the GIL) while the classes load.
+    started = _start_early(args.inputs[0], chunk_bytes)
+    try:
+        return _decode_all(args, chunk_bytes, fmt, started)
+    finally:
+        if started is not None:
+            started.close()
+
+
+def _decode_all(args: argparse.Namespace, chunk_bytes: int, fmt: str, started: _Input | None) -> int:
+    """cmd_decode once the outputs are checked: load the classes, decode every input, report."""
+    from .engine import Engine, Summary
+    from .output import ErrorSink, open_sink
+
     registry = _registry(args)
     engine = Engine(registry, include_hidden=args.include_hidden, chunk_bytes=chunk_bytes, input_column=True)
     summary = Summary()
     progress = _Progress(sys.stderr.isatty() and not args.quiet)
     with _TerminateLikeInterrupt():
-        sink = open_sink(args.output, fmt, engine)
-        errors = None
+        sink = errors = None
         try:
+            sink = open_sink(args.output, fmt, engine)
             errors = ErrorSink(args.errors) if args.errors else None
 
             def write(chunk: Any) -> None:
@@ -654,8 +709,13 @@ def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
 
             cut_short = [
                 reason
-                for path in args.inputs
-                if (reason := _decode_input(path, engine, chunk_bytes, write, progress, summary)) is not None
+                for k, path in enumerate(args.inputs)
+                if (
+                    reason := _decode_input(
+                        path, engine, chunk_bytes, write, progress, summary, started if k == 0 else None
+                    )
+                )
+                is not None
             ]
             progress.clear()
             written = sink.close()
@@ -663,9 +723,9 @@ def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
                 errors.close()
         except BaseException:
             progress.clear()
-            sink.abort()
-            if errors is not None:
-                errors.abort()
+            for opened in (sink, errors):
+                if opened is not None:
+                    opened.abort()
             raise
     if not args.quiet:
         sys.stderr.write(summary.format() + "\n")

@@ -50,7 +50,7 @@ from .arrays import combine
 from .compiler.normalized import normalize as normalize_payload
 from .compiler.normalized import normalized_type
 from .errors import InputError
-from .ingest import empty_uplinks, normalize_values, read_chunks
+from .ingest import ChunkStream, NormalizedChunk, empty_uplinks, normalize_values, read_chunks
 from .options import CHUNK_BYTES
 from .registry import Registry
 
@@ -608,11 +608,17 @@ class Engine:
     ) -> Iterator[DecodedChunk]:
         """Read a JSON Lines source chunk by chunk and decode each (bounded memory).
 
-        ``source``: a path (plain or ``.gz``), ``"-"`` for stdin, or a binary
-        file object. Unreadable input raises :class:`~decoder.errors.InputError`.
+        ``source``: a path (plain or ``.gz``), ``"-"`` for stdin, a binary
+        file object, or a :class:`~decoder.ingest.ChunkStream` already reading
+        one (made with ``receptions=False``; ``chunk_bytes`` is then its own).
+        Unreadable input raises :class:`~decoder.errors.InputError`.
         """
         label = name or (str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None))
-        for chunk in read_chunks(source, chunk_bytes=chunk_bytes or self.chunk_bytes, receptions=False):
+        if isinstance(source, ChunkStream):
+            chunks: Iterator[NormalizedChunk] = source
+        else:
+            chunks = read_chunks(source, chunk_bytes=chunk_bytes or self.chunk_bytes, receptions=False)
+        for chunk in chunks:
             yield self.decode_uplinks(
                 chunk.uplinks,
                 bad_lines=list(chunk.bad_lines),

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import zlib
 from pathlib import Path
 
@@ -503,3 +504,16 @@ def test_suffixes_that_mean_what_is_written_are_accepted():
     assert detect_format("-") == "jsonl" and detect_format("-", "arrow") == "arrow"
     with pytest.raises(ValueError, match="drop the .gz"):
         detect_format("out.parquet.gz")
+
+
+def test_decode_whose_classes_fail_while_its_input_is_read_says_why_and_stops_reading(data, tmp_path):
+    # The first input is read while the classes load; a class problem still wins, and the
+    # reading stops with the command.
+    big = tmp_path / "big.jsonl"  # more 1 MB chunks than the reader may hold: it must be stopped
+    big.write_bytes((data / "packets.jsonl").read_bytes() * (24 * (1 << 20) // (data / "packets.jsonl").stat().st_size))
+    out = tmp_path / "out.parquet"
+    res = run_cli("decode", big, "--classes", CLASSES, "--chunk-size", "1M", "-o", out)
+    assert res.returncode == 2
+    assert b"3 device classes loaded" in res.stderr and b"--devices" in res.stderr
+    assert os.listdir(tmp_path) == ["big.jsonl"]
+    assert not [t for t in threading.enumerate() if t.name == "decoder-jsonl-reader" and t.is_alive()]

@@ -11,6 +11,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 import types
 import zlib
 from pathlib import Path
@@ -618,3 +619,38 @@ def test_chunks_read_without_receptions_say_so_and_keep_the_rest(tmp_path):
     assert big.uplinks.num_rows == sum(c.uplinks.num_rows for c in without)
     with pytest.raises(ValueError, match="without its receptions"):
         _ = big.receptions
+
+
+def test_a_chunk_stream_reads_ahead_before_it_is_asked_and_gives_what_read_chunks_gives(tmp_path):
+    # The command starts reading its first input this way while the classes load.
+    from decoder.ingest import ChunkStream
+
+    path = _generate(tmp_path, 3000, seed=23)
+    expected = list(read_chunks(path, chunk_bytes=64 << 10))
+    source = open(path, "rb")
+    stream = ChunkStream(source, chunk_bytes=64 << 10)
+    deadline = time.monotonic() + 20
+    while source.tell() == 0:  # read, though nothing asked for a chunk yet
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with stream:
+        got = list(stream)
+    assert len(got) == len(expected) > 2
+    for a, b in zip(expected, got):
+        assert a.uplinks.equals(b.uplinks) and a.bad_lines == b.bad_lines and a.first_line == b.first_line
+    assert list(stream) == []  # ended: stays ended
+    source.close()
+
+
+def test_a_chunk_stream_closed_early_stops_reading_and_closes_its_file(tmp_path):
+    from decoder.ingest import ChunkStream
+
+    path = _generate(tmp_path, 3000, seed=29)
+    stream = ChunkStream(path, chunk_bytes=16 << 10)
+    first = next(stream)
+    assert first.first_line == 1
+    stream.close()
+    stream.close()  # twice is harmless
+    assert list(stream) == []
+    assert all(f.closed for f in stream._closers)
+    assert not stream._producer.is_alive()

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from .parse import NormalizedChunk, Reader, normalize_values
 from .schema import RECEPTION_SCHEMA, UPLINK_SCHEMA, empty_uplinks
-from .source import read_chunks
+from .source import ChunkStream, read_chunks
 
 __all__ = [
     "NormalizedChunk",
     "Reader",
     "normalize_values",
     "read_chunks",
+    "ChunkStream",
     "UPLINK_SCHEMA",
     "RECEPTION_SCHEMA",
     "empty_uplinks",

@@ -23,6 +23,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import BinaryIO
 
 import numpy as np
@@ -35,7 +36,7 @@ from ..options import CHUNK_BYTES
 from .parse import NormalizedChunk, Reader
 from .scan import PAD, ScanBuffer
 
-__all__ = ["read_chunks"]
+__all__ = ["read_chunks", "ChunkStream"]
 
 # Chunks parsed ahead of the caller. A Parquet sink writes a row group (128Ki rows, about eight
 # chunks of 8 MB) at a time; with fewer chunks ahead the workers sat idle while it wrote (a 1M
@@ -158,49 +159,85 @@ def read_chunks(source, *, chunk_bytes: int = CHUNK_BYTES, receptions: bool = Tr
     raises ``InputTruncated`` naming the file and the last line read, after
     the chunks of every whole line before it: nothing readable is lost.
     ``receptions=False``: the chunks cannot give their reception tables, and
-    each chunk waiting for the caller holds a quarter of the memory."""
-    if chunk_bytes < 1:
-        raise ValueError("chunk_bytes must be positive")
-    stream, name, closers = _open(source)
-    workers = threads.workers()
-    q: queue.Queue = queue.Queue(maxsize=max(workers, _AHEAD))
-    stop = threading.Event()
-    producer = threading.Thread(
-        target=_produce,
-        args=(stream, name, chunk_bytes, q, stop, workers, receptions),
-        name="decoder-jsonl-reader",
-        daemon=True,
-    )
-    producer.start()
-    line = 1  # number of the next chunk's first line
-    try:
-        while True:
-            item = q.get()
+    each chunk waiting for the caller holds a quarter of the memory.
+    Nothing is read before the first chunk is asked for (``ChunkStream``
+    starts at once)."""
+    with ChunkStream(source, chunk_bytes=chunk_bytes, receptions=receptions) as chunks:
+        yield from chunks
+
+
+class ChunkStream:
+    """``read_chunks``'s chunks, read and parsed from the moment it is made: a caller with
+    other work first (loading device classes) starts it, does that work meanwhile, then
+    iterates. Close it (or use it as a context manager) when done early."""
+
+    def __init__(self, source, *, chunk_bytes: int = CHUNK_BYTES, receptions: bool = True) -> None:
+        if chunk_bytes < 1:
+            raise ValueError("chunk_bytes must be positive")
+        stream, self.name, self._closers = _open(source)
+        workers = threads.workers()
+        self._q: queue.Queue = queue.Queue(maxsize=max(workers, _AHEAD))
+        self._stop = threading.Event()
+        self._producer = threading.Thread(
+            target=_produce,
+            args=(stream, self.name, chunk_bytes, self._q, self._stop, workers, receptions),
+            name="decoder-jsonl-reader",
+            daemon=True,
+        )
+        self._producer.start()
+        self._line = 1  # number of the next chunk's first line
+        self._ended = False
+
+    def __iter__(self) -> ChunkStream:
+        return self
+
+    def __next__(self) -> NormalizedChunk:
+        if self._ended:
+            raise StopIteration
+        try:
+            item = self._q.get()
             if item is threads.END:
-                break
+                raise StopIteration
             if isinstance(item, _ReadFailed):
-                raise InputTruncated(f"{name}: {item.what} after line {line - 1}: {item.error}", line - 1) from None
+                line = self._line - 1
+                raise InputTruncated(f"{self.name}: {item.what} after line {line}: {item.error}", line) from None
             if isinstance(item, threads.Failure):
                 raise item.error.with_traceback(item.error.__traceback__)
             chunk = item.result()  # raises what the chunk raised
-            # Chunks are numbered from 1 where they are parsed, in parallel: renumber.
-            if line != 1:
-                _renumber(chunk, line - 1)
-            line += chunk.total_lines
-            yield chunk
-    finally:
-        stop.set()
+        except BaseException:
+            self.close()
+            raise
+        # Chunks are numbered from 1 where they are parsed, in parallel: renumber.
+        if self._line != 1:
+            _renumber(chunk, self._line - 1)
+        self._line += chunk.total_lines
+        return chunk
+
+    def __enter__(self) -> ChunkStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop reading; chunks not yet parsed are dropped. Safe to call more than once."""
+        if self._ended:
+            return
+        self._ended = True
+        self._stop.set()
         # Unblock a producer waiting to put, then let it see `stop`. One blocked reading a
         # pipe that stays open (stdin, interrupted by Ctrl-C or SIGTERM) cannot see it: it
         # is a daemon thread, so after a second it is left to end with the process.
         deadline = time.monotonic() + 1.0
-        while producer.is_alive() and time.monotonic() < deadline:
+        while self._producer.is_alive() and time.monotonic() < deadline:
             try:
-                q.get_nowait()
+                item = self._q.get_nowait()
+                if isinstance(item, Future):
+                    item.cancel()  # not parsed yet: never will be
             except queue.Empty:
                 pass
-            producer.join(timeout=0.05)
-        for c in closers:
+            self._producer.join(timeout=0.05)
+        for c in self._closers:
             try:
                 c.close()
             except Exception:  # pragma: no cover
