@@ -50,7 +50,7 @@ from .arrays import combine
 from .compiler.normalized import normalize as normalize_payload
 from .compiler.normalized import normalized_type
 from .errors import InputError
-from .ingest import ChunkStream, NormalizedChunk, empty_uplinks, normalize_values, read_chunks
+from .ingest import ChunkStream, NormalizedChunk, Reader, empty_uplinks, normalize_values, read_chunks
 from .options import CHUNK_BYTES
 from .registry import Registry
 
@@ -580,7 +580,8 @@ class Engine:
             values = (values if isinstance(values, (bytes, bytearray)) else values.encode()).splitlines()
         elif isinstance(values, dict):
             values = [values]
-        norm = normalize_values(values, first_line=first_line)
+        # Read as every engine path reads (decode_stream, the stream stage): without receptions.
+        norm = normalize_values(values, first_line=first_line, reader=Reader("<values>", receptions=False))
         return self.decode_uplinks(
             norm.uplinks,
             bad_lines=list(norm.bad_lines),

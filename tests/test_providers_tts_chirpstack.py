@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import ROOT, run_cli
 
-from decoder.ingest import normalize_values, read_chunks
+from decoder.ingest import Reader, normalize_values, read_chunks
 
 FIXTURES = ROOT / "tests" / "fixtures"
 PACKETS = ROOT / "samples" / "packets"
@@ -149,3 +149,13 @@ def test_four_providers_in_one_file_through_decode(tmp_path):
         assert r["device_class"] == "Test Device Class" and r["error"] is None
     lines_out = [r["line"] for r in table]
     assert lines_out == sorted(lines_out)
+
+
+@pytest.mark.parametrize("name", ["tts_uplink", "chirpstack_up"])
+def test_uplinks_read_without_receptions_are_the_same(name):
+    # Without receptions the reader leaves each provider's reception-only paths unread: none of
+    # them may feed an uplink column.
+    message = _fixture(name)
+    full = normalize_values([message])
+    lean = normalize_values([message], reader=Reader(receptions=False))
+    assert full.receptions.num_rows >= 1 and lean.uplinks.equals(full.uplinks)

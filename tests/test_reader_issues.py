@@ -11,7 +11,7 @@ from helpers import ROOT
 
 import decoder
 from decoder import Engine
-from decoder.ingest import normalize_values
+from decoder.ingest import Reader, normalize_values
 
 FF = {
     "uid": "u1",
@@ -127,6 +127,19 @@ def test_warnings_reach_the_decoded_table():
     table = engine.decode_packets([dict(FF, port="2", payload="010203040506070809"), FF])
     assert table.column("warnings").to_pylist() == ['port: "2" read as 2', None]
     assert table.column("port").to_pylist() == [2, 2]
+
+
+def test_the_engine_reads_no_field_only_receptions_show():
+    # A gateway's time and tmst are only in the reception table. The engine builds none, so it
+    # does not read them: their problems are not in its rows' warnings; the rest is the same.
+    packet = dict(FF, gwrx=[dict(FF["gwrx"][0], time=[], tmst="soon")])
+    (full,) = normalize_values([packet]).uplinks.to_pylist()
+    assert "gwrx[].time: expected text" in full["warnings"] and '"soon" is not an integer' in full["warnings"]
+    (lean,) = normalize_values([packet], reader=Reader(receptions=False)).uplinks.to_pylist()
+    assert lean["warnings"] is None and {**lean, "warnings": None} == {**full, "warnings": None}
+    engine = Engine(decoder.load_classes(ROOT / "samples" / "classes" / "test_device_class.json"))
+    (row,) = engine.decode_packets([packet]).to_pylist()
+    assert row["warnings"] is None and (row["rssi"], row["gateway_id"]) == (full["rssi"], full["gateway_id"])
 
 
 @pytest.mark.parametrize("value", [[], {}, 5, True])

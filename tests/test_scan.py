@@ -505,6 +505,25 @@ def test_wrong_types_duplicates_and_items_are_warnings():
     ]
 
 
+def test_unread_paths_are_read_past_like_undeclared_keys():
+    """A reader that builds no reception table leaves the paths only receptions show unread: their
+    values are validated like any key's, never stored, never warned about; the rest is as before."""
+    data = b'{"s":1,"i":"x","f":2.5,"arr":[{"s":"a","f":[]},{"f":1}]}\n{"i":3,"arr":[{"s":"b"}]}\n{"s":"x",}\n'
+    full = _scan_parts(data, Plan(NASTY_FIELDS))[0][1]
+    lean = _scan_parts(data, Plan(NASTY_FIELDS, unread=["s", "arr[].f"]))[0][1]
+    assert lean.bad_lines() == full.bad_lines() and len(lean.bad_lines()) == 1  # still validated
+    for res in (full, lean):
+        assert res.column("i", "int").to_pylist() == [None, 3] and res.column("arr[].s").to_pylist() == ["a", None, "b"]
+    assert (lean.types("s") == K.T_ABSENT).all() and (lean.types("arr[].f") == K.T_ABSENT).all()
+    assert full.column("f").to_pylist() == lean.column("f").to_pylist() == [2.5, None]
+    warned = lambda res: sorted(res.plan.path_of(int(n)) for n in res.warnings()[0])  # noqa: E731
+    assert warned(full) == ["arr[].f", "i", "s"] and warned(lean) == ["i"]
+    with pytest.raises(ValueError, match="marker"):
+        Plan(NASTY_FIELDS, markers=["s"], unread=["s"])
+    with pytest.raises(ValueError, match="leaf"):
+        Plan(NASTY_FIELDS, unread=["n"])
+
+
 def test_markers():
     data = b'{"s":"x"}\n{"packets":[]}\n{"s":null,"i":1}\n'
     (res,) = check(data, NASTY_FIELDS, markers=["s", "packets", "i"])

@@ -76,6 +76,8 @@ FIELDS = {
     "location": "any",
 }
 TABLES: dict[str, list[str]] = {}
+# Paths only a reception table shows: a reader that builds none leaves them unread (parse).
+RECEPTION_ONLY = tuple(f"{_RX}.{k}" for k in ("gwTime", "time", "channel", "location.latitude", "location.longitude"))
 SHAPE_MARKERS = ("deviceInfo",)
 # The event types other than up, each with the fields that mark it, in the order they are told apart.
 OTHER_TYPES = (

@@ -66,6 +66,8 @@ FIELDS = {
     "mac_events[]": "records",
 }
 TABLES: dict[str, list[str]] = {}
+# Paths only a reception table shows: a reader that builds none leaves them unread (parse).
+RECEPTION_ONLY = ("gwrx[].time", "gwrx[].tmst", "gwrx[].chan")
 ENVELOPES = ("packets", "mac_events")  # arrays whose items are records
 PACKET_MARKERS = ("device_eui", "gwrx", "mtype")  # any of these: a Firefly packet
 MARKERS = PACKET_MARKERS + ENVELOPES + ("sent", "rx_data", "type", "direction", "payload")

@@ -77,6 +77,8 @@ FIELDS = {
 }
 # Every Helium reception in one table: a body's list, an integration body's list, an event's one hotspot.
 TABLES = {"hotspots": ["hotspots[]", "data.req.body.hotspots[]", "data.hotspot"]}
+# Paths only a reception table shows: a reader that builds none leaves them unread (parse).
+RECEPTION_ONLY = tuple(f"hotspots[].{k}" for k in ("name", "channel", "lat", "long", "reported_at"))
 EVENT_MARKERS = ("category", "sub_category")
 BODY_MARKERS = ("dev_eui", "hotspots")
 MARKERS = EVENT_MARKERS + BODY_MARKERS + ("data", "data.payload", "data.req.body")

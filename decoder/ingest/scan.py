@@ -82,7 +82,11 @@ class _Node:
 class Plan:
     """Declared paths compiled into the numpy tables the scan kernel reads."""
 
-    def __init__(self, fields: dict, tables: dict | None = None, markers=(), raw_records: bool = True):
+    def __init__(
+        self, fields: dict, tables: dict | None = None, markers=(), raw_records: bool = True, unread=()
+    ) -> None:
+        """``unread``: declared leaf paths the scan treats as undeclared keys (read past,
+        never stored, never warned about): they read as absent everywhere."""
         self.nodes: list[_Node] = [_Node(b"", -1, 0, K.K_ROOT, cscope=0, accept=_TYPES["raw"], name="$")]
         self.scope_table = [0]
         self.table_names = ["records"]
@@ -106,6 +110,11 @@ class Plan:
             node = self._resolve(_segments(path), create=False)
             self.node_mask[node] |= np.uint64(1 << bit)
             self.markers.append(path)
+        self.unread = frozenset(self.node(p) for p in unread)
+        if any(self.node_mask[n] for n in self.unread):
+            raise ValueError("a marker path cannot be unread")
+        if any(self.nodes[n].kind != K.K_LEAF for n in self.unread):
+            raise ValueError("only leaf paths can be unread")
         self._freeze()
 
     # -- building -------------------------------------------------------------
@@ -248,7 +257,7 @@ class Plan:
             pool += node.key
         self.info = info
         self.keypool = np.frombuffer(bytes(pool) + b"\0" * 16, np.uint8)
-        keyed = [(i, n) for i, n in enumerate(self.nodes) if n.scope >= 0]
+        keyed = [(i, n) for i, n in enumerate(self.nodes) if n.scope >= 0 and i not in self.unread]
         bits = max(4, (2 * len(keyed)).bit_length())
         size = 1 << bits
         ht = np.full((3, size), -1, np.int64)

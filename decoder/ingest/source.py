@@ -158,8 +158,9 @@ def read_chunks(source, *, chunk_bytes: int = CHUNK_BYTES, receptions: bool = Tr
     size. Input that stops being readable partway (a truncated ``.gz``)
     raises ``InputTruncated`` naming the file and the last line read, after
     the chunks of every whole line before it: nothing readable is lost.
-    ``receptions=False``: the chunks cannot give their reception tables, and
-    each chunk waiting for the caller holds a quarter of the memory.
+    ``receptions=False``: the chunks cannot give their reception tables, the
+    fields only those show are not read (nor warned about), and each chunk
+    waiting for the caller holds a quarter of the memory.
     Nothing is read before the first chunk is asked for (``ChunkStream``
     starts at once)."""
     with ChunkStream(source, chunk_bytes=chunk_bytes, receptions=receptions) as chunks:

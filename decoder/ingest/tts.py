@@ -92,6 +92,10 @@ FIELDS = {
     **{kind: "any" for kind in KINDS[1:]},
 }
 TABLES: dict[str, list[str]] = {}
+# Paths only a reception table shows: a reader that builds none leaves them unread (parse).
+RECEPTION_ONLY = tuple(
+    f"{_RX}.{k}" for k in ("time", "timestamp", "channel_index", "location.latitude", "location.longitude")
+)
 SHAPE_MARKERS = ("end_device_ids",)
 MARKERS = SHAPE_MARKERS + KINDS
 

@@ -82,7 +82,7 @@ class _Shapes:
 
     def __init__(self) -> None:
         self.verdicts: dict[Any, str | None] = {}
-        self.reader = Reader("<serve>")
+        self.reader = Reader("<serve>", receptions=False)  # a verdict needs no reception table
         self.lock = threading.Lock()  # the reader learns as it reads: one caller at a time
         self.judged = 0
 

@@ -382,7 +382,7 @@ class StreamStage:
 
     def _values_reader(self) -> Reader:
         if self._reader is None:
-            self._reader = Reader("<stream>")
+            self._reader = Reader("<stream>", receptions=False)  # batches hand on uplinks only
         return self._reader
 
     def _expected_handoff(self, size: int) -> float:
