@@ -674,6 +674,18 @@ def test_random_numbers(number, fmt):
     check(b'{"f":%s,"i":%s,"other":%s}\n' % ((text.encode(),) * 3), NASTY_FIELDS)
 
 
+def test_numbers_of_every_digit_count_read_as_python_reads_them():
+    """Runs of 1 to 26 digits, around the 19 significant digits kept: in the integer part,
+    in the fraction (after leading zeros, which are not kept digits), before an exponent."""
+    digits = "9876543210123456789012345678"
+    texts = []
+    for k in range(1, 27):
+        texts += [digits[:k], f"-{digits[:k]}", f"1.{digits[:k]}", f"0.{digits[:k]}", f"0.0000000{digits[:k]}"]
+        texts += [f"{digits[:k]}.5", f"{digits[:k]}e-7", f"{digits[: (k % 9) + 1]}.{digits[:k]}E+3"]
+    lines = [b'{"f":%s,"i":%s,"other":[%s]}' % ((t.encode(),) * 3) for t in texts]
+    check(b"\n".join(lines) + b"\n", NASTY_FIELDS)
+
+
 # --------------------------------------------------------------------------- numbers, kernel level
 
 
