@@ -689,6 +689,26 @@ def test_numbers_of_every_digit_count_read_as_python_reads_them():
 # --------------------------------------------------------------------------- numbers, kernel level
 
 
+def test_an_array_reached_by_its_address_stays_allocated_until_alive():
+    """scan_lines decodes escaped keys into a scratch array it reaches only by address. numba
+    frees an array right after its last use, the _addr call, and the next allocation of that
+    size took the same memory while the scratch was still written: _alive marks the last use."""
+    from numba import njit
+
+    @njit
+    def addresses():
+        scratch = np.zeros(400, np.uint8)
+        scr = K._addr(scratch)
+        other = np.empty(400, np.uint8)  # what the kernel allocates next
+        for k in range(400):
+            K._st1(scr + k, 7)
+        K._alive(scratch)
+        return scr, K._addr(other), other[0]
+
+    scr, other, _ = addresses()
+    assert scr != other
+
+
 def test_decimal_to_double_is_correctly_rounded():
     """Random mantissas and exponents over the whole double range, subnormals,
     overflow, and decimals exactly halfway between two doubles (ties to even)."""

@@ -221,6 +221,18 @@ def _st1(typingctx, addr, value):
 
 
 @intrinsic
+def _alive(typingctx, arr):
+    """Nothing, but a use of ``arr``: numba frees an array right after its last use, so one
+    read and written only through its address (``_addr``) needs this where that use ends."""
+    sig = types.void(arr)
+
+    def codegen(context, builder, signature, args):
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def _f64_from_bits(typingctx, bits):
     sig = types.float64(bits)
 
@@ -1041,6 +1053,7 @@ def scan_lines(
                 apos[touched[k]] = saved_apos[touched[k]]
         elif ltype[li - lo] != T_ARRAY:
             ltype[li - lo] = vt[0, saved[0]]  # the JSON type of the line's one value
+    _alive(scratch)  # escaped keys are decoded into it through its address
     return hi
 
 
