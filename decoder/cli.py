@@ -707,16 +707,12 @@ def _decode_all(args: argparse.Namespace, chunk_bytes: int, fmt: str, started: _
                 if errors is not None:
                     errors.write(chunk)
 
-            cut_short = [
-                reason
-                for k, path in enumerate(args.inputs)
-                if (
-                    reason := _decode_input(
-                        path, engine, chunk_bytes, write, progress, summary, started if k == 0 else None
-                    )
-                )
-                is not None
-            ]
+            cut_short = []  # inputs that stopped being readable partway: their reasons
+            for k, path in enumerate(args.inputs):
+                first = started if k == 0 else None
+                reason = _decode_input(path, engine, chunk_bytes, write, progress, summary, first)
+                if reason is not None:
+                    cut_short.append(reason)
             progress.clear()
             written = sink.close()
             if errors is not None:
