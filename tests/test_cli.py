@@ -516,4 +516,7 @@ def test_decode_whose_classes_fail_while_its_input_is_read_says_why_and_stops_re
     assert res.returncode == 2
     assert b"3 device classes loaded" in res.stderr and b"--devices" in res.stderr
     assert os.listdir(tmp_path) == ["big.jsonl"]
-    assert not [t for t in threading.enumerate() if t.name == "decoder-jsonl-reader" and t.is_alive()]
+    readers = [t for t in threading.enumerate() if t.name == "decoder-jsonl-reader"]
+    for reader in readers:  # stopped: it ends within moments (a busy machine may take a while)
+        reader.join(timeout=30)
+    assert not [t for t in readers if t.is_alive()]
