@@ -653,4 +653,5 @@ def test_a_chunk_stream_closed_early_stops_reading_and_closes_its_file(tmp_path)
     stream.close()  # twice is harmless
     assert list(stream) == []
     assert all(f.closed for f in stream._closers)
+    stream._producer.join(timeout=30)  # stopped: it ends within moments (a busy machine may take a while)
     assert not stream._producer.is_alive()
