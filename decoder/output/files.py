@@ -306,16 +306,13 @@ def _open_text_target(path: str, stdout: BinaryIO | None) -> tuple[Any, _Target 
         return (stdout or sys.stdout.buffer), None
     target = _Target(path)
     try:
-        if path.lower().endswith(".gz"):
-            stream = pa.CompressedOutputStream(str(target.tmp), "gzip")
-        else:
-            stream = open(target.tmp, "wb")
+        with target.removed_on_failure():
+            if path.lower().endswith(".gz"):
+                stream = pa.CompressedOutputStream(str(target.tmp), "gzip")
+            else:
+                stream = open(target.tmp, "wb")
     except OSError as err:
-        target.abort()
         raise _output_error(path, err) from None
-    except BaseException:  # interrupted (Ctrl-C, SIGTERM): leave nothing behind
-        target.abort()
-        raise
     return stream, target
 
 
@@ -482,10 +479,10 @@ class ArrowSink(_StreamSink):
             self.stream = pa.PythonFile(stdout or sys.stdout.buffer, mode="w")
         else:
             self.target = _Target(path)
-            with self.target.removed_on_failure():
-                self.stream = pa.OSFile(str(self.target.tmp), "wb")
         opener = pa.ipc.new_stream if self.stream_format else pa.ipc.new_file
         with _removed_on_failure(self.target):
+            if self.target is not None:
+                self.stream = pa.OSFile(str(self.target.tmp), "wb")
             self.writer = opener(self.stream, self.schema, options=options)
         self._dicts: dict = {}
         self._fix = any(_has_dictionary(f.type) for f in self.schema)
