@@ -590,19 +590,14 @@ def _stdin_source() -> Any:
 
 
 class _Input:
-    """One input of `decode` being read: its label, its chunks and (a file's) read position."""
+    """One input of `decode` being read: its chunks and (a file's) read position."""
 
     def __init__(self, path: str, chunk_bytes: int) -> None:
         from .ingest import ChunkStream
 
-        self.tracked = None
-        if path == "-":
-            source: Any = _stdin_source()
-            self.label = "stdin"
-        else:
-            self.tracked = _Tracked(path)
-            source = self.tracked.stream
-            self.label = path
+        self.tracked = _Tracked(path) if path != "-" else None
+        self.chunks: Any = None
+        source = self.tracked.stream if self.tracked is not None else _stdin_source()
         try:
             self.chunks = ChunkStream(source, chunk_bytes=chunk_bytes, receptions=False)
         except BaseException:
@@ -610,9 +605,8 @@ class _Input:
             raise
 
     def close(self) -> None:
-        chunks = getattr(self, "chunks", None)
-        if chunks is not None:
-            chunks.close()
+        if self.chunks is not None:
+            self.chunks.close()
         if self.tracked is not None:
             self.tracked.close()
 
