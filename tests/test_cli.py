@@ -151,6 +151,28 @@ def test_decode_does_not_pay_for_pandas(data, tmp_path):
     assert all(int(line.split("|")[1]) < 1000 for line in loaded), loaded  # refused at once, never loaded
 
 
+def test_the_command_allocates_from_jemalloc_and_a_library_caller_keeps_its_pool(data, tmp_path):
+    """The command's process switches Arrow to jemalloc (mimalloc re-faulted fresh pages all run
+    long); ``main(argv)`` called from a user's process leaves the process-wide pool alone."""
+    pool_at_exit = (
+        "import atexit, sys, pyarrow as pa; from decoder.cli import main;"
+        "atexit.register(lambda: print(pa.default_memory_pool().backend_name, flush=True)); main()"
+    )
+    args = [data / "packets.jsonl", "--classes", CLASSES / "test_device_class.json", "-q", "-o"]
+    command = [sys.executable, "-c", pool_at_exit, "decode", *args, tmp_path / "o.parquet"]
+    res = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    try:
+        expected = pa.jemalloc_memory_pool().backend_name
+    except NotImplementedError:  # a pyarrow without jemalloc: the default stays
+        expected = pa.default_memory_pool().backend_name
+    assert res.stdout.strip() == expected
+
+    before = pa.default_memory_pool().backend_name
+    assert run_cli("decode", *args, tmp_path / "p.parquet").returncode == 0
+    assert pa.default_memory_pool().backend_name == before
+
+
 def test_help_imports_neither_numba_nor_pyarrow():
     res = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "decoder", "--help"], capture_output=True, text=True, timeout=60
