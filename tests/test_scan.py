@@ -560,6 +560,32 @@ def test_small_batches_of_alternating_providers_are_scanned_once(monkeypatch):
     assert len(grown) <= 2  # of 15 batches; it was 5-6 re-scans in every batch
 
 
+def test_a_new_plans_first_big_scan_learns_its_sizes_first(monkeypatch):
+    """The first chunk a plan scans is on the way to the first output: it learns its sizes from
+    its first lines instead of growing its string regions over and over (13 times for a chunk
+    of Firefly packets); what it reads is the same as a plan that knew them."""
+    from helpers import sample_generator
+
+    from decoder.ingest import scan as scan_module
+    from decoder.ingest.parse import _merged_fields
+
+    generate = sample_generator()
+    g = generate.Generator([generate.parse_group("Test Device Class:9:2")], 50, generate.parse_mix("firefly=1"), 5)
+    data = b"\n".join(line.encode() for line in g.lines(3000)) + b"\n"
+    calls = []  # (first line, lines) of each kernel call: a resumed scan is a new call
+    kernel = scan_module.K.scan_lines
+    monkeypatch.setattr(
+        scan_module.K, "scan_lines", lambda *a: (calls.append((a[3], a[4])), kernel(*a))[1], raising=True
+    )
+    fresh = Plan(_merged_fields())
+    (_, first), (_, again) = _scan_parts(data, fresh)[0], _scan_parts(data, fresh)[0]
+    whole = [c for c in calls if c[1] == 3000]
+    assert len(whole) <= 3 and fresh.learned["probed"]  # was 14: 13 regions full, one by one
+    for path in ("uid", "payload", "gwrx[].gweui"):
+        assert first.column(path).to_pylist() == again.column(path).to_pylist()
+    assert first.column("uid").to_pylist()[:3] == [json.loads(x)["uid"] for x in data.splitlines()[:3]]
+
+
 def test_every_provider_shape_in_the_readers_plan():
     """The Things Stack and ChirpStack uplinks with the samples, through the reader's plan."""
     tts = {
