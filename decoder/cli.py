@@ -26,7 +26,6 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from . import options
@@ -375,6 +374,8 @@ class _VersionAction(argparse.Action):
 
 
 def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # start-up: 25 ms, for --version only
+
     try:
         return version("decoder")
     except PackageNotFoundError:
