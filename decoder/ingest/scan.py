@@ -35,6 +35,8 @@ it for every line it reads.
 
 from __future__ import annotations
 
+import sys
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -377,21 +379,24 @@ class _Out:
     columns keep these arrays alive, so they are sized for what a chunk
     needs, not for the worst case (a region per slot sized for the whole
     chunk held gigabytes for a 1M-line file). ``np.empty`` pages that are
-    never written cost no memory."""
+    never written cost no memory. A thread's next scan reuses the outputs of
+    its last released one where nothing refers to them any more (``_array``)."""
 
     def __init__(self, plan: Plan, nlines: int, nbytes: int, wcap: int = 1024, fcap: int = 256):
         nn = len(plan.nodes)
         ns = max(plan.n_span, 1)
-        cap = int(nlines * plan.learned["rows_per_line"] * 1.25) + 64
-        self.vt = np.zeros((nn, cap), np.uint8)
-        self.sp0 = np.empty((ns, cap), np.int64)
-        self.sp1 = np.empty((ns, cap), np.int64)
-        self.fl = np.empty((max(plan.n_float, 1), cap), np.float64)
-        self.iv = np.empty((max(plan.n_int, 1), cap), np.int64)
-        self.rparent = np.empty((plan.n_tables, cap), np.int64)
-        self.ritem = np.empty((plan.n_tables, cap), np.int64)
-        self.rline = np.empty(cap, np.int64)
-        self.rmask = np.empty(cap, np.uint64)
+        spare = _spares()
+        cap = _capacity(spare, int(nlines * plan.learned["rows_per_line"] * 1.25) + 64, nn)
+        self.vt = _array(spare, "vt", (nn, cap), np.uint8, zeroed=True)
+        self.sp0 = _array(spare, "sp0", (ns, cap), np.int64)
+        self.sp1 = _array(spare, "sp1", (ns, cap), np.int64)
+        self.fl = _array(spare, "fl", (max(plan.n_float, 1), cap), np.float64)
+        self.iv = _array(spare, "iv", (max(plan.n_int, 1), cap), np.int64)
+        self.rparent = _array(spare, "rparent", (plan.n_tables, cap), np.int64)
+        self.ritem = _array(spare, "ritem", (plan.n_tables, cap), np.int64)
+        self.rline = _array(spare, "rline", (cap,), np.int64)
+        self.rmask = _array(spare, "rmask", (cap,), np.uint64)
+        self._spare_arena = spare.pop("arena", None)
         self.counts = np.zeros(plan.n_tables + 2, np.int64)
         self.lerr = np.empty(nlines, np.uint8)
         self.lpos = np.empty(nlines, np.int64)
@@ -407,7 +412,13 @@ class _Out:
         limits = (limits + 7) & ~7
         base = np.zeros(len(limits), np.int64)
         base[1:] = np.cumsum(limits)[:-1]
-        arena = np.empty(int(limits.sum()) + 16, np.uint8)  # +16: 8-byte copies may run past a region
+        size = int(limits.sum()) + 16  # +16: 8-byte copies may run past a region
+        spare, self._spare_arena = self._spare_arena, None
+        if spare is not None and size <= len(spare) <= 2 * size and sys.getrefcount(spare) == 2:
+            arena = spare
+        else:
+            del spare
+            arena = np.empty(size, np.uint8)
         if old is not None:
             for k in range(len(limits)):
                 n = int(self.apos[k])
@@ -438,6 +449,44 @@ class _Out:
 
 
 _PROBE_LINES = 256
+_ROW_OUTPUTS = ("vt", "sp0", "sp1", "fl", "iv", "rparent", "ritem", "rline", "rmask")
+_spare = threading.local()  # per thread: the outputs of its last scan released, for its next scan
+
+
+def _spares() -> dict:
+    """The calling thread's spare outputs (taken: a scan in progress owns them)."""
+    arrays = getattr(_spare, "arrays", None)
+    _spare.arrays = None
+    return arrays or {}
+
+
+def _capacity(spare: dict, rows: int, nodes: int) -> int:
+    """Rows to allocate: ``rows``, or the spare outputs' capacity where it is not much more."""
+    vt = spare.get("vt")
+    if vt is not None and vt.shape[0] == nodes and rows <= vt.shape[1] <= 2 * rows:
+        return int(vt.shape[1])
+    return rows
+
+
+def _array(spare: dict, name: str, shape: tuple, dtype, *, zeroed: bool = False) -> np.ndarray:
+    """The spare array of that output when it has this shape and nothing else refers to it any
+    more (no column, view or ScanResult), else a new one. Fresh memory is what made a scan
+    slow: the kernel faulting in and zeroing new pages cost a fifth of a chunk's scan."""
+    old = spare.pop(name, None)
+    if old is not None and old.shape == shape and old.dtype == dtype and sys.getrefcount(old) == 2:
+        if zeroed:
+            old.fill(0)
+        return old
+    del old
+    return np.zeros(shape, dtype) if zeroed else np.empty(shape, dtype)
+
+
+def _keep_spare(out: _Out) -> None:
+    """Keep a released scan's outputs for the thread's next scan (_array checks that nothing
+    refers to them any more before reusing them)."""
+    arrays = {name: getattr(out, name) for name in _ROW_OUTPUTS}
+    arrays["arena"] = out.arena
+    _spare.arrays = arrays
 
 
 def scan(buf: ScanBuffer, plan: Plan, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> ScanResult:
@@ -522,9 +571,11 @@ class ScanResult:
         return int(self.counts[table if isinstance(table, int) else self.plan.table_of(table)])
 
     def release(self) -> None:
-        """Drop the reference to the input buffer (columns of type ``raw`` need it; nothing else)."""
+        """Drop the reference to the input buffer (columns of type ``raw`` need it; nothing else).
+        The thread's next scan may then reuse the outputs, once nothing refers to them."""
         self._fixups()
         self.buf = None
+        _keep_spare(self.out)
 
     # -- numpy views -------------------------------------------------------------
     def types(self, name: str) -> np.ndarray:
