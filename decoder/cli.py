@@ -460,8 +460,10 @@ def _arrow_memory_pool() -> None:
     Its default, mimalloc, handed freed memory back to the system and took it again for the
     next chunk, so the kernel zeroed fresh 2 MB pages all run long: 12-14% of a 1M-packet
     decode's CPU (perf: clear_page under mimalloc's page faults), 0.4-0.5 s of wall time.
-    With jemalloc that fell to 3% and the peak RSS by 15%. A library caller's process keeps
-    the pool it chose."""
+    With jemalloc that fell to 3% and the peak RSS by 15%. Arrow's own allocations (the
+    Parquet writer's, the compute kernels') follow ARROW_DEFAULT_MEMORY_POOL, set where the
+    wheels have jemalloc before pyarrow loads (_keep_start_up_lean). A library caller's
+    process keeps the pool it chose."""
     if not _process.is_the_command:
         return
     import pyarrow as pa
@@ -1241,13 +1243,16 @@ def _keep_start_up_lean() -> None:
     """This process is the command: keep out what it never uses. pandas (see _WithoutPandas);
     OpenBLAS's threads: numpy starts one per core at import, and they spun for 0.13 CPU-s of
     every run (perf) on a machine whose cores the run needs, for linear algebra it never does;
-    and numba's preparations to compile when it only loads cached kernels (runtime.lean_load,
-    applied once the command needs kernels)."""
+    Arrow's default allocator, mimalloc (see _arrow_memory_pool); and numba's preparations to
+    compile when it only loads cached kernels (runtime.lean_load, applied once the command
+    needs kernels)."""
     _process.is_the_command = True
     if "pandas" not in sys.modules:
         sys.meta_path.insert(0, _WithoutPandas())
     if "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if "pyarrow" not in sys.modules and sys.platform in ("linux", "darwin"):  # wheels with jemalloc
+        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")  # see _arrow_memory_pool
 
 
 def main(argv: Sequence[str] | None = None) -> int:
