@@ -314,6 +314,30 @@ def test_long_line_and_tiny_chunks(tmp_path):
     assert [c.first_line for c in chunks if c.lines] == [1, 2]  # the read ending line 2 also held line 3
 
 
+def test_the_first_chunk_is_small_so_the_first_rows_come_sooner(tmp_path):
+    """An eighth of a chunk (at least 256 KB) first: the consumer waits for it while every
+    kernel loads. A first line longer than that is still read whole."""
+    from decoder.ingest.source import MIN_FIRST_CHUNK
+
+    path = _generate(tmp_path, 12000, seed=5)
+    size = path.stat().st_size
+    assert size > 3 * MIN_FIRST_CHUNK
+    chunks = list(read_chunks(path, chunk_bytes=size // 2))
+    assert len(chunks) == 3 and chunks[0].lines < chunks[1].lines / 2
+    assert chunks[1].first_line == chunks[0].first_line + chunks[0].total_lines
+    whole = Reader().process(path.read_bytes(), 1, parallel=False)
+    assert pa.concat_tables([c.uplinks for c in chunks]).equals(whole.uplinks)
+
+    big = dict(FF, gwrx=FF["gwrx"] * 4000)  # a first line longer than the first chunk
+    long_first = tmp_path / "long.jsonl"
+    long_first.write_text(_d(big) + "\n" + path.read_text())
+    assert len(_d(big)) > MIN_FIRST_CHUNK
+    chunks = list(read_chunks(long_first, chunk_bytes=size // 2))
+    assert chunks[0].uplinks.column("gateway_count").to_pylist()[0] == 4000
+    assert sum(c.uplinks.num_rows for c in chunks) == whole.uplinks.num_rows + 1
+    assert all(not c.bad_lines for c in chunks)
+
+
 def test_gzip_by_suffix_and_by_magic(tmp_path, bad_file):
     data = bad_file.read_bytes()
     gz = tmp_path / "p.jsonl.gz"
