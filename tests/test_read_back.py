@@ -137,6 +137,7 @@ def test_a_decode_dataset_reads_back_whole_with_every_reader(packets, expected, 
         encodings = {c.path_in_schema: c.encodings for c in _column_chunks(f)}
         assert all("DELTA_BINARY_PACKED" in encodings[c] for c in ("line", "received_at", "fcnt"))
         assert all("RLE_DICTIONARY" in encodings[c] for c in ("rssi", "snr", "gateway_count"))
+        assert all("DELTA_LENGTH_BYTE_ARRAY" in encodings[c] for c in ("packet_id", "payload"))
     found = readers(out)
     assert {"pyarrow read_table", "pyarrow dataset"} <= set(found)
     for reader, read in found.items():

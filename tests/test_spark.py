@@ -530,14 +530,16 @@ def test_streaming_file_source_to_parquet_with_checkpoint(spark, mixed_files, tm
 
 def test_our_parquet_files_read_in_spark_as_the_docs_say(spark, tmp_path):
     """docs/engines.md: Spark refuses nanosecond timestamps; with nanosAsLong every column reads,
-    received_at as epoch nanoseconds, the delta- and dictionary-encoded columns as written."""
+    received_at as epoch nanoseconds, the delta-, delta-length- and dictionary-encoded columns
+    as written."""
     from helpers import run_cli
 
     out = tmp_path / "out.parquet"
     src = SAMPLES / "packets" / "firefly.jsonl"
     res = run_cli("decode", src, "--classes", CLASSES / "test_device_class.json", "-o", out, "-q")
     assert res.returncode == 0, res.stderr
-    want = pq.read_table(out).select(["line", "received_at", "fcnt", "rssi", "snr", "gateway_count"])
+    columns = ["line", "received_at", "fcnt", "rssi", "snr", "gateway_count", "packet_id", "payload"]
+    want = pq.read_table(out).select(columns)
     try:  # Spark 4.0-4.3 refuse the nanosecond timestamp; a later one may read it
         spark.read.parquet(str(out)).collect()
     except Exception as err:  # noqa: BLE001 - py4j's AnalysisException, whatever its class
@@ -545,7 +547,7 @@ def test_our_parquet_files_read_in_spark_as_the_docs_say(spark, tmp_path):
     spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
     try:
         at = "timestamp_micros(received_at div 1000) AS at"  # the docs' way back to a timestamp
-        df = spark.read.parquet(str(out)).selectExpr("line", "received_at", at, "fcnt", "rssi", "snr", "gateway_count")
+        df = spark.read.parquet(str(out)).selectExpr(*columns, at)
         rows = sorted(df.collect(), key=lambda r: r["line"])
     finally:
         spark.conf.unset("spark.sql.legacy.parquet.nanosAsLong")
@@ -556,5 +558,5 @@ def test_our_parquet_files_read_in_spark_as_the_docs_say(spark, tmp_path):
         nanos = None if at is None else int(pa.scalar(at, pa.timestamp("ns", "UTC")).value)
         assert got["received_at"] == nanos
         assert (got["at"] is None) == (at is None)  # the docs' expression gives a timestamp
-        for k in ("fcnt", "rssi", "snr", "gateway_count"):
+        for k in ("fcnt", "rssi", "snr", "gateway_count", "packet_id", "payload"):
             assert got[k] == row[k], (k, got, row)

@@ -74,6 +74,10 @@ DICTIONARY_COLUMNS = frozenset(
 # 11, and 6% smaller). The readers we test read them: pyarrow, pandas, polars, DuckDB, and Spark
 # (which needs a setting for nanosecond times at all: docs/engines.md).
 DELTA_COLUMNS = frozenset({"line", "received_at", "fcnt"})
+# Text unique to each row (ids, payloads): its lengths stored apart from its bytes, which zstd
+# then compresses better (1M Firefly packets: the file 7% smaller, 47.3 against 51.1 MB; ids
+# and payloads 12-14%) at the same cost. The readers we test read it (as DELTA_COLUMNS).
+DELTA_LENGTH_COLUMNS = frozenset({"packet_id", "payload", "payload_text"})
 WRITTEN_BY = b"decoder.written_by"  # footer key: which command wrote a file ("decode", "stream")
 
 
@@ -114,7 +118,7 @@ def partitions(chunk: Any, engine: Any) -> Iterator[tuple[str | None, pa.Schema,
 
 def _encodings(schema: pa.Schema) -> tuple[list[str], dict[str, str]]:
     """(column paths to dictionary-encode: the repeating columns and every dictionary-typed leaf,
-    such as a class's text outputs; {path: encoding} of the delta-encoded integer columns)."""
+    such as a class's text outputs; {path: encoding} of the delta-encoded columns)."""
     dictionary, encoding = [], {}
 
     def visit(field: pa.Field, path: str) -> None:
@@ -126,6 +130,8 @@ def _encodings(schema: pa.Schema) -> tuple[list[str], dict[str, str]]:
             dictionary.append(path)
         elif path in DELTA_COLUMNS and (pa.types.is_integer(t) or pa.types.is_timestamp(t)):
             encoding[path] = "DELTA_BINARY_PACKED"
+        elif path in DELTA_LENGTH_COLUMNS and (pa.types.is_string(t) or pa.types.is_binary(t)):
+            encoding[path] = "DELTA_LENGTH_BYTE_ARRAY"
 
     for f in schema:
         visit(f, f.name)
