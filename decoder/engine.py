@@ -68,6 +68,12 @@ def _np(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(arr.to_numpy(zero_copy_only=False))
 
 
+def _shifted(table: pa.Table, offset: int) -> pa.Table:
+    """The table with ``offset`` added to its line numbers."""
+    k = table.schema.get_field_index("line")
+    return table.set_column(k, "line", pc.add(table.column(k), pa.scalar(offset, pa.int64())))
+
+
 def _positions(rows: np.ndarray, n: int) -> pa.Array:
     """An n-long int64 index array: position k at rows[k], null elsewhere."""
     idx = np.zeros(n, np.int64)
@@ -168,6 +174,17 @@ class DecodedChunk:
         self.source = source
         self.decode_stats = decode_stats or Counter()
         self._table: pa.Table | None = None
+
+    def shift_lines(self, offset: int) -> None:
+        """Number the chunk's lines ``offset`` further on (a ChunkStream's chunk decoded in the
+        worker that parsed it, numbered from 1 there, renumbered in input order)."""
+        if not offset:
+            return
+        self.base = _shifted(self.base, offset)
+        if self._table is not None:
+            self._table = _shifted(self._table, offset)
+        self.bad_lines = [(line + offset, reason) for line, reason in self.bad_lines]
+        self.first_line += offset
 
     # -- counts ------------------------------------------------------------
     @property
@@ -616,11 +633,12 @@ class Engine:
         """
         label = name or (str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None))
         if isinstance(source, ChunkStream):
-            chunks: Iterator[NormalizedChunk] = source
+            given, chunks = True, source
         else:
-            chunks = read_chunks(source, chunk_bytes=chunk_bytes or self.chunk_bytes, receptions=False)
-        for chunk in chunks:
-            yield self.decode_uplinks(
+            given, chunks = False, ChunkStream(source, chunk_bytes=chunk_bytes or self.chunk_bytes, receptions=False)
+
+        def decode(chunk: NormalizedChunk) -> DecodedChunk:
+            return self.decode_uplinks(
                 chunk.uplinks,
                 bad_lines=list(chunk.bad_lines),
                 skipped=Counter(chunk.skipped),
@@ -628,6 +646,17 @@ class Engine:
                 first_line=chunk.first_line,
                 source=label,
             )
+
+        # Chunks are decoded in the worker that parsed them (those parsed before, here): the
+        # caller's thread, which writes them, was what a run waited for (Parquet's encoding).
+        chunks.prepare_with(decode)
+        try:
+            for chunk in chunks:
+                done = chunk.prepared
+                yield done if isinstance(done, DecodedChunk) and done.engine is self else decode(chunk)
+        finally:
+            if not given:
+                chunks.close()
 
     def _decode_file(self, path: Any) -> DecodedChunk:
         tables, bad, skipped, lines, first = [], [], Counter(), 0, 1

@@ -263,16 +263,33 @@ def test_decode_keeps_bad_lines_and_skipped_out_of_the_rows(engine):
     assert "rows/s" in summary.format()
 
 
-def test_decode_stream_in_small_chunks_matches_all_at_once(engine, tmp_path):
+def test_decode_stream_in_small_chunks_matches_all_at_once(engine, tmp_path, monkeypatch):
+    """Chunks are decoded in the threads that parse them, numbered from 1 there: renumbered,
+    they are what decoding the whole file at once gives, bad lines included."""
+    import threading
+
     good = dict(FIREFLY_SEED["packets"][0], device_eui=GPS_EUI, payload=GPS_PAYLOAD.hex())
     other = dict(good, device_eui=CLIMATE_EUI, payload=CLIMATE_PAYLOAD.hex())
     path = tmp_path / "p.jsonl"
-    path.write_text("\n".join(json.dumps(other if k % 3 else good) for k in range(400)) + "\n")
+    lines = [json.dumps(other if k % 3 else good) for k in range(400)]
+    lines[150] = lines[150][:40]  # bad lines in later chunks keep their own numbers
+    lines[333] = "{not json"
+    path.write_text("\n".join(lines) + "\n")
+    threads = []
+    decode_uplinks = Engine.decode_uplinks
+    monkeypatch.setattr(
+        Engine,
+        "decode_uplinks",
+        lambda *a, **k: (threads.append(threading.current_thread()), decode_uplinks(*a, **k))[1],
+    )
     chunks = list(engine.decode_stream(path, chunk_bytes=16 << 10))
-    assert len(chunks) > 1
-    whole = engine.decode(path).table
+    assert len(chunks) > 3
+    assert sum(t is not threading.main_thread() for t in threads) >= len(chunks) - 2  # in the workers
+    whole = engine.decode(path)
     streamed = pa.concat_tables([c.table for c in chunks])
-    assert streamed.equals(whole)
-    assert whole["line"].to_pylist() == list(range(1, 401))
+    assert streamed.equals(whole.table)
+    assert [b for c in chunks for b in c.bad_lines] == whole.bad_lines and [b[0] for b in whole.bad_lines] == [151, 334]
+    assert [c.first_line for c in chunks] == [1] + [c.first_line + c.lines for c in chunks[:-1]]
+    assert whole.table["line"].to_pylist() == [k for k in range(1, 401) if k not in (151, 334)]
     by_class = engine.decode_packets_by_class(str(path))  # a file name as str works too
     assert by_class["Room Climate Sensor"].num_rows == 266

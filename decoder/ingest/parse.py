@@ -80,6 +80,9 @@ class NormalizedChunk:
     lines: int  # non-blank input lines consumed by this chunk
     first_line: int  # line number of the chunk's first line
     total_lines: int = field(default=0, repr=False)  # every line of the chunk, blank ones included
+    # What a ChunkStream's ``prepare`` made of the chunk in the worker that parsed it (the
+    # engine decodes it there); renumbered with the chunk (its ``shift_lines``).
+    prepared: Any = field(default=None, repr=False)
 
     @property
     def receptions(self) -> pa.Table:

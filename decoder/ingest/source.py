@@ -179,15 +179,24 @@ class ChunkStream:
         workers = threads.workers()
         self._q: queue.Queue = queue.Queue(maxsize=max(workers, _AHEAD))
         self._stop = threading.Event()
+        self._prepare: list = [None]  # prepare_with's function, read by the workers
         self._producer = threading.Thread(
             target=_produce,
-            args=(stream, self.name, chunk_bytes, self._q, self._stop, workers, receptions),
+            args=(stream, self.name, chunk_bytes, self._q, self._stop, workers, receptions, self._prepare),
             name="decoder-jsonl-reader",
             daemon=True,
         )
         self._producer.start()
         self._line = 1  # number of the next chunk's first line
         self._ended = False
+
+    def prepare_with(self, prepare) -> None:
+        """Have ``prepare(chunk)`` run in the worker that parses each chunk from now on (chunks
+        parsed before have none), its result as the chunk's ``prepared``. The chunk then comes
+        numbered from line 1, and is renumbered with what ``prepare`` made of it: that must
+        have ``shift_lines(offset)``. The engine decodes chunks this way: the caller's thread
+        is left to write them."""
+        self._prepare[0] = prepare
 
     def __iter__(self) -> ChunkStream:
         return self
@@ -252,13 +261,30 @@ def _renumber(chunk: NormalizedChunk, offset: int) -> None:
         chunk.uplinks = up.set_column(k, "line", pc.add(up.column(k), pa.scalar(offset, pa.int64())))
     chunk.bad_lines = [(line + offset, reason) for line, reason in chunk.bad_lines]
     chunk.first_line += offset
+    if chunk.prepared is not None:
+        chunk.prepared.shift_lines(offset)
 
 
 MIN_FIRST_CHUNK = 256 << 10  # bytes: the first chunk is an eighth of a chunk, at least this
 
 
+def _parse(reader: Reader, block: ScanBuffer, last: bool, prepare: list) -> NormalizedChunk:
+    """A worker's job: parse one chunk (the last one in parts, in parallel), then prepare it."""
+    chunk = reader.process(block, 1, None, last)
+    if prepare[0] is not None:
+        chunk.prepared = prepare[0](chunk)
+    return chunk
+
+
 def _produce(
-    stream, name: str, chunk_bytes: int, q: queue.Queue, stop: threading.Event, workers: int, receptions: bool
+    stream,
+    name: str,
+    chunk_bytes: int,
+    q: queue.Queue,
+    stop: threading.Event,
+    workers: int,
+    receptions: bool,
+    prepare: list,
 ) -> None:
     """The reader thread: fill buffers with whole lines, count them, hand each
     to the chunk pool, and queue the futures in input order."""
@@ -330,7 +356,7 @@ def _produce(
             # Numbered from 1 here, renumbered by the consumer (line counts are
             # known only once chunks are parsed). The last chunk: parts in parallel.
             block = ScanBuffer(np.frombuffer(buf, np.uint8), end)
-            future = pool.submit(reader.process, block, 1, None, eof)
+            future = pool.submit(_parse, reader, block, eof, prepare)
             future.add_done_callback(lambda _f, b=buf: free.put(b))
             if not put(future):
                 return
