@@ -632,10 +632,6 @@ class Engine:
         Unreadable input raises :class:`~decoder.errors.InputError`.
         """
         label = name or (str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None))
-        if isinstance(source, ChunkStream):
-            given, chunks = True, source
-        else:
-            given, chunks = False, ChunkStream(source, chunk_bytes=chunk_bytes or self.chunk_bytes, receptions=False)
 
         def decode(chunk: NormalizedChunk) -> DecodedChunk:
             return self.decode_uplinks(
@@ -647,9 +643,15 @@ class Engine:
                 source=label,
             )
 
-        # Chunks are decoded in the worker that parsed them (those parsed before, here): the
-        # caller's thread, which writes them, was what a run waited for (Parquet's encoding).
-        chunks.prepare_with(decode)
+        # Chunks are decoded in the worker that parsed them (those of a given stream parsed
+        # before, here): the caller's thread, which writes them, was what a run waited for.
+        given = isinstance(source, ChunkStream)
+        if given:
+            chunks = source
+            chunks.prepare_with(decode)
+        else:
+            chunk_bytes = chunk_bytes or self.chunk_bytes
+            chunks = ChunkStream(source, chunk_bytes=chunk_bytes, receptions=False, prepare=decode)
         try:
             for chunk in chunks:
                 done = chunk.prepared

@@ -172,14 +172,15 @@ class ChunkStream:
     other work first (loading device classes) starts it, does that work meanwhile, then
     iterates. Close it (or use it as a context manager) when done early."""
 
-    def __init__(self, source, *, chunk_bytes: int = CHUNK_BYTES, receptions: bool = True) -> None:
+    def __init__(self, source, *, chunk_bytes: int = CHUNK_BYTES, receptions: bool = True, prepare=None) -> None:
+        """``prepare``: as ``prepare_with``, for every chunk."""
         if chunk_bytes < 1:
             raise ValueError("chunk_bytes must be positive")
         stream, self.name, self._closers = _open(source)
         workers = threads.workers()
         self._q: queue.Queue = queue.Queue(maxsize=max(workers, _AHEAD))
         self._stop = threading.Event()
-        self._prepare: list = [None]  # prepare_with's function, read by the workers
+        self._prepare: list = [prepare]  # prepare_with's function, read by the workers
         self._producer = threading.Thread(
             target=_produce,
             args=(stream, self.name, chunk_bytes, self._q, self._stop, workers, receptions, self._prepare),
