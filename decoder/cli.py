@@ -460,10 +460,10 @@ def _arrow_memory_pool() -> None:
     Its default, mimalloc, handed freed memory back to the system and took it again for the
     next chunk, so the kernel zeroed fresh 2 MB pages all run long: 12-14% of a 1M-packet
     decode's CPU (perf: clear_page under mimalloc's page faults), 0.4-0.5 s of wall time.
-    With jemalloc that fell to 3% and the peak RSS by 15%. Arrow's own allocations (the
-    Parquet writer's, the compute kernels') follow ARROW_DEFAULT_MEMORY_POOL, set where the
-    wheels have jemalloc before pyarrow loads (_keep_start_up_lean). A library caller's
-    process keeps the pool it chose."""
+    With jemalloc that fell to 3-6% and the peak RSS by about a tenth. Arrow's own
+    allocations (the Parquet writer's, the compute kernels') follow ARROW_DEFAULT_MEMORY_POOL,
+    set where the wheels have jemalloc before pyarrow loads (_keep_start_up_lean). A library
+    caller's process keeps the pool it chose."""
     if not _process.is_the_command:
         return
     import pyarrow as pa

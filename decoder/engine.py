@@ -629,7 +629,8 @@ class Engine:
         ``source``: a path (plain or ``.gz``), ``"-"`` for stdin, a binary
         file object, or a :class:`~decoder.ingest.ChunkStream` already reading
         one (made with ``receptions=False``; ``chunk_bytes`` is then its own).
-        Unreadable input raises :class:`~decoder.errors.InputError`.
+        Chunks are decoded in the reader's worker threads, and come in input
+        order. Unreadable input raises :class:`~decoder.errors.InputError`.
         """
         label = name or (str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None))
 
