@@ -454,26 +454,6 @@ def _lean_kernel_load() -> None:
         skip_refresh_on_cache_load()
 
 
-def _arrow_memory_pool() -> None:
-    """In the command's own process, Arrow allocates from jemalloc where pyarrow has it.
-
-    Its default, mimalloc, handed freed memory back to the system and took it again for the
-    next chunk, so the kernel zeroed fresh 2 MB pages all run long: 12-14% of a 1M-packet
-    decode's CPU (perf: clear_page under mimalloc's page faults), 0.4-0.5 s of wall time.
-    With jemalloc that fell to 3-6% and the peak RSS by about a tenth. Arrow's own
-    allocations (the Parquet writer's, the compute kernels') follow ARROW_DEFAULT_MEMORY_POOL,
-    set where the wheels have jemalloc before pyarrow loads (_keep_start_up_lean). A library
-    caller's process keeps the pool it chose."""
-    if not _process.is_the_command:
-        return
-    import pyarrow as pa
-
-    try:
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
-    except NotImplementedError:  # a pyarrow built without jemalloc (Windows wheels)
-        pass
-
-
 def _registry(args: argparse.Namespace) -> Any:
     """The Registry of --classes with --devices or --class (usage and input problems raised)."""
     from .registry import Registry  # start-up: imports numpy and pyarrow
@@ -687,8 +667,7 @@ def _decode_input(
 def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     chunk_bytes, fmt = _check_decode_args(args)
 
-    _arrow_memory_pool()  # start-up: imports pyarrow
-    from .output import refusal
+    from .output import refusal  # start-up: imports pyarrow
 
     for target in (args.output, args.errors):
         reason = refusal(target) if target and target != "-" else None
@@ -963,7 +942,6 @@ def cmd_stream(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     _check_stream_args(args)
     queue = _queue_settings(args) if args.firefly_queue else None
     # start-up: the engine, the stage and the outputs import numpy, pyarrow and numba
-    _arrow_memory_pool()
     from .engine import Engine
     from .output import JsonlSink, RollingParquetSink
     from .stream import StreamStage, deliver
@@ -1092,7 +1070,6 @@ def cmd_serve(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
             "set DECODER_TOKEN or --token-file FILE to take requests from other hosts"
         )
     # start-up: the engine, the stage and the server import numpy, pyarrow, numba and uvicorn
-    _arrow_memory_pool()
     import threading
 
     import orjson
@@ -1208,7 +1185,6 @@ def _add_pull(sub: Any) -> None:
 
 
 def cmd_pull(args: argparse.Namespace, ap: Any) -> int:
-    _arrow_memory_pool()
     from .sources import run_pull
 
     return run_pull(args, prog=f"{PROG} pull {args.provider}")
@@ -1243,16 +1219,22 @@ def _keep_start_up_lean() -> None:
     """This process is the command: keep out what it never uses. pandas (see _WithoutPandas);
     OpenBLAS's threads: numpy starts one per core at import, and they spun for 0.13 CPU-s of
     every run (perf) on a machine whose cores the run needs, for linear algebra it never does;
-    Arrow's default allocator, mimalloc (see _arrow_memory_pool); and numba's preparations to
-    compile when it only loads cached kernels (runtime.lean_load, applied once the command
-    needs kernels)."""
+    Arrow's default allocator, mimalloc; and numba's preparations to compile when it only loads
+    cached kernels (runtime.lean_load, applied once the command needs kernels).
+
+    mimalloc handed freed memory back to the system and took it again for the next chunk, so
+    the kernel zeroed fresh 2 MB pages all run long: 12-14% of a 1M-packet decode's CPU (perf:
+    clear_page under its page faults), 0.4-0.5 s of wall time; with jemalloc 3-6%, and the
+    peak RSS about a tenth lower. ARROW_DEFAULT_MEMORY_POOL reaches every Arrow allocation (the
+    Parquet writer's and the compute kernels' too), but only before pyarrow makes its pool, and
+    only where the wheels carry jemalloc (a user's own setting is kept)."""
     _process.is_the_command = True
     if "pandas" not in sys.modules:
         sys.meta_path.insert(0, _WithoutPandas())
     if "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if "pyarrow" not in sys.modules and sys.platform in ("linux", "darwin"):  # wheels with jemalloc
-        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")  # see _arrow_memory_pool
+        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

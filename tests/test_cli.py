@@ -154,9 +154,9 @@ def test_decode_does_not_pay_for_pandas(data, tmp_path):
 def test_the_command_allocates_from_jemalloc_and_a_library_caller_keeps_its_pool(data, tmp_path):
     """The command's process switches Arrow to jemalloc (mimalloc re-faulted fresh pages all run
     long); ``main(argv)`` called from a user's process leaves the process-wide pool alone."""
-    pool_at_exit = (
-        "import atexit, sys, pyarrow as pa; from decoder.cli import main;"
-        "atexit.register(lambda: print(pa.default_memory_pool().backend_name, flush=True)); main()"
+    pool_at_exit = (  # pyarrow imported only by the command, as when it runs as `decoder`
+        "import atexit, sys; from decoder.cli import main; atexit.register(lambda: print("
+        "sys.modules['pyarrow'].default_memory_pool().backend_name, flush=True)); main()"
     )
     args = [data / "packets.jsonl", "--classes", CLASSES / "test_device_class.json", "-q", "-o"]
     command = [sys.executable, "-c", pool_at_exit, "decode", *args, tmp_path / "o.parquet"]
