@@ -380,7 +380,7 @@ class _Out:
     needs, not for the worst case (a region per slot sized for the whole
     chunk held gigabytes for a 1M-line file). ``np.empty`` pages that are
     never written cost no memory. A thread's next scan reuses the outputs of
-    its last released one where nothing refers to them any more (``_array``)."""
+    its last released one where nothing refers to them any more (``_reused``)."""
 
     def __init__(self, plan: Plan, nlines: int, nbytes: int, wcap: int = 1024, fcap: int = 256):
         nn = len(plan.nodes)
@@ -396,7 +396,6 @@ class _Out:
         self.ritem = _array(spare, "ritem", (plan.n_tables, cap), np.int64)
         self.rline = _array(spare, "rline", (cap,), np.int64)
         self.rmask = _array(spare, "rmask", (cap,), np.uint64)
-        self._spare_arena = spare.pop("arena", None)
         self.counts = np.zeros(plan.n_tables + 2, np.int64)
         self.lerr = np.empty(nlines, np.uint8)
         self.lpos = np.empty(nlines, np.int64)
@@ -405,19 +404,18 @@ class _Out:
         self.fix = np.empty((4, fcap), np.int64)
         self.need = np.zeros(2, np.int64)
         self.apos = np.zeros(ns, np.int64)
-        self._layout((plan.learned["slot_bytes"] * nbytes * 1.25).astype(np.int64) + 256)
+        limits = (plan.learned["slot_bytes"] * nbytes * 1.25).astype(np.int64) + 256
+        self._layout(limits, spare=spare)
 
-    def _layout(self, limits: np.ndarray, old: np.ndarray | None = None) -> None:
-        """Arena regions of the given sizes (8-aligned), used bytes copied from old."""
+    def _layout(self, limits: np.ndarray, old: np.ndarray | None = None, spare: dict | None = None) -> None:
+        """Arena regions of the given sizes (8-aligned), used bytes copied from old; in the spare
+        outputs' arena where it fits (see _reused)."""
         limits = (limits + 7) & ~7
         base = np.zeros(len(limits), np.int64)
         base[1:] = np.cumsum(limits)[:-1]
         size = int(limits.sum()) + 16  # +16: 8-byte copies may run past a region
-        spare, self._spare_arena = self._spare_arena, None
-        if spare is not None and size <= len(spare) <= 2 * size and sys.getrefcount(spare) == 2:
-            arena = spare
-        else:
-            del spare
+        arena = _reused(spare, "arena", lambda a: size <= len(a) <= 2 * size)
+        if arena is None:
             arena = np.empty(size, np.uint8)
         if old is not None:
             for k in range(len(limits)):
@@ -468,21 +466,28 @@ def _capacity(spare: dict, rows: int, nodes: int) -> int:
     return rows
 
 
-def _array(spare: dict, name: str, shape: tuple, dtype, *, zeroed: bool = False) -> np.ndarray:
-    """The spare array of that output when it has this shape and nothing else refers to it any
-    more (no column, view or ScanResult), else a new one. Fresh memory is what made a scan
-    slow: the kernel faulting in and zeroing new pages cost a fifth of a chunk's scan."""
-    old = spare.pop(name, None)
-    if old is not None and old.shape == shape and old.dtype == dtype and sys.getrefcount(old) == 2:
-        if zeroed:
-            old.fill(0)
+def _reused(spare: dict | None, name: str, fits) -> np.ndarray | None:
+    """The spare array of that output if ``fits(it)`` and nothing else refers to it any more (no
+    column, view or ScanResult), else None. Fresh memory is what made a scan slow: the kernel
+    faulting in and zeroing new pages cost a fifth of a chunk's scan."""
+    old = spare.pop(name, None) if spare else None
+    if old is not None and fits(old) and sys.getrefcount(old) == 2:  # `old` and the argument
         return old
-    del old
-    return np.zeros(shape, dtype) if zeroed else np.empty(shape, dtype)
+    return None
+
+
+def _array(spare: dict, name: str, shape: tuple, dtype, *, zeroed: bool = False) -> np.ndarray:
+    """The output array ``name``: the spare one where it has this shape (_reused), else a new one."""
+    old = _reused(spare, name, lambda a: a.shape == shape and a.dtype == dtype)
+    if old is None:
+        return np.zeros(shape, dtype) if zeroed else np.empty(shape, dtype)
+    if zeroed:
+        old.fill(0)
+    return old
 
 
 def _keep_spare(out: _Out) -> None:
-    """Keep a released scan's outputs for the thread's next scan (_array checks that nothing
+    """Keep a released scan's outputs for the thread's next scan (_reused checks that nothing
     refers to them any more before reusing them)."""
     arrays = {name: getattr(out, name) for name in _ROW_OUTPUTS}
     arrays["arena"] = out.arena
