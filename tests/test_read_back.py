@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import datetime
 import math
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
@@ -138,6 +140,8 @@ def test_a_decode_dataset_reads_back_whole_with_every_reader(packets, expected, 
         assert all("DELTA_BINARY_PACKED" in encodings[c] for c in ("line", "received_at", "fcnt"))
         assert all("RLE_DICTIONARY" in encodings[c] for c in ("rssi", "snr", "gateway_count"))
         assert all("DELTA_LENGTH_BYTE_ARRAY" in encodings[c] for c in ("packet_id", "payload"))
+        if f.parent.name == "device_class=Test Device Class":  # its coordinates never repeat
+            assert "BYTE_STREAM_SPLIT" in encodings["decoded.Test Device Class.gps.latitude"]
     found = readers(out)
     assert {"pyarrow read_table", "pyarrow dataset"} <= set(found)
     for reader, read in found.items():
@@ -217,3 +221,30 @@ def meta_chunks(path: Path, chunk_bytes: int) -> int:
     from decoder.ingest import read_chunks
 
     return sum(1 for _ in read_chunks(str(path), chunk_bytes=chunk_bytes))
+
+
+def test_a_class_output_is_encoded_as_its_first_row_group_shows(tmp_path):
+    """Repeating values dictionary-encoded, floats that do not repeat BYTE_STREAM_SPLIT, and
+    both read back as written; the file exists from the start, its footer only once closed."""
+    from decoder.output import parquet
+
+    rows = 3000
+    rng = random.Random(5)
+    levels = [round(rng.random(), 2) for _ in range(rows)]  # 101 values at most: repeats
+    reading = [rng.uniform(-90, 90) for _ in range(rows)]  # no value twice
+    counts = [rng.randrange(1 << 40) for _ in range(rows)]  # integers that do not repeat
+    decoded = pa.StructArray.from_arrays(
+        [pa.array(levels), pa.array(reading), pa.array(counts)], names=["level", "reading", "count"]
+    )
+    table = pa.table({"line": pa.array(range(1, rows + 1), pa.int64()), "decoded": decoded})
+    path = tmp_path / "out.parquet"
+    writer = parquet.open_writer(path, table.schema, command="decode")
+    assert path.exists()
+    for start in range(0, rows, 700):
+        writer.write_table(table.slice(start, 700))
+    writer.close()
+    encodings = {c.path_in_schema: c.encodings for c in _column_chunks(path)}
+    assert "RLE_DICTIONARY" in encodings["decoded.level"]
+    assert "BYTE_STREAM_SPLIT" in encodings["decoded.reading"]
+    assert "PLAIN" in encodings["decoded.count"] and "RLE_DICTIONARY" not in encodings["decoded.count"]
+    assert pq.read_table(path).replace_schema_metadata(None).equals(table)
