@@ -113,11 +113,15 @@ def string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def take(arr: pa.Array, rows: np.ndarray | None) -> pa.Array:
-    """arr at rows (all of it when rows is None, or when rows are every row in order: a file of
-    one provider's uplinks asks for all of a text column, and copying it cost a sixth of
-    putting a Firefly chunk's columns together)."""
-    if rows is None or _every_row(rows, len(arr)):
+    """arr at rows (all of it when rows is None). Rows that are every row in order (a file of
+    one provider's uplinks asks for whole text columns) are copied straight, not taken: 2
+    against 16 ns a row, a take was a sixth of putting a Firefly chunk's columns together. A
+    copy all the same: a text column is a view of its scan's string arena, which the thread's
+    next scan reuses once nothing refers to it; holding it kept 90 MB more alive."""
+    if rows is None:
         return arr
+    if _every_row(rows, len(arr)):
+        return pa.concat_arrays([arr])
     return arr.take(int64_array(rows))
 
 
