@@ -679,3 +679,24 @@ def test_a_chunk_stream_closed_early_stops_reading_and_closes_its_file(tmp_path)
     assert all(f.closed for f in stream._closers)
     stream._producer.join(timeout=30)  # stopped: it ends within moments (a busy machine may take a while)
     assert not stream._producer.is_alive()
+
+
+def test_a_chunk_waiting_to_be_written_leaves_its_scans_memory_to_the_next_scan(tmp_path):
+    """The columns of a chunk own their bytes: while one chunk waits for its writer, the same
+    thread's next scan reuses the memory of the scan that made it (text columns handed on as
+    views of that memory held it: 90 MB more at peak on a million Firefly packets)."""
+    import weakref
+
+    from decoder.ingest import scan
+
+    lines = _generate(tmp_path, 300, mix="firefly=1").read_bytes().splitlines(keepends=True)
+    chunk = b"".join(lines)
+    reader = Reader(receptions=False)
+    for _ in range(3):  # the plan learns its output sizes from what it scans: the same chunk, alike
+        reader.process(chunk, 1, parallel=False)
+    waiting = reader.process(chunk, 1, parallel=False)
+    released = {name: weakref.ref(a) for name, a in scan._spare.arrays.items()}  # refer to nothing
+    following = reader.process(chunk, 301, parallel=False)
+    assert {name for name, a in scan._spare.arrays.items() if a is released[name]()} == set(released)
+    assert waiting.uplinks.num_rows == following.uplinks.num_rows == 300
+    assert waiting.uplinks.column("packet_id").to_pylist() == [json.loads(x)["uid"] for x in lines]
