@@ -240,9 +240,9 @@ class Plan:
         self.n_span, self.n_float, self.n_int = counters["span"], counters["float_"], counters["int_"]
         nn = len(self.nodes)
         pool = bytearray()
-        info = np.zeros((K.N_ROWS, nn), np.int64)
+        info = np.zeros((nn, K.N_ROWS), np.int64)
         for i, node in enumerate(self.nodes):
-            info[:, i] = [
+            info[i, :] = [
                 node.kind,
                 node.table,
                 node.cscope,
