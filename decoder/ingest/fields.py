@@ -283,10 +283,12 @@ class Records:
             return np.zeros(m, np.int64 if integer else np.float64), np.zeros(m, bool)  # as below: 0 where not valid
         is_int = codes == K.T_INT
         simple = is_int.all() if integer else (is_int | (codes == K.T_FLOAT)).all()
-        if simple and lo is None and hi is None:  # the common case: one array, no checks
-            if integer and node.int_ >= 0:
-                iv = self.res.numbers(path, "int")
-                return (iv if rows is None else iv[rows]), np.ones(m, bool)
+        if simple and integer and node.int_ >= 0:  # the common case: one array, every value in range
+            iv = self.res.numbers(path, "int")
+            values = iv if rows is None else iv[rows]
+            if m == 0 or ((lo is None or values.min() >= lo) and (hi is None or values.max() <= hi)):
+                return values, np.ones(m, bool)
+        if simple and lo is None and hi is None:
             if not integer:
                 fl = self.res.numbers(path, "float")
                 fl = fl if rows is None else fl[rows]
