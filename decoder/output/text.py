@@ -47,12 +47,31 @@ def to_hex(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
 def to_iso(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Timestamps -> ISO 8601 text in UTC with ``Z``, no trailing zero fractions."""
     arr = combine(arr)
+    if arr.type.unit == "ns" and arr.type.tz in (None, "UTC") and len(arr):
+        return _iso_of_ns(arr)
     if arr.type.tz is None:
         arr = pc.assume_timezone(arr, "UTC")
     text = pc.strftime(arr, format="%Y-%m-%dT%H:%M:%S")
     text = pc.replace_substring_regex(text, r"\.0+$", "")
     text = pc.replace_substring_regex(text, r"(\.\d*?)0+$", r"\1")
     return pc.binary_join_element_wise(text, pa.scalar("Z"), pa.scalar(""))
+
+
+def _iso_of_ns(arr: pa.Array) -> pa.Array:
+    """to_iso of nanosecond times in UTC, by a kernel: Arrow's strftime and the two regular
+    expressions that trim its fraction took 2.9 us a row, a fifth of writing a JSON Lines row."""
+    from .text_kernels import ISO_MAX, iso_utc  # numba: only for the text outputs
+
+    n = len(arr)
+    ns = np.frombuffer(arr.buffers()[1], np.int64)[arr.offset : arr.offset + n]
+    valid = np.ones(n, bool) if arr.null_count == 0 else np.asarray(arr.is_valid())
+    offsets = np.empty(n + 1, np.int32)
+    out = np.empty(n * ISO_MAX, np.uint8)
+    used = iso_utc(ns, valid, offsets, out)
+    validity = None if arr.null_count == 0 else arr.buffers()[0]
+    if validity is not None and arr.offset:
+        validity = pa.array(valid).buffers()[1]
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out[:used]), validity, arr.null_count)
 
 
 def textual(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
