@@ -46,7 +46,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .arrays import combine
+from .arrays import combine, plus
 from .compiler.normalized import normalize as normalize_payload
 from .compiler.normalized import normalized_type
 from .errors import InputError
@@ -66,12 +66,6 @@ INPUT_COLUMN = "input"
 
 def _np(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(arr.to_numpy(zero_copy_only=False))
-
-
-def _shifted(table: pa.Table, offset: int) -> pa.Table:
-    """The table with ``offset`` added to its line numbers."""
-    k = table.schema.get_field_index("line")
-    return table.set_column(k, "line", pc.add(table.column(k), pa.scalar(offset, pa.int64())))
 
 
 def _positions(rows: np.ndarray, n: int) -> pa.Array:
@@ -180,9 +174,9 @@ class DecodedChunk:
         worker that parsed it, numbered from 1 there, renumbered in input order)."""
         if not offset:
             return
-        self.base = _shifted(self.base, offset)
+        self.base = plus(self.base, "line", offset)
         if self._table is not None:
-            self._table = _shifted(self._table, offset)
+            self._table = plus(self._table, "line", offset)
         self.bad_lines = [(line + offset, reason) for line, reason in self.bad_lines]
         self.first_line += offset
 

@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import threads
+from ..arrays import plus
 from ..payload import to_buffer
 from . import chirpstack, firefly, helium, tts
 from . import scan_kernels as K
@@ -97,6 +98,16 @@ class NormalizedChunk:
     def values(self) -> int:
         """JSON values found: uplinks + bad + skipped (an array line counts its items)."""
         return self.uplinks.num_rows + len(self.bad_lines) + sum(self.skipped.values())
+
+    def shift_lines(self, offset: int) -> None:
+        """Number the chunk's lines ``offset`` further on, what ``prepared`` made of it too (a
+        chunk parsed apart is numbered from 1, then renumbered in input order)."""
+        if self.uplinks.num_rows:
+            self.uplinks = plus(self.uplinks, "line", offset)
+        self.bad_lines = [(line + offset, reason) for line, reason in self.bad_lines]
+        self.first_line += offset
+        if self.prepared is not None:
+            self.prepared.shift_lines(offset)
 
 
 # --------------------------------------------------------------------------- the plan

@@ -28,7 +28,6 @@ from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .. import threads
 from ..errors import InputError, InputTruncated
@@ -220,7 +219,7 @@ class ChunkStream:
             raise
         # Chunks are numbered from 1 where they are parsed, in parallel: renumber.
         if self._line != 1:
-            _renumber(chunk, self._line - 1)
+            chunk.shift_lines(self._line - 1)
         self._line += chunk.total_lines
         return chunk
 
@@ -253,17 +252,6 @@ class ChunkStream:
                 c.close()
             except Exception:  # pragma: no cover
                 pass
-
-
-def _renumber(chunk: NormalizedChunk, offset: int) -> None:
-    up = chunk.uplinks
-    if up.num_rows:
-        k = up.schema.get_field_index("line")
-        chunk.uplinks = up.set_column(k, "line", pc.add(up.column(k), pa.scalar(offset, pa.int64())))
-    chunk.bad_lines = [(line + offset, reason) for line, reason in chunk.bad_lines]
-    chunk.first_line += offset
-    if chunk.prepared is not None:
-        chunk.prepared.shift_lines(offset)
 
 
 MIN_FIRST_CHUNK = 256 << 10  # bytes: the first chunk is an eighth of a chunk, at least this

@@ -159,13 +159,21 @@ def _leaves(table: pa.Table) -> dict[str, pa.ChunkedArray]:
     return {name: table.column(name) for name in table.column_names}
 
 
+# The types _repeats counts the distinct values of.
+_COUNTABLE = (
+    pa.types.is_integer,
+    pa.types.is_floating,
+    pa.types.is_temporal,
+    pa.types.is_string,
+    pa.types.is_large_string,
+)
+
+
 def _repeats(values: pa.ChunkedArray) -> bool:
     """Whether a sample's numbers or text repeat enough for a dictionary to pay: at most one
     distinct value in REPEATS_AT_LEAST non-null ones."""
-    t = values.type
-    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_temporal(t)):
-        if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
-            return False
+    if not any(kind(values.type) for kind in _COUNTABLE):
+        return False
     present = len(values) - values.null_count
     return present > 0 and pc.count_distinct(values).as_py() * REPEATS_AT_LEAST <= present
 

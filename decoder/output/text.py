@@ -68,9 +68,7 @@ def _iso_of_ns(arr: pa.Array) -> pa.Array:
     offsets = np.empty(n + 1, np.int32)
     out = np.empty(n * ISO_MAX, np.uint8)
     used = iso_utc(ns, valid, offsets, out)
-    validity = None if arr.null_count == 0 else arr.buffers()[0]
-    if validity is not None and arr.offset:
-        validity = pa.array(valid).buffers()[1]
+    validity = pa.array(valid).buffers()[1] if arr.null_count else None  # a bitmap from bit 0
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out[:used]), validity, arr.null_count)
 
 
