@@ -505,6 +505,29 @@ def test_wrong_types_duplicates_and_items_are_warnings():
     ]
 
 
+def test_some_rows_of_a_text_path_are_the_rows_of_its_column():
+    """strings_at (what a provider reads of a text path in a chunk shared with others) gives the
+    values the whole column has at those rows: escaped text unescaped, a repeated key's last
+    value, null for absent, null and other types; in a child table too."""
+    data = (
+        b'{"s":"plain","arr":[{"s":"a\\u00e9\\n"},{"s":1}]}\n'
+        b'{"s":"first","s":"last \\"quoted\\"","arr":[{"s":"x"}]}\n'
+        b'{"i":1}\n'
+        b'{"s":null,"arr":[{}]}\n'
+        b'{"s":42}\n'
+        b'{"s":"caf\xc3\xa9 \\t tab","arr":[{"s":"' + b"long " * 40 + b'"}]}\n'
+    )
+    (res,) = check(data, NASTY_FIELDS)
+    for path in ("s", "arr[].s"):
+        whole = res.column(path, "str").to_pylist()
+        n = len(whole)
+        for rows in ([], [0], list(range(n)), list(range(n - 1, -1, -1)), [r for r in range(n) if r % 2], [1, 1, 0]):
+            got = res.strings_at(path, np.array(rows, np.int64))
+            got.validate(full=True)
+            assert got.to_pylist() == [whole[r] for r in rows], (path, rows)
+    assert res.strings_at("s", np.array([1, 5])).to_pylist() == ['last "quoted"', "caf\u00e9 \t tab"]
+
+
 def test_unread_paths_are_read_past_like_undeclared_keys():
     """A reader that builds no reception table leaves the paths only receptions show unread: their
     values are validated like any key's, never stored, never warned about; the rest is as before."""

@@ -1111,6 +1111,41 @@ def gather_strings(buf, vt, s0, s1, n):
 
 
 @njit(nogil=True, cache=True)
+def gather_string_rows(region, vt, s0, s1, rows):
+    """Some rows of one string column whose values lie in an arena region (unescaped
+    already) -> (int32 offsets, data, validity bitmap, null count), one value per row
+    asked for. Bytes move 8 at a time, as in gather_strings (the region is padded)."""
+    m = len(rows)
+    total = 0
+    for i in range(m):
+        r = rows[i]
+        if vt[r] == T_STR or vt[r] == T_STR_ESC:
+            total += s1[r] - s0[r]
+    offsets = np.empty(m + 1, np.int32)
+    data = np.empty(total + 8, np.uint8)
+    bitmap = np.zeros((m + 7) >> 3, np.uint8)
+    bp = _addr(region)
+    dp = _addr(data)
+    o = 0
+    nulls = 0
+    offsets[0] = 0
+    for i in range(m):
+        r = rows[i]
+        t = vt[r]
+        if t == T_STR or t == T_STR_ESC:
+            a = bp + s0[r]
+            ln = s1[r] - s0[r]
+            for j in range(0, ln, 8):
+                _st8(dp + o + j, _ld8(a + j))
+            o += ln
+            bitmap[i >> 3] |= np.uint8(1 << (i & 7))
+        else:
+            nulls += 1
+        offsets[i + 1] = o
+    return offsets, data[:o], bitmap, nulls
+
+
+@njit(nogil=True, cache=True)
 def string_offsets(vt, s0, s1, n):
     """Arena spans of one string column -> (int32 offsets, validity bitmap, null
     count, contiguous). Contiguous: the valid strings lie back to back from
