@@ -623,8 +623,9 @@ class Engine:
         ``source``: a path (plain or ``.gz``), ``"-"`` for stdin, a binary
         file object, or a :class:`~decoder.ingest.ChunkStream` already reading
         one (made with ``receptions=False``; ``chunk_bytes`` is then its own).
-        Chunks are decoded in the reader's worker threads, and come in input
-        order. Unreadable input raises :class:`~decoder.errors.InputError`.
+        Chunks are decoded in the reader's worker threads (one this caller is
+        already waiting for, here), and come in input order. Unreadable input
+        raises :class:`~decoder.errors.InputError`.
         """
         label = name or (str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None))
 
@@ -639,7 +640,9 @@ class Engine:
             )
 
         # Chunks are decoded in the worker that parsed them (those of a given stream parsed
-        # before, here): the caller's thread, which writes them, was what a run waited for.
+        # before, here): the caller's thread, which writes them, was what a run waited for. One
+        # the caller already waits for comes undecoded and is decoded here: on a file of several
+        # providers the workers are what a run waits for, and that one goes on at once.
         given = isinstance(source, ChunkStream)
         if given:
             chunks = source

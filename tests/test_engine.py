@@ -264,8 +264,9 @@ def test_decode_keeps_bad_lines_and_skipped_out_of_the_rows(engine):
 
 
 def test_decode_stream_in_small_chunks_matches_all_at_once(engine, tmp_path, monkeypatch):
-    """Chunks are decoded in the threads that parse them, numbered from 1 there: renumbered,
-    they are what decoding the whole file at once gives, bad lines included."""
+    """Chunks are decoded in the threads that parse them (or by the caller, when it was
+    waiting for one), numbered from 1 there: renumbered, they are what decoding the whole
+    file at once gives, bad lines included."""
     import threading
 
     good = dict(FIREFLY_SEED["packets"][0], device_eui=GPS_EUI, payload=GPS_PAYLOAD.hex())
@@ -284,7 +285,7 @@ def test_decode_stream_in_small_chunks_matches_all_at_once(engine, tmp_path, mon
     )
     chunks = list(engine.decode_stream(path, chunk_bytes=16 << 10))
     assert len(chunks) > 3
-    assert threading.current_thread() not in threads  # every chunk decoded in a worker
+    assert len(threads) == len(chunks)  # each chunk decoded once
     whole = engine.decode(path)
     streamed = pa.concat_tables([c.table for c in chunks])
     assert streamed.equals(whole.table)
@@ -293,6 +294,38 @@ def test_decode_stream_in_small_chunks_matches_all_at_once(engine, tmp_path, mon
     assert whole.table["line"].to_pylist() == [k for k in range(1, 401) if k not in (151, 334)]
     by_class = engine.decode_packets_by_class(str(path))  # a file name as str works too
     assert by_class["Room Climate Sensor"].num_rows == 266
+
+
+def test_a_chunk_the_caller_waits_for_is_decoded_by_the_caller(engine, tmp_path, monkeypatch):
+    """A worker that finishes a chunk its caller is already waiting for leaves the decoding to
+    the caller, idle until then, and goes on to the next chunk (on a file of several providers
+    the parsing threads are what a run waits for); the rows are the same."""
+    import threading
+    import time
+
+    from decoder.ingest import parse
+
+    good = dict(FIREFLY_SEED["packets"][0], device_eui=GPS_EUI, payload=GPS_PAYLOAD.hex())
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(json.dumps(dict(good, fcnt=k)) for k in range(600)) + "\n")
+    by_caller = []
+    decode_uplinks = Engine.decode_uplinks
+    monkeypatch.setattr(
+        Engine,
+        "decode_uplinks",
+        lambda *a, **k: (
+            by_caller.append(threading.current_thread() is threading.main_thread()),
+            decode_uplinks(*a, **k),
+        )[1],
+    )
+    process = parse.Reader.process
+    # Parsing slower than the caller: it asks for every chunk before that chunk is parsed.
+    monkeypatch.setattr(parse.Reader, "process", lambda *a, **k: (time.sleep(0.5), process(*a, **k))[1])
+    chunks = list(engine.decode_stream(path, chunk_bytes=64 << 10))
+    assert len(chunks) >= 3 and len(by_caller) == len(chunks)
+    assert any(by_caller)  # the first chunk at least: asked for at once, parsed 0.5 s later
+    monkeypatch.undo()
+    assert pa.concat_tables([c.table for c in chunks]).equals(engine.decode(path).table)
 
 
 def test_decode_stream_of_a_stream_already_reading_equals_decoding_at_once(engine, tmp_path):

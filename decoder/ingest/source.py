@@ -23,7 +23,6 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
-from concurrent.futures import Future
 from typing import BinaryIO
 
 import numpy as np
@@ -195,7 +194,8 @@ class ChunkStream:
         parsed before have none), its result as the chunk's ``prepared``. The chunk then comes
         numbered from line 1, and is renumbered with what ``prepare`` made of it: that must
         have ``shift_lines(offset)``. The engine decodes chunks this way: the caller's thread
-        is left to write them."""
+        is left to write them. A chunk the caller is already waiting for comes unprepared
+        (the caller, idle, prepares it; the worker goes on to the next chunk)."""
         self._prepare[0] = prepare
 
     def __iter__(self) -> ChunkStream:
@@ -213,7 +213,10 @@ class ChunkStream:
                 raise InputTruncated(f"{self.name}: {item.what} after line {line}: {item.error}", line) from None
             if isinstance(item, threads.Failure):
                 raise item.error.with_traceback(item.error.__traceback__)
-            chunk = item.result()  # raises what the chunk raised
+            future, waited = item
+            if not future.done():  # the caller waits for this chunk: it prepares it itself (see _parse)
+                waited.set()
+            chunk = future.result()  # raises what the chunk raised
         except BaseException:
             self.close()
             raise
@@ -242,8 +245,8 @@ class ChunkStream:
         while self._producer.is_alive() and time.monotonic() < deadline:
             try:
                 item = self._q.get_nowait()
-                if isinstance(item, Future):
-                    item.cancel()  # not parsed yet: never will be
+                if isinstance(item, tuple):
+                    item[0].cancel()  # not parsed yet: never will be
             except queue.Empty:
                 pass
             self._producer.join(timeout=0.05)
@@ -257,10 +260,12 @@ class ChunkStream:
 MIN_FIRST_CHUNK = 256 << 10  # bytes: the first chunk is an eighth of a chunk, at least this
 
 
-def _parse(reader: Reader, block: ScanBuffer, last: bool, prepare: list) -> NormalizedChunk:
-    """A worker's job: parse one chunk (the last one in parts, in parallel), then prepare it."""
+def _parse(reader: Reader, block: ScanBuffer, last: bool, prepare: list, waited: threading.Event) -> NormalizedChunk:
+    """A worker's job: parse one chunk (the last one in parts, in parallel), then prepare it,
+    unless the consumer is already waiting for it (``waited``): the consumer, idle, then
+    prepares it, and this worker goes on to the next chunk at once."""
     chunk = reader.process(block, 1, None, last)
-    if prepare[0] is not None:
+    if prepare[0] is not None and not waited.is_set():
         chunk.prepared = prepare[0](chunk)
     return chunk
 
@@ -345,9 +350,10 @@ def _produce(
             # Numbered from 1 here, renumbered by the consumer (line counts are
             # known only once chunks are parsed). The last chunk: parts in parallel.
             block = ScanBuffer(np.frombuffer(buf, np.uint8), end)
-            future = pool.submit(_parse, reader, block, eof, prepare)
+            waited = threading.Event()
+            future = pool.submit(_parse, reader, block, eof, prepare, waited)
             future.add_done_callback(lambda _f, b=buf: free.put(b))
-            if not put(future):
+            if not put((future, waited)):
                 return
         put(failed if failed is not None else threads.END)
     except BaseException as e:  # handed to the consumer, raised there
