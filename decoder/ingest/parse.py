@@ -82,7 +82,8 @@ class NormalizedChunk:
     first_line: int  # line number of the chunk's first line
     total_lines: int = field(default=0, repr=False)  # every line of the chunk, blank ones included
     # What a ChunkStream's ``prepare`` made of the chunk in the worker that parsed it (the
-    # engine decodes it there); renumbered with the chunk (its ``shift_lines``).
+    # engine decodes it there), None where the consumer was already waiting for the chunk;
+    # renumbered with the chunk (its ``shift_lines``).
     prepared: Any = field(default=None, repr=False)
 
     @property
