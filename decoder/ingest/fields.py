@@ -226,10 +226,10 @@ class Records:
     def _text_at(self, path: str, rows: np.ndarray | None) -> pa.Array:
         """A text path's column at rows: a part of its table is copied from the scan's arena
         (building the whole column and taking from it made a mixed file's assembly 13% slower,
-        paired in-process runs), the whole table as a whole column."""
-        if rows is None or (path, "str") in self._columns or _every_row(rows, len(self.res.types(path))):
-            return take(self.column(path, "str"), rows)
-        return self.res.strings_at(path, rows)
+        paired in-process runs), the whole table as a whole column (``take``)."""
+        if rows is not None and not _every_row(rows, len(self.res.types(path))):
+            return self.res.strings_at(path, rows)
+        return take(self.column(path, "str"), rows)
 
     def flag(self, path: str, rows: np.ndarray | None = None, absent: bool | None = None) -> pa.Array:
         """A boolean field; ``absent``: the value of an absent field (None: null)."""

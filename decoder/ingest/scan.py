@@ -637,23 +637,15 @@ class ScanResult:
         rows = int(self.counts[node.table])
         vt = self.out.vt[n, :rows]
         t = type_ or node.types[0]
-        if t == "raw":  # spans into the scanned buffer
-            s = node.span
+        if t == "raw":  # spans into the scanned buffer, whatever JSON they hold
             vt = np.where(vt > K.T_NULL, K.T_STR, K.T_NULL).astype(np.uint8)
-            offsets, data, bitmap, nulls = K.gather_strings(self.buf.a, vt, self.out.sp0[s], self.out.sp1[s], rows)
-            return _strings(rows, bitmap, nulls, offsets, data)
+            return self._gather(self.buf.a, vt, node.span, np.arange(rows))
         if t == "str":  # already copied into the slot's arena region while scanning
             s = node.span
-            region = self.out.arena[self.out.abase[s] : self.out.abase[s] + self.out.alimit[s] + 8]
             offsets, bitmap, nulls, contiguous = K.string_offsets(vt, self.out.sp0[s], self.out.sp1[s], rows)
-            if contiguous:
-                data = region[: offsets[-1]]
-            else:
-                arena_vt = np.where((vt == K.T_STR) | (vt == K.T_STR_ESC), K.T_STR, K.T_NULL).astype(np.uint8)
-                offsets, data, bitmap, nulls = K.gather_strings(
-                    region, arena_vt, self.out.sp0[s], self.out.sp1[s], rows
-                )
-            return _strings(rows, bitmap, nulls, offsets, data)
+            if not contiguous:
+                return self._gather(self._region(s), vt, s, np.arange(rows))
+            return _strings(rows, bitmap, nulls, offsets, self._region(s)[: offsets[-1]])
         bitmap, nulls = K.validity(vt, rows, _TYPES[t])
         if t == "bool":
             values = np.packbits(vt == K.T_TRUE, bitorder="little")
@@ -666,14 +658,19 @@ class ScanResult:
     def strings_at(self, name: str, rows: np.ndarray) -> pa.Array:
         """Some rows of a text path (declared "str") as an Arrow string array, copied from
         the arena: cheaper than the whole column and a take when rows are a part of it."""
-        self._fixups()
         n = self.plan.node(name)
         node = self.plan.nodes[n]
         vt = self.out.vt[n, : int(self.counts[node.table])]
-        s = node.span
-        region = self.out.arena[self.out.abase[s] : self.out.abase[s] + self.out.alimit[s] + 8]
+        return self._gather(self._region(node.span), vt, node.span, rows)
+
+    def _region(self, slot: int) -> np.ndarray:
+        """A string slot's arena region (with the 8 bytes a copy may read past its end)."""
+        return self.out.arena[self.out.abase[slot] : self.out.abase[slot] + self.out.alimit[slot] + 8]
+
+    def _gather(self, buf: np.ndarray, vt: np.ndarray, slot: int, rows: np.ndarray) -> pa.Array:
+        """The strings of ``rows`` at a slot's spans into ``buf`` (see K.gather_strings)."""
         rows = np.ascontiguousarray(rows, np.int64)
-        offsets, data, bitmap, nulls = K.gather_string_rows(region, vt, self.out.sp0[s], self.out.sp1[s], rows)
+        offsets, data, bitmap, nulls = K.gather_strings(buf, vt, self.out.sp0[slot], self.out.sp1[slot], rows)
         return _strings(len(rows), bitmap, nulls, offsets, data)
 
     # -- problems ---------------------------------------------------------------

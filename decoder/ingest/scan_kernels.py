@@ -1074,47 +1074,12 @@ def _rollback(vt, nodes, counts, saved, ntab):
 
 
 @njit(nogil=True, cache=True)
-def gather_strings(buf, vt, s0, s1, n):
-    """Spans of one column -> (int32 offsets, UTF-8 data, validity bitmap, null
-    count). Valid: vt is a string (T_STR, or T_STR_ESC, which is unescaped).
-    Bytes move 8 at a time: a copy may write up to 7 bytes past its string
-    (the next string overwrites them; data has 8 spare bytes) and read past
-    its span (the scan buffer is padded)."""
-    total = 0
-    for i in range(n):
-        if vt[i] == T_STR or vt[i] == T_STR_ESC:
-            total += s1[i] - s0[i]
-    offsets = np.empty(n + 1, np.int32)
-    data = np.empty(total + 8, np.uint8)
-    bitmap = np.zeros((n + 7) >> 3, np.uint8)
-    bp = _addr(buf)
-    dp = _addr(data)
-    o = 0
-    nulls = 0
-    offsets[0] = 0
-    for i in range(n):
-        t = vt[i]
-        if t == T_STR:
-            a = bp + s0[i]
-            ln = s1[i] - s0[i]
-            for j in range(0, ln, 8):
-                _st8(dp + o + j, _ld8(a + j))
-            o += ln
-            bitmap[i >> 3] |= np.uint8(1 << (i & 7))
-        elif t == T_STR_ESC:
-            o += _unescape(bp + s0[i], bp + s1[i], dp + o)
-            bitmap[i >> 3] |= np.uint8(1 << (i & 7))
-        else:
-            nulls += 1
-        offsets[i + 1] = o
-    return offsets, data[:o], bitmap, nulls
-
-
-@njit(nogil=True, cache=True)
-def gather_string_rows(region, vt, s0, s1, rows):
-    """Some rows of one string column whose values lie in an arena region (unescaped
-    already) -> (int32 offsets, data, validity bitmap, null count), one value per row
-    asked for. Bytes move 8 at a time, as in gather_strings (the region is padded)."""
+def gather_strings(buf, vt, s0, s1, rows):
+    """Some rows of one string column -> (int32 offsets, UTF-8 data, validity bitmap, null
+    count), one value per row asked for. Valid: vt is T_STR or T_STR_ESC, the bytes at
+    buf[s0:s1] taken as they are (spans into an arena region hold strings unescaped already).
+    Bytes move 8 at a time: a copy may write up to 7 bytes past its string (the next string
+    overwrites them; data has 8 spare bytes) and read past its span (buf is padded)."""
     m = len(rows)
     total = 0
     for i in range(m):
@@ -1124,7 +1089,7 @@ def gather_string_rows(region, vt, s0, s1, rows):
     offsets = np.empty(m + 1, np.int32)
     data = np.empty(total + 8, np.uint8)
     bitmap = np.zeros((m + 7) >> 3, np.uint8)
-    bp = _addr(region)
+    bp = _addr(buf)
     dp = _addr(data)
     o = 0
     nulls = 0
