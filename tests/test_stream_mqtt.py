@@ -49,9 +49,14 @@ def _ids(lines: list[bytes]) -> list[tuple]:
     return keys
 
 
-def _publish_slowly(broker, topic: str, lines: list[bytes], per_second: float, done: threading.Event) -> None:
+def _publish_slowly(
+    broker, topic: str, lines: list[bytes], per_second: float, done: threading.Event, gate: tuple | None = None
+) -> None:
+    """Publish ``lines`` 50 at a time; with ``gate=(k, event)``, wait for ``event`` after the first k."""
     step = 50
     for k in range(0, len(lines), step):
+        if gate is not None and k == gate[0]:
+            gate[1].wait(60)
         publish(broker, f"{topic}/dev{k % 7}/rx", lines[k : k + step])
         time.sleep(step / per_second)
     done.set()
@@ -112,18 +117,23 @@ def test_latency_stays_under_max_delay(mqtt_broker):
     assert max(latencies) < MAX_DELAY + SCHEDULING_SLACK, latencies
 
 
-def _kill_mid_stream(broker, topic: str, lines: list[bytes], start, collect) -> tuple[list, list, str]:
+def _kill_mid_stream(
+    broker, topic: str, lines: list[bytes], start, collect, pause_at: int | None = None
+) -> tuple[list, list, str]:
     """Consumer A is killed (SIGKILL) while messages flow; B, with A's client id, takes over.
+    With ``pause_at``, publishing stops after that many messages until A is dead.
     Returns what A and B wrote and B's stderr."""
-    done = threading.Event()
-    a = start()
-    publisher = threading.Thread(target=_publish_slowly, args=(broker, topic, lines, 1500.0, done), daemon=True)
+    done, a_dead = threading.Event(), threading.Event()
+    a = start(first=True)
+    gate = None if pause_at is None else (pause_at, a_dead)
+    publisher = threading.Thread(target=_publish_slowly, args=(broker, topic, lines, 1500.0, done, gate), daemon=True)
     publisher.start()
     try:
         first = collect(a, len(lines) // 3, kill=True)
     finally:
         a.kill()
-    b = start()
+        a_dead.set()
+    b = start(first=False)
     try:
         publisher.join(timeout=60)
         assert done.is_set()
@@ -137,13 +147,20 @@ def test_killed_consumer_gets_unacknowledged_messages_again(mqtt_broker):
     topic = f"crash-{uuid.uuid4().hex[:8]}"
     client_id = f"test-{topic}"
     lines = generated_lines(3000, seed=23, mix=MIX)
+    # A closes batches at 437 messages only (no time limit it could reach), and publishing pauses
+    # after 1,100 until A is dead: A writes and acknowledges 874, and dies holding the other 226
+    # unacknowledged, however slow the machine. (Ending on a batch boundary by chance, as a
+    # time-closed batch can, would leave nothing to deliver again.)
+    batch, paused_at = 437, 1100
 
-    def start():
-        return _consumer(mqtt_broker, topic, client_id)
+    def start(first):
+        extra = ("--max-rows", str(batch), "--max-delay", "120") if first else ()
+        return _consumer(mqtt_broker, topic, client_id, *extra)
 
     def collect(p, count, kill, want=None):
         if kill:
-            rows = [row for _, row in p.rows(count, timeout=60)]
+            rows = [row for _, row in p.rows(paused_at // batch * batch, timeout=60)]
+            time.sleep(0.5)  # the broker sent the rest of the paused-at burst right behind; let A take it in
             p.kill()
             return rows + p.rest()  # what it wrote before dying counts: it may have been acknowledged
         rows = []
@@ -154,14 +171,14 @@ def test_killed_consumer_gets_unacknowledged_messages_again(mqtt_broker):
         rows.extend(p.rest())
         return rows
 
-    first, second, b_err = _kill_mid_stream(mqtt_broker, topic, lines, start, collect)
+    first, second, b_err = _kill_mid_stream(mqtt_broker, topic, lines, start, collect, pause_at=paused_at)
     published = collections.Counter(_ids(lines))
     seen = collections.Counter(_key(r) for r in first + second)
     assert set(seen) == set(published), "lost messages"
     duplicates = sum(seen.values()) - len(published)
     # Duplicates come only from redelivery, and B counted every redelivered message.
     # A was killed with messages in flight: B got them again, flagged, and counted each.
-    assert _redelivered(b_err) > 0
+    assert len(first) == paused_at // batch * batch and _redelivered(b_err) > 0
     assert 0 <= duplicates <= _redelivered(b_err)
 
 
@@ -171,7 +188,7 @@ def test_killed_parquet_consumer_loses_nothing_and_leaves_whole_files(mqtt_broke
     out = tmp_path / "out"
     lines = generated_lines(3000, seed=24, mix=MIX)
 
-    def start():
+    def start(first):
         return _consumer(mqtt_broker, topic, client_id, "-o", str(out), "--roll-seconds", "0.5")
 
     def rows_on_disk():
