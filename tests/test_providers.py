@@ -406,6 +406,23 @@ def test_helium_http_integration_body_and_array_of_events():
     assert chunk.skipped == {"helium:downlink": 1}
 
 
+def test_shapes_mixed_in_one_chunk_give_the_rows_they_give_alone():
+    """Each Helium shape keeps its fields at its own paths (the top of a body, ``data`` of a
+    device event, ``data.req.body`` of an integration event); interleaved with each other and
+    with Firefly packets, every record still comes out as it does alone, in input order."""
+    firefly = json.loads(FIREFLY_LIST_PACKETS)["packets"][0]
+    device = json.loads(repair_helium(HELIUM_DEVICE_EVENT))
+    integration = json.loads(repair_helium(HELIUM_INTEGRATION_EVENT))
+    body = integration["data"]["req"]["body"]
+    records = [body, device, firefly, integration, dict(device, id="second-event"), body, firefly]
+    alone = [normalize_values([r]).uplinks.drop_columns(["line"]).to_pylist()[0] for r in records]
+    together = normalize_values(records).uplinks
+    assert together.column("line").to_pylist() == list(range(1, len(records) + 1))
+    assert together.drop_columns(["line"]).to_pylist() == alone
+    assert [r["provider"] for r in alone] == ["helium", "helium", "firefly", "helium", "helium", "helium", "firefly"]
+    assert len({repr(r) for r in alone}) == 5  # the body and the packet twice: the rest differ
+
+
 def test_sample_files_decode(tmp_path):
     import pathlib
 

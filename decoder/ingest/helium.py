@@ -176,6 +176,13 @@ class Rows:
         self.up = up
         return up
 
+    def row_groups(self) -> list[np.ndarray]:
+        """The uplink records by where their fields are: at the top (bodies), in ``data``
+        (device events) or in ``data.req.body`` (integration events); each group ascending."""
+        integration = self.is_event & self.rec.is_object("data.req.body")
+        groups = (self.up & ~self.is_event, self.up & self.is_event & ~integration, self.up & integration)
+        return [np.flatnonzero(g) for g in groups if g.any()]
+
     def gateways(self, rows: np.ndarray) -> Gateways:
         """The hotspots of the uplink records ``rows`` (float32 values made shortest decimals)."""
         rec = self.rec

@@ -399,10 +399,10 @@ def _tables(rec: Records, providers: list, up: np.ndarray, lines: np.ndarray) ->
     m = len(up_idx)
     position = np.full(rec.n, -1, np.int64)
     position[up_idx] = np.arange(m)
-    pieces = []  # per provider: its rows and columns
-    gateway_sets = []  # per provider with gateways: them, for the reception table
-    for p in providers:
-        rows = np.flatnonzero(p.up)
+    pieces = []  # per group of a provider's rows (_row_groups): its rows and columns
+    gateway_sets = []  # per group with gateways: them, for the reception table
+    groups = [(provider, rows) for provider in providers for rows in _row_groups(provider)]
+    for p, rows in groups:
         gw = p.gateways(rows)
         best = best_by_parent(gw.parent, gw.rssi, gw.snr, rec.n)[rows]
         has_best = best >= 0
@@ -423,7 +423,7 @@ def _tables(rec: Records, providers: list, up: np.ndarray, lines: np.ndarray) ->
         if len(gw):
             gateway_sets.append(gw)
     order = None
-    if len(pieces) > 1:  # interleave the providers' rows back into input order
+    if len(pieces) > 1:  # interleave the groups' rows back into input order
         order = int64_array(np.argsort(np.concatenate([rows for rows, _ in pieces]), kind="stable"))
 
     def column(name: str, type_: pa.DataType) -> pa.Array:
@@ -456,6 +456,14 @@ def _tables(rec: Records, providers: list, up: np.ndarray, lines: np.ndarray) ->
         )
 
     return uplinks, receptions
+
+
+def _row_groups(p) -> list[np.ndarray]:
+    """A provider's uplink records as groups of ascending rows, each normalized apart: one
+    group, or the provider's ``row_groups()`` where its shapes keep the same field at different
+    paths (in a group every path is then in all rows or none, which the reads are fast for)."""
+    groups = getattr(p, "row_groups", None)
+    return groups() if groups is not None else [np.flatnonzero(p.up)]
 
 
 def _best_of(gw, take: pa.Array, k: int):
