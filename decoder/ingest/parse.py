@@ -428,7 +428,7 @@ def _tables(rec: Records, providers: list, up: np.ndarray, lines: np.ndarray) ->
 
     def column(name: str, type_: pa.DataType) -> pa.Array:
         arrays = [_typed(combine(cols[name]), type_) for _, cols in pieces]
-        return arrays[0] if order is None else pa.concat_arrays(arrays).take(order)
+        return arrays[0] if order is None else _take(pa.concat_arrays(arrays), order)
 
     values: dict[str, pa.Array] = {}
     for f in UPLINK_SCHEMA:
@@ -471,7 +471,7 @@ def _best_of(gw, take: pa.Array, k: int):
 
     def column(name: str) -> pa.Array:
         col = gw.column(name)
-        return nulls(k, col.type) if len(col) == 0 else col.take(take)
+        return nulls(k, col.type) if len(col) == 0 else _take(col, take)
 
     return column
 
@@ -486,6 +486,12 @@ def _receptions(parts: list[list[pa.Array]]) -> pa.Table:
     if len(parts) > 1 and (np.diff(index) < 0).any():
         table = table.take(int64_array(np.argsort(index, kind="stable")))
     return table
+
+
+def _take(values: pa.Array, indices: pa.Array) -> pa.Array:
+    """``values.take(indices)`` for indices made here, in range by construction: Arrow's check
+    of every index was a fifth of a string column's take."""
+    return pc.take(values, indices, boundscheck=False)
 
 
 def _typed(a: pa.Array, type_: pa.DataType) -> pa.Array:
