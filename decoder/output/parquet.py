@@ -84,6 +84,10 @@ DELTA_LENGTH_COLUMNS = frozenset({"packet_id", "payload", "payload_text"})
 # which zstd compresses better than plain doubles. 1M Firefly packets of the Test Device Class:
 # the decoded columns 0.11 against 0.21 CPU-s to write, 10.9 against 14.8 MB.
 REPEATS_AT_LEAST = 4
+# Rows of the first row group the choice is made from: counting the distinct values of a whole
+# group (128Ki rows) took 38 ms of the writer's thread, 16Ki rows 4 ms (1M Firefly packets),
+# while the workers waited for it to take their chunks.
+SAMPLE_ROWS = 16 * 1024
 WRITTEN_BY = b"decoder.written_by"  # footer key: which command wrote a file ("decode", "stream")
 
 
@@ -125,8 +129,8 @@ def partitions(chunk: Any, engine: Any) -> Iterator[tuple[str | None, pa.Schema,
 def _encodings(schema: pa.Schema, sample: pa.Table | None = None) -> tuple[list[str], dict[str, str]]:
     """(column paths to dictionary-encode, {path: encoding}): the repeating columns and every
     dictionary-typed leaf are dictionary-encoded, DELTA_COLUMNS and DELTA_LENGTH_COLUMNS
-    delta-encoded; every other leaf (a class's outputs) as its values in ``sample`` (the first
-    row group) show: dictionary where they repeat, BYTE_STREAM_SPLIT where floats do not."""
+    delta-encoded; every other leaf (a class's outputs) as its values in ``sample`` (the start of
+    the first row group) show: dictionary where they repeat, BYTE_STREAM_SPLIT where floats do not."""
     dictionary, encoding = [], {}
     leaves = _leaves(sample) if sample is not None else {}
 
@@ -182,7 +186,7 @@ class Writer:
     """A Parquet file with the settings every output of ours uses, written in row groups of
     ``ROW_GROUP_ROWS`` whatever the size of the tables handed to it (they are held until a row
     group is full, or the file closes). The file is opened at once; its encodings are chosen
-    when the first row group is written (``_encodings``), from that row group's values."""
+    when the first row group is written (``_encodings``), from its first ``SAMPLE_ROWS`` rows."""
 
     def __init__(self, path: str | Path, schema: pa.Schema, *, command: str) -> None:
         self._schema = schema.with_metadata({**(schema.metadata or {}), WRITTEN_BY: command.encode()})
@@ -193,7 +197,7 @@ class Writer:
 
     def _writer(self, sample: pa.Table | None) -> pq.ParquetWriter:
         if self._file is None:
-            dictionary, encoding = _encodings(self._schema, sample)
+            dictionary, encoding = _encodings(self._schema, None if sample is None else sample.slice(0, SAMPLE_ROWS))
             self._file = pq.ParquetWriter(
                 self._sink,
                 self._schema,
