@@ -808,3 +808,39 @@ def test_decimal_to_double_is_correctly_rounded():
         v, status = K._to_double(np.uint64(man), q, False, False)
         want = float(f"{man}e{q}")
         assert (status == 2 and want == math.inf) or (status == 0 and v == want), (man, q, v, status, want)
+
+
+def test_a_scan_without_bounds_finds_the_lines_that_line_bounds_finds():
+    """Given no line bounds, the kernel finds the lines as it parses (no separate pass over the
+    bytes): the same lines, errors, types and values as with line_bounds, for blank lines,
+    CRLF, trailing values, lines cut short, long strings, a last line without its newline, and
+    more lines than it made room for (it grows the room, and its outputs, and goes on)."""
+    plan = Plan(NASTY_FIELDS)
+    kinds = [
+        b'{"s":"a","i":1}',
+        b"",
+        b"   ",
+        b'{"s":"b"}  \r',
+        b'{"s":"c"} x',
+        b'{"s":"d',
+        b'[{"s":"e"}]',
+        b'{"s":"\\u00e9\\n","tags":["t"]}',
+        b"tru",
+        b'\t{"i":2}\t',
+        b'{"s":"f"}{"s":"g"}',
+        b'{"s":"' + b"x" * 5000 + b'"}',
+        b'{"n":{"s":"h"},"arr":[{"s":"i"},{"s":"j"}]}',
+    ]
+    lines = kinds * 40 + [b'{"s":"last"}']  # the last without a newline
+    data = b"\n".join(lines)
+    given = scan(ScanBuffer.of(data), plan, line_bounds(ScanBuffer.of(data).a, len(data)))
+    plan.learned.update(bytes_per_line=10_000.0, rows_per_line=1.0, probed=True)  # room for too few
+    plan.learned["slot_bytes"] = plan.learned["slot_bytes"] * 0
+    found = scan(ScanBuffer.of(data), plan)
+    assert found.n_lines == given.n_lines == len(lines)
+    assert found.starts.tolist() == given.starts.tolist() and found.ends.tolist() == given.ends.tolist()
+    assert found.bad_lines() == given.bad_lines() and len(found.bad_lines()) == 4 * 40
+    assert found.line_types.tolist() == given.line_types.tolist()
+    for path in ("s", "i", "n.s", "arr[].s", "tags[]"):
+        assert found.column(path).to_pylist() == given.column(path).to_pylist()
+    assert found.column("s").to_pylist()[-1] == "last"

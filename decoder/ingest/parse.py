@@ -177,12 +177,15 @@ class Reader:
         n = sb.n
         if n == 0:
             return _empty_chunk(first_line)
-        starts, ends = line_bounds(sb.a, n)
         workers = threads.workers() if parallel and n >= 2 * _MIN_PART_BYTES else 1
-        if workers <= 1 or len(starts) < 2 * workers:
-            chunk = self._part(sb, starts, ends, first_line)
+        if workers <= 1:
+            chunk = self._part(sb, None, first_line)  # the scan finds the lines
         else:
-            chunk = self._in_parts(sb, starts, ends, first_line, workers)
+            starts, ends = line_bounds(sb.a, n)  # cut at lines
+            if len(starts) < 2 * workers:
+                chunk = self._part(sb, (starts, ends), first_line)
+            else:
+                chunk = self._in_parts(sb, starts, ends, first_line, workers)
         if not self.receptions:
             chunk._receptions = None
         return chunk
@@ -200,12 +203,13 @@ class Reader:
         for lo, hi in zip(cuts, cuts[1:]):
             s0, e0 = int(starts[lo]), int(ends[hi - 1])
             part = _scan_buffer(sb.a, s0, e0)
-            jobs.append((part, starts[lo:hi] - s0, ends[lo:hi] - s0, first_line + lo))
+            jobs.append((part, (starts[lo:hi] - s0, ends[lo:hi] - s0), first_line + lo))
         return _merge(list(threads.pool("parts").map(lambda j: self._part(*j), jobs)), first_line)
 
-    def _part(self, sb: ScanBuffer, starts: np.ndarray, ends: np.ndarray, first_line: int) -> NormalizedChunk:
-        """Scan lines of one buffer and assemble them."""
-        res = scan(sb, self.plan, (starts, ends))
+    def _part(self, sb: ScanBuffer, bounds: tuple | None, first_line: int) -> NormalizedChunk:
+        """Scan lines of one buffer (``bounds``: theirs, or None: the scan finds them) and
+        assemble them."""
+        res = scan(sb, self.plan, bounds)
         try:
             return _assemble(res, first_line)
         finally:

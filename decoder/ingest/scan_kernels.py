@@ -129,6 +129,7 @@ _HIGH = _U(0x8080808080808080)
 _QUOTES = _U(0x2222222222222222)
 _BSLASHES = _U(0x5C5C5C5C5C5C5C5C)
 _SPACES = _U(0x2020202020202020)
+_NEWLINES = _U(0x0A0A0A0A0A0A0A0A)
 _M32 = _U(0xFFFFFFFF)
 _TWO53 = _U(1 << 53)
 _TWO63 = _U(1 << 63)
@@ -589,6 +590,18 @@ _F_OBJ, _F_SCOPE, _F_ROW, _F_REC, _F_ACT, _F_ANODE, _F_PROW, _F_CNT, _F_RAW, _F_
 _S_VALUE, _S_AFTER, _S_KEY, _S_KEY_FIRST, _S_ITEM_FIRST = range(5)
 
 
+@njit(inline="always")
+def _next_newline(bp, pos):
+    """Position of the first newline at or after pos (the padding holds one). Eight bytes at a
+    time: a borrow may flag a byte above a newline, never below, so the lowest flag is one."""
+    while True:
+        x = _ld8(bp + pos) ^ _NEWLINES
+        t = (x - _ONES) & ~x & _HIGH
+        if t != _U(0):
+            return pos + (int(trailing_zeros(t)) >> 3)
+        pos += 8
+
+
 @njit(nogil=True, cache=True)
 def scan_lines(
     buf,
@@ -596,6 +609,8 @@ def scan_lines(
     ends,
     lo,
     hi,
+    nbytes,
+    pos0,
     nodes,
     node_mask,
     ht,
@@ -625,7 +640,12 @@ def scan_lines(
 ):
     """Parse lines lo..hi-1 of buf (starts/ends: line bounds, ends exclusive)
     and store the declared values (see the module docstring for the
-    contract). Output rows are appended after counts[t] rows of each table t;
+    contract). With nbytes >= 0 the lines are found here instead, from byte
+    pos0 until nbytes, and their bounds written to starts/ends (hi: their
+    room): a valid line ends where its value and trailing blanks do (the
+    parser never passes a newline), so only a bad line is searched for its
+    end; no separate pass over the bytes. Returns early when every byte is
+    read. Output rows are appended after counts[t] rows of each table t;
     counts[-2] / counts[-1] are the warning / fixup counts; lerr/lpos/ltype
     are indexed from lo. Returns the index of the first line not done: hi, or
     the line that found an output full (its partial output rolled back; grow
@@ -657,9 +677,16 @@ def scan_lines(
     touched = np.empty(nslots, np.int64)
     ap = _addr(arena)
     need[0] = 0
+    discover = nbytes >= 0
+    next_line = pos0
     for li in range(lo, hi):
-        s = starts[li]
-        e = ends[li]
+        if discover:
+            if next_line >= nbytes:
+                return li
+            s = next_line
+            starts[li] = s  # where a resumed call starts this line again
+        else:
+            s = starts[li]
         for t in range(ntab + 2):
             saved[t] = counts[t]
         ntouched = 0
@@ -670,8 +697,11 @@ def scan_lines(
             c = _ld1(bp + pos)
         lerr[li - lo] = 0
         lpos[li - lo] = 0
-        if pos >= e:  # blank line
+        if c == 10:  # blank line (a line's end is its newline; the padding's after the last)
             ltype[li - lo] = T_ABSENT
+            if discover:
+                ends[li] = pos
+                next_line = pos + 1
             continue
         ltype[li - lo] = T_OBJECT
         depth = 0
@@ -1018,7 +1048,7 @@ def scan_lines(
                     pos += 1
                     c = _ld1(bp + pos)
                 if depth == 0:
-                    if pos < e:
+                    if c != 10:
                         err = E_TRAILING
                     break
                 d = depth - 1
@@ -1045,8 +1075,12 @@ def scan_lines(
             for k in range(ntouched):
                 apos[touched[k]] = saved_apos[touched[k]]
             return li
+        if discover:
+            e = pos if err == 0 else _next_newline(bp, pos)
+            ends[li] = e
+            next_line = e + 1
         if err:
-            if pos >= e:
+            if _ld1(bp + pos) == 10:  # the line ended first
                 err = E_END
             lerr[li - lo] = err
             lpos[li - lo] = pos - s
