@@ -37,7 +37,9 @@ Design (each choice was measured against the alternative named):
 * Input contract: the byte at every line end is a newline (or padding
   newline) and 16 bytes past the data are readable (``scan.pad_buffer``,
   ``scan.ScanBuffer``). No bounds checks are then needed: every scan stops
-  at the newline, which no JSON token accepts.
+  at the newline, which no JSON token accepts. The same fact lets
+  scan_lines find the lines itself: a line ends at the byte where its
+  parse stopped (a valid one) or at the next newline from there (a bad one).
 """
 
 from __future__ import annotations
