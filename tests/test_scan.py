@@ -844,3 +844,21 @@ def test_a_scan_without_bounds_finds_the_lines_that_line_bounds_finds():
     for path in ("s", "i", "n.s", "arr[].s", "tags[]"):
         assert found.column(path).to_pylist() == given.column(path).to_pylist()
     assert found.column("s").to_pylist()[-1] == "last"
+
+
+def test_long_lines_after_tiny_ones_get_room_for_their_own_rows():
+    """The room a scan makes for its rows is learned from the lines before; after a run of
+    tiny lines, a buffer of long ones must not get (and zero) tables for 20 times its rows."""
+    from helpers import sample_generator
+
+    from decoder.ingest.parse import _merged_fields
+
+    plan = Plan(_merged_fields())
+    tiny = scan(ScanBuffer.of(b"{}\n" * 200_000), plan)
+    assert tiny.n_lines == 200_000 and plan.learned["bytes_per_line"] == 3.0
+    generate = sample_generator()
+    g = generate.Generator([generate.parse_group("Test Device Class:9:2")], 50, generate.parse_mix("firefly=1"), 7)
+    long = b"\n".join(line.encode() for line in g.lines(1500)) + b"\n"
+    res = scan(ScanBuffer.of(long), plan)
+    assert res.n_lines == 1500 and res.column("uid").null_count == 0
+    assert res.out.vt.shape[1] < 20 * 1500 * 4  # rows of room: about 18,000; 385,000 without the floor

@@ -463,6 +463,7 @@ class _Out:
 
 _PROBE_LINES = 256
 _PROBE_LINE_BYTES = 256  # bytes a line is taken to have before any was scanned
+_MIN_LINE_BYTES = 64
 _ROW_OUTPUTS = ("vt", "sp0", "sp1", "fl", "iv", "rparent", "ritem", "rline", "rmask")
 _spare = threading.local()  # per thread: the outputs of its last scan released, for its next scan
 
@@ -527,7 +528,11 @@ def scan(
             # (40 ms more for the first chunk of each worker, on the way to the first output).
             plan.learned["probed"] = True
             scan(buf, plan, max_lines=_PROBE_LINES)
-        m = max_lines or int(nbytes / plan.learned["bytes_per_line"] * 1.25) + 16
+        # Room for lines as the last scans' lines were long (it grows if short). Never as if
+        # they were under 64 bytes: after a run of tiny lines, long ones would get tables sized
+        # for many times the rows they have, zeroed all the same.
+        per_line = max(plan.learned["bytes_per_line"], _MIN_LINE_BYTES)
+        m = max_lines or int(nbytes / per_line * 1.25) + 16
     else:
         starts, ends = bounds
         m = len(starts)
