@@ -1188,29 +1188,16 @@ def validity(vt, n, accept):
 @njit(nogil=True, cache=True)
 def find_lines(a, n, out):
     """Positions of newlines in a[:n] into out; -> count, or -1 if out is too
-    small. Eight bytes at a time (a has 8 readable bytes past n)."""
+    small. a[n] is a newline and 8 bytes past it are readable (a ScanBuffer's
+    padding): _next_newline stops there."""
     k = 0
     cap = out.size
-    j = 0
     ap = _addr(a)
-    nl = _U(0x0A0A0A0A0A0A0A0A)
-    while j + 8 <= n:
-        x = _ld8(ap + j) ^ nl
-        t = (x - _ONES) & ~x & _HIGH
-        while t != _U(0):  # a borrow may flag a byte above a newline: check each
-            i = j + (int(trailing_zeros(t)) >> 3)
-            if a[i] == 10:
-                if k >= cap:
-                    return -1
-                out[k] = i
-                k += 1
-            t &= t - _U(1)
-        j += 8
+    j = _next_newline(ap, 0)
     while j < n:
-        if a[j] == 10:
-            if k >= cap:
-                return -1
-            out[k] = j
-            k += 1
-        j += 1
+        if k >= cap:
+            return -1
+        out[k] = j
+        k += 1
+        j = _next_newline(ap, j + 1)
     return k
