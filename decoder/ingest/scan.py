@@ -355,8 +355,8 @@ class ScanBuffer:
 
 
 def line_bounds(a: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(starts, ends) of the lines of a[:n] (a has 8 readable bytes past n); a last line
-    without a newline ends at n; no line after a final newline."""
+    """(starts, ends) of the lines of a[:n] (a ScanBuffer's array: a newline at n, 16 readable
+    bytes past it); a last line without a newline ends at n; no line after a final newline."""
     out = np.empty(n // 16 + 16, np.int64)
     k = K.find_lines(a, n, out)
     nl = out[:k] if k >= 0 else np.flatnonzero(a[:n] == 10)
@@ -522,66 +522,30 @@ def scan(
     found = bounds is None
     if found:
         nbytes = buf.n
-        if not plan.learned["probed"] and max_lines is None and nbytes > 4 * _PROBE_LINES * _PROBE_LINE_BYTES:
-            # A plan's first big scan learns its sizes from its first lines: with the first
-            # guesses, the string regions of a 8 MB chunk of Firefly packets grew 13 times over
-            # (40 ms more for the first chunk of each worker, on the way to the first output).
-            plan.learned["probed"] = True
-            scan(buf, plan, max_lines=_PROBE_LINES)
+    else:
+        starts, ends = bounds
+        nbytes = int(ends[-1] - starts[0]) + 1 if len(starts) else 0
+    if not plan.learned["probed"] and max_lines is None and nbytes > 4 * _PROBE_LINES * _PROBE_LINE_BYTES:
+        # A plan's first big scan learns its sizes from its first lines: with the first
+        # guesses, the string regions of a 8 MB chunk of Firefly packets grew 13 times over
+        # (40 ms more for the first chunk of each worker, on the way to the first output).
+        plan.learned["probed"] = True
+        scan(buf, plan, None if found else (starts[:_PROBE_LINES], ends[:_PROBE_LINES]), _PROBE_LINES)
+    if found:
         # Room for lines as the last scans' lines were long (it grows if short). Never as if
         # they were under 64 bytes: after a run of tiny lines, long ones would get tables sized
         # for many times the rows they have, zeroed all the same.
         per_line = max(plan.learned["bytes_per_line"], _MIN_LINE_BYTES)
         m = max_lines or int(nbytes / per_line * 1.25) + 16
     else:
-        starts, ends = bounds
         m = len(starts)
-        nbytes = int(ends[-1] - starts[0]) + 1 if m else 0
-        if not plan.learned["probed"] and m > 4 * _PROBE_LINES:  # as above
-            plan.learned["probed"] = True
-            scan(buf, plan, (starts[:_PROBE_LINES], ends[:_PROBE_LINES]))
     out = _Out(plan, m, nbytes)
     if not found:
         out.starts, out.ends = starts, ends
     li, pos = 0, 0
     while True:
         room = len(out.lerr) if found else m
-        # lerr/lpos/ltype are indexed from lo: slice views so resumed calls fill the right place
-        done = K.scan_lines(
-            a,
-            out.starts,
-            out.ends,
-            li,
-            min(room, max_lines) if max_lines else room,
-            nbytes if found else -1,
-            pos,
-            plan.info,
-            plan.node_mask,
-            plan.ht,
-            plan.htw,
-            plan.hbits,
-            plan.keypool,
-            out.vt,
-            out.sp0,
-            out.sp1,
-            out.fl,
-            out.iv,
-            out.rparent,
-            out.ritem,
-            out.rline,
-            out.rmask,
-            out.counts,
-            out.lerr[li:],
-            out.lpos[li:],
-            out.ltype[li:],
-            out.warn,
-            out.fix,
-            out.arena,
-            out.abase,
-            out.alimit,
-            out.apos,
-            out.need,
-        )
+        done = _scan_lines(a, plan, out, li, min(room, max_lines) if max_lines else room, nbytes if found else -1, pos)
         if out.need[0]:  # an output filled up: grow it and scan that line again
             out.grow()
             li = done
@@ -606,6 +570,47 @@ def scan(
     if used:
         plan.learned["slot_bytes"] = np.maximum(out.apos / used, plan.learned["slot_bytes"] * 0.95)
     return ScanResult(plan, buf, starts, ends, out)
+
+
+def _scan_lines(a: np.ndarray, plan: Plan, out: _Out, lo: int, hi: int, nbytes: int, pos: int) -> int:
+    """One call of the kernel over lines lo..hi-1 (K.scan_lines: nbytes -1, the lines are
+    out.starts/out.ends; else found from byte pos) -> the first line not done."""
+    # lerr/lpos/ltype are indexed from lo: slice views so resumed calls fill the right place
+    return K.scan_lines(
+        a,
+        out.starts,
+        out.ends,
+        lo,
+        hi,
+        nbytes,
+        pos,
+        plan.info,
+        plan.node_mask,
+        plan.ht,
+        plan.htw,
+        plan.hbits,
+        plan.keypool,
+        out.vt,
+        out.sp0,
+        out.sp1,
+        out.fl,
+        out.iv,
+        out.rparent,
+        out.ritem,
+        out.rline,
+        out.rmask,
+        out.counts,
+        out.lerr[lo:],
+        out.lpos[lo:],
+        out.ltype[lo:],
+        out.warn,
+        out.fix,
+        out.arena,
+        out.abase,
+        out.alimit,
+        out.apos,
+        out.need,
+    )
 
 
 # --------------------------------------------------------------------------- results
