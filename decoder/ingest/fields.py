@@ -121,8 +121,13 @@ def take(arr: pa.Array, rows: np.ndarray | None) -> pa.Array:
     if rows is None:
         return arr
     if _every_row(rows, len(arr)):
-        return pa.concat_arrays([arr])
+        return _copied(arr)
     return arr.take(int64_array(rows))
+
+
+def _copied(arr: pa.Array) -> pa.Array:
+    """arr in buffers of its own (see ``take``)."""
+    return pa.concat_arrays([arr])
 
 
 def _every_row(rows: np.ndarray, n: int) -> bool:
@@ -226,10 +231,12 @@ class Records:
     def _text_at(self, path: str, rows: np.ndarray | None) -> pa.Array:
         """A text path's column at rows: a part of its table is copied from the scan's arena
         (building the whole column and taking from it made a mixed file's assembly 13% slower,
-        paired in-process runs), the whole table as a whole column (``take``)."""
-        if rows is not None and not _every_row(rows, len(self.res.types(path))):
-            return self.res.strings_at(path, rows)
-        return take(self.column(path, "str"), rows)
+        paired in-process runs), the whole table as a whole column, copied as ``take`` does."""
+        if rows is None:
+            return self.column(path, "str")
+        if _every_row(rows, len(self.res.types(path))):
+            return _copied(self.column(path, "str"))
+        return self.res.strings_at(path, rows)
 
     def flag(self, path: str, rows: np.ndarray | None = None, absent: bool | None = None) -> pa.Array:
         """A boolean field; ``absent``: the value of an absent field (None: null)."""
