@@ -196,6 +196,7 @@ class Writer:
         self._rows = 0
 
     def _writer(self, sample: pa.Table | None) -> pq.ParquetWriter:
+        """The file's writer, made on first use with the encodings the start of ``sample`` shows."""
         if self._file is None:
             dictionary, encoding = _encodings(self._schema, None if sample is None else sample.slice(0, SAMPLE_ROWS))
             self._file = pq.ParquetWriter(
@@ -222,7 +223,7 @@ class Writer:
         table = pa.concat_tables(self._held)
         cut = (table.num_rows // ROW_GROUP_ROWS) * ROW_GROUP_ROWS if whole_groups_only else table.num_rows
         if cut:
-            self._writer(table.slice(0, ROW_GROUP_ROWS)).write_table(table.slice(0, cut), row_group_size=ROW_GROUP_ROWS)
+            self._writer(table).write_table(table.slice(0, cut), row_group_size=ROW_GROUP_ROWS)
         rest = table.slice(cut)
         self._held = [rest] if rest.num_rows else []
         self._rows = rest.num_rows
