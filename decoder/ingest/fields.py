@@ -90,9 +90,11 @@ def true_of(arr: pa.Array) -> np.ndarray:
     return values & valid_of(arr) if arr.null_count else values
 
 
-def categories(arr: pa.Array) -> tuple[np.ndarray, list]:
+def categories(arr: pa.Array, *, lower: bool = False) -> tuple[np.ndarray, list]:
     """A string column as (int64 code per row, -1 for null; the distinct values): a column
-    of a few kinds (categories, data rates) is then judged once per kind."""
+    of a few kinds (categories, data rates) is then judged once per kind. ``lower``: the
+    values lower-cased (``utf8_lower``), which is done to the few distinct values, not to
+    every row (a Helium event's two categories: 0.6 ms of a mixed 8 MB chunk's assembly)."""
     if len(arr) == 0 or arr.null_count == len(arr):
         return np.full(len(arr), -1, np.int64), []
     enc = pc.dictionary_encode(arr)
@@ -100,7 +102,11 @@ def categories(arr: pa.Array) -> tuple[np.ndarray, list]:
     codes = np.frombuffer(idx.buffers()[1], np.int32)[idx.offset : idx.offset + len(idx)].astype(np.int64)
     if idx.null_count:
         codes[~valid_of(idx)] = -1
-    return codes, enc.dictionary.to_pylist()
+    names = (pc.utf8_lower(enc.dictionary) if lower else enc.dictionary).to_pylist()
+    distinct = list(dict.fromkeys(names))
+    if len(distinct) < len(names):  # values that differ only in case: one code (-1 stays -1)
+        codes = np.array([distinct.index(name) for name in names] + [-1], np.int64)[codes]
+    return codes, distinct
 
 
 def string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

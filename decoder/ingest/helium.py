@@ -135,8 +135,8 @@ class Rows:
         up = np.zeros(rec.n, bool)
         if self.events.any():
             rows = np.flatnonzero(self.events)
-            cats, cat_names = categories(pc.utf8_lower(rec.text("category", rows)))
-            subs, sub_names = categories(pc.utf8_lower(rec.text("sub_category", rows)))
+            cats, cat_names = categories(rec.text("category", rows), lower=True)
+            subs, sub_names = categories(rec.text("sub_category", rows), lower=True)
             # one decision per (category, sub_category) pair present, not per row
             pair = (cats + 1) * (len(sub_names) + 1) + (subs + 1)
             uniq, inverse = np.unique(pair, return_inverse=True)
