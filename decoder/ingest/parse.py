@@ -204,7 +204,11 @@ class Reader:
             s0, e0 = int(starts[lo]), int(ends[hi - 1])
             part = _scan_buffer(sb.a, s0, e0)
             jobs.append((part, (starts[lo:hi] - s0, ends[lo:hi] - s0), first_line + lo))
-        return _merge(list(threads.pool("parts").map(lambda j: self._part(*j), jobs)), first_line)
+        # The first part in this thread, which has a scan's outputs to reuse (a pool thread's
+        # first scan makes new ones: the end of a run held the most memory).
+        rest = [threads.pool("parts").submit(self._part, *job) for job in jobs[1:]]
+        first = self._part(*jobs[0])
+        return _merge([first] + [f.result() for f in rest], first_line)
 
     def _part(self, sb: ScanBuffer, bounds: tuple | None, first_line: int) -> NormalizedChunk:
         """Scan lines of one buffer (``bounds``: theirs, or None: the scan finds them) and
