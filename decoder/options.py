@@ -23,10 +23,12 @@ __all__ = [
 ]
 
 # -- reading ---------------------------------------------------------------------------
-# Input bytes per chunk: a few chunks per core are held at once. At 16 MB the peak RSS of 4M
-# packets was 11-22% above that of 1M (the pipeline's chunks in flight); at 8 MB it is 476-552 MB
-# for either, 25% less, at the same CPU time.
-CHUNK_BYTES = 8 << 20
+# Input bytes per chunk: a few chunks per core are held at once (source._AHEAD_BYTES). Each
+# chunk pays a fixed cost to put its columns together (3.4 ms for the mixed file's three shapes,
+# 1.5 for Firefly packets alone). 16 MB against 8 MB, 1M packets, 10 interleaved pairs: the
+# mixed file 1.10x as fast (13% less CPU), Firefly 1.06x (9%); peak RSS 484-519 against 408-437
+# MB, and as flat (Firefly: 490-525 MB at 1M packets, 504-516 at 4M).
+CHUNK_BYTES = 16 << 20
 MIN_CHUNK_BYTES = 1 << 20  # the smallest --chunk-size: below it the fixed cost per chunk dominates
 
 # -- the stream stage --------------------------------------------------------------------

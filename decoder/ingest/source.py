@@ -36,10 +36,12 @@ from .scan import PAD, ScanBuffer
 
 __all__ = ["read_chunks", "ChunkStream"]
 
-# Chunks parsed ahead of the caller. A Parquet sink writes a row group (128Ki rows, about eight
-# chunks of 8 MB) at a time; with fewer chunks ahead the workers sat idle while it wrote (a 1M
-# packet run: 3.8 s at two ahead, 3.3 s at eight, medians of four interleaved runs).
+# Chunks parsed ahead of the caller: at most _AHEAD, and no more than _AHEAD_BYTES of input (one
+# per worker at least). A Parquet sink writes a row group (128Ki rows, about 64 MB of Firefly
+# packets) at a time; with less ahead the workers sat idle while it wrote (a 1M packet run: 3.8
+# s at two 8 MB chunks ahead, 3.3 s at eight, medians of four interleaved runs).
 _AHEAD = 8
+_AHEAD_BYTES = 64 << 20
 
 
 def _open(source) -> tuple[BinaryIO, str, list]:
@@ -151,8 +153,8 @@ def read_chunks(source, *, chunk_bytes: int = CHUNK_BYTES, receptions: bool = Tr
 
     A reader thread reads (and inflates) the input and counts its lines;
     whole chunks are parsed and normalized in parallel, one per core, while
-    the caller works on an earlier one. At most about eight chunks wait for
-    the caller, so memory is bounded by the chunk size, never by the file
+    the caller works on an earlier one. At most eight chunks, and about 64 MB
+    of input, wait for the caller, so memory is bounded by the chunk size, never by the file
     size. Input that stops being readable partway (a truncated ``.gz``)
     raises ``InputTruncated`` naming the file and the last line read, after
     the chunks of every whole line before it: nothing readable is lost.
@@ -176,7 +178,7 @@ class ChunkStream:
             raise ValueError("chunk_bytes must be positive")
         stream, self.name, self._closers = _open(source)
         workers = threads.workers()
-        self._q: queue.Queue = queue.Queue(maxsize=max(workers, _AHEAD))
+        self._q: queue.Queue = queue.Queue(maxsize=max(workers, min(_AHEAD, _AHEAD_BYTES // chunk_bytes)))
         self._stop = threading.Event()
         self._prepare: list = [prepare]  # prepare_with's function, read by the workers
         self._producer = threading.Thread(
