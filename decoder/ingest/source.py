@@ -297,9 +297,8 @@ def _produce(
     try:
         reader = Reader(name, receptions=receptions)
         pool = threads.pool("chunks")
-        free: queue.Queue = queue.Queue()
-        for _ in range(workers + 1):  # one per chunk being parsed, and one being read
-            free.put(bytearray(chunk_bytes + PAD))  # scanned where it is read: room for the padding
+        free: queue.Queue = queue.Queue()  # buffers whose chunks are parsed: to be filled again
+        unmade = workers + 1  # buffers still to make: one per chunk being parsed, and one being read
         readinto = getattr(stream, "readinto", None)
         # The consumer waits for the first chunk while every kernel loads: 1/8 of a chunk then
         # reaches it sooner, and its own first-time work overlaps the next chunks' parsing.
@@ -313,9 +312,11 @@ def _produce(
                 if stop.is_set():
                     return
                 try:
-                    buf = free.get(timeout=0.05)
+                    buf = free.get_nowait() if unmade else free.get(timeout=0.05)
                 except queue.Empty:
-                    pass
+                    if unmade:  # made when first needed: a small input never zeroes the others
+                        unmade -= 1
+                        buf = bytearray(chunk_bytes + PAD)  # scanned where it is read: room for padding
             have = len(carry)
             if have >= len(buf) - PAD:  # the start of a line longer than this buffer
                 buf = bytearray(have + len(buf))
