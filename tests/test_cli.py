@@ -151,26 +151,31 @@ def test_decode_does_not_pay_for_pandas(data, tmp_path):
     assert all(int(line.split("|")[1]) < 1000 for line in loaded), loaded  # refused at once, never loaded
 
 
-def test_the_command_allocates_from_jemalloc_and_a_library_caller_keeps_its_pool(data, tmp_path):
+def test_the_command_allocates_from_jemalloc_in_small_pages_and_a_library_caller_keeps_its_settings(data, tmp_path):
     """The command's process switches Arrow to jemalloc (mimalloc re-faulted fresh pages all run
-    long); ``main(argv)`` called from a user's process leaves the process-wide pool alone."""
-    pool_at_exit = (  # pyarrow imported only by the command, as when it runs as `decoder`
+    long) and numpy off 2 MB pages (each fault zeroed 2 MB of a chunk's outputs); ``main(argv)``
+    called from a user's process leaves both process-wide settings alone."""
+    import numpy as np
+
+    settings_at_exit = (  # pyarrow and numpy imported only by the command, as when it runs as `decoder`
         "import atexit, sys; from decoder.cli import main; atexit.register(lambda: print("
-        "sys.modules['pyarrow'].default_memory_pool().backend_name, flush=True)); main()"
+        "sys.modules['pyarrow'].default_memory_pool().backend_name,"
+        " sys.modules['numpy']._core.multiarray._get_madvise_hugepage(), flush=True)); main()"
     )
     args = [data / "packets.jsonl", "--classes", CLASSES / "test_device_class.json", "-q", "-o"]
-    command = [sys.executable, "-c", pool_at_exit, "decode", *args, tmp_path / "o.parquet"]
-    res = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    command = [sys.executable, "-c", settings_at_exit, "decode", *args, tmp_path / "o.parquet"]
+    env = {k: v for k, v in os.environ.items() if k not in ("ARROW_DEFAULT_MEMORY_POOL", "NUMPY_MADVISE_HUGEPAGE")}
+    res = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert res.returncode == 0, res.stderr
     try:
         expected = pa.jemalloc_memory_pool().backend_name
     except NotImplementedError:  # a pyarrow without jemalloc: the default stays
         expected = pa.default_memory_pool().backend_name
-    assert res.stdout.strip() == expected
+    assert res.stdout.split() == [expected, "False"]
 
-    before = pa.default_memory_pool().backend_name
+    before = pa.default_memory_pool().backend_name, np._core.multiarray._get_madvise_hugepage()
     assert run_cli("decode", *args, tmp_path / "p.parquet").returncode == 0
-    assert pa.default_memory_pool().backend_name == before
+    assert (pa.default_memory_pool().backend_name, np._core.multiarray._get_madvise_hugepage()) == before
 
 
 def test_help_imports_neither_numba_nor_pyarrow():
