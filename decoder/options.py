@@ -27,7 +27,8 @@ __all__ = [
 # chunk pays a fixed cost to put its columns together (3.4 ms for the mixed file's three shapes,
 # 1.5 for Firefly packets alone). 16 MB against 8 MB, 1M packets, 10 interleaved pairs: the
 # mixed file 1.10x as fast (13% less CPU), Firefly 1.06x (9%); peak RSS 484-519 against 408-437
-# MB, and as flat (Firefly: 490-525 MB at 1M packets, 504-516 at 4M).
+# MB, and as flat (Firefly: 490-525 MB at 1M packets, 504-516 at 4M). With numpy's arrays in 4 KB
+# pages (the command's, cli._keep_start_up_lean) the peak is 427-446 MB.
 CHUNK_BYTES = 16 << 20
 MIN_CHUNK_BYTES = 1 << 20  # the smallest --chunk-size: below it the fixed cost per chunk dominates
 
