@@ -387,7 +387,11 @@ class _Out:
     never written cost no memory. A thread's next scan reuses the outputs of
     its last released one where nothing refers to them any more (``_reused``)."""
 
-    def __init__(self, plan: Plan, nlines: int, nbytes: int, wcap: int = 1024, fcap: int = 256):
+    def __init__(
+        self, plan: Plan, nlines: int, nbytes: int, bounds: tuple | None = None, wcap: int = 1024, fcap: int = 256
+    ):
+        """``bounds``: the lines' (starts, ends) when the caller has them; else room for the
+        kernel to write the lines it finds."""
         nn = len(plan.nodes)
         ns = max(plan.n_span, 1)
         spare = _spares()
@@ -405,8 +409,9 @@ class _Out:
         self.lerr = np.empty(nlines, np.uint8)
         self.lpos = np.empty(nlines, np.int64)
         self.ltype = np.empty(nlines, np.uint8)
-        self.starts = np.empty(nlines, np.int64)  # lines found by the kernel (no bounds given)
-        self.ends = np.empty(nlines, np.int64)
+        if bounds is None:
+            bounds = np.empty(nlines, np.int64), np.empty(nlines, np.int64)
+        self.starts, self.ends = bounds
         self.warn = np.empty((4, wcap), np.int64)
         self.fix = np.empty((4, fcap), np.int64)
         self.need = np.zeros(2, np.int64)
@@ -539,9 +544,7 @@ def scan(
         m = max_lines or int(nbytes / per_line * 1.25) + 16
     else:
         m = len(starts)
-    out = _Out(plan, m, nbytes)
-    if not found:
-        out.starts, out.ends = starts, ends
+    out = _Out(plan, m, nbytes, bounds)
     li, pos = 0, 0
     while True:
         room = len(out.lerr) if found else m

@@ -155,9 +155,10 @@ def read_chunks(source, *, chunk_bytes: int = CHUNK_BYTES, receptions: bool = Tr
     whole chunks are parsed and normalized in parallel, one per core, while
     the caller works on an earlier one. At most eight chunks, and about 64 MB
     of input, wait for the caller, so memory is bounded by the chunk size,
-    never by the file size. Input that stops being readable partway (a truncated ``.gz``)
-    raises ``InputTruncated`` naming the file and the last line read, after
-    the chunks of every whole line before it: nothing readable is lost.
+    never by the file size. Input that stops being readable partway (a
+    truncated ``.gz``) raises ``InputTruncated`` naming the file and the last
+    line read, after the chunks of every whole line before it: nothing
+    readable is lost.
     ``receptions=False``: the chunks cannot give their reception tables, the
     fields only those show are not read (nor warned about), and each chunk
     waiting for the caller holds a quarter of the memory.
