@@ -124,7 +124,7 @@ class Rows:
         n = rec.n
         self.events = shapes.get("event", np.zeros(n, bool))
         self.bodies = shapes.get("body", np.zeros(n, bool))
-        self.confirmed = np.zeros(n, np.int8)  # 1 confirmed, 0 unconfirmed, -1 unknown
+        self.confirmed = np.full(n, -1, np.int8)  # 1 confirmed, 0 unconfirmed, -1 unknown
         self.is_event = np.zeros(n, bool)  # uplinks from events (device or integration)
 
     def select(self, found) -> np.ndarray:
