@@ -23,11 +23,20 @@ rounds:
   out.parquet`` (on the bad files with ``--errors``, and every bad line must
   be in it with its number);
 - ``duckdb``: the one SQL statement a data engineer would write for the same
-  table: ``read_json`` with explicit columns, the radio columns (best
-  gateway's RSSI, gateway count), the payload decoded with SQL casts and two's
-  complement, the class's formulas, ``COPY ... TO ... (FORMAT parquet,
-  COMPRESSION zstd)``; on the mixed file one statement over both providers'
-  shapes (hex and base64 payloads); on the bad files ``ignore_errors``;
+  table: ``read_json`` with explicit columns, every column of ours (the best
+  gateway's RSSI, SNR and id, the gateway count, Helium's data rate parsed
+  from its text, the payload decoded with SQL casts and two's complement, the
+  class's formulas into the same ``decoded`` struct), ``COPY ... TO ...
+  (FORMAT parquet, COMPRESSION zstd)``; on the mixed file one statement over
+  both providers' shapes (hex and base64 payloads); on the bad files
+  ``ignore_errors``. Its table is checked against ours, value by value, on
+  the clean files. Only the line numbers are left null: DuckDB's reader has
+  none, and ``row_number() OVER ()`` (right only while no line is bad) makes
+  the statement one-threaded;
+- ``duckdb (narrow)``: the statement for fewer columns (18 on Firefly, 15 on
+  the mixed file: the best RSSI and the gateway count as radio columns, no
+  SNR, gateway id, line, class or ``decoded`` struct), as the issue sketched
+  it: the floor of a DuckDB user who needs less than our table;
 - ``polars``: ``scan_ndjson`` with a schema, ``str.slice`` +
   ``str.to_integer(base=16)``, ``sink_parquet`` (zstd);
 - ``pyarrow``: ``pyarrow.json.read_json`` with an explicit schema, decoding and
@@ -68,7 +77,92 @@ _FIELDS_SQL = """
     TRY_CAST('0x' || substr(h, 1, 2) AS INTEGER) AS b, TRY_CAST('0x' || substr(h, 3, 6) AS INTEGER) AS la,
     TRY_CAST('0x' || substr(h, 9, 6) AS INTEGER) AS lo, TRY_CAST('0x' || substr(h, 15, 4) AS INTEGER) AS al"""
 
+# The rest of our table, as SQL: g is the best gateway (highest RSSI, then SNR, then the first).
+_SAME_TABLE_SQL = """
+  SELECT provider, packet_id, dev_eui, device_id, devaddr, received_at, fcnt, port, confirmed, payload,
+         NULL::VARCHAR AS payload_text, frequency_mhz, spreading_factor, bandwidth_khz, coding_rate,
+         g.r AS rssi, g.s AS snr, g.id AS gateway_id, gateway_count, NULL::BIGINT AS line, '{src}' AS input,
+         'Test Device Class' AS device_class,
+         {{'gps': {{'latitude': (CASE WHEN la >= 8388608 THEN la - 16777216 ELSE la END) / 8388608 * 90,
+                  'longitude': (CASE WHEN lo >= 8388608 THEN lo - 16777216 ELSE lo END) / 8388608 * 180,
+                  'altitude': CASE WHEN al >= 32768 THEN al - 65536 ELSE al END}},
+          'batteryLevel': CASE WHEN b <> 0 THEN (b - 1) / 253 END}} AS decoded,
+         NULL::VARCHAR AS error, NULL::VARCHAR AS warnings
+  FROM f"""
+
 DUCKDB_FIREFLY = """
+import sys, duckdb
+src, out, bad = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+duckdb.sql(f\'\'\'
+COPY (
+  WITH r AS (
+    SELECT 'firefly' AS provider, uid AS packet_id, upper(device_eui) AS dev_eui, NULL::VARCHAR AS device_id,
+           NULL::VARCHAR AS devaddr, received_at::TIMESTAMP AS received_at, fcnt, port,
+           mtype = 'confirmed_data_up' AS confirmed, unhex(payload) AS payload, freq AS frequency_mhz,
+           spreading_factor, bandwidth AS bandwidth_khz, codr AS coding_rate,
+           array_sort(list_transform(gwrx, lambda g, i: {{'r': g.rssi, 's': g.lsnr, 'i': -i, 'id': g.gweui}}),
+                      'DESC')[1] AS g,
+           len(gwrx) AS gateway_count, upper(payload) AS h
+    FROM read_json('{src}', format='newline_delimited', ignore_errors={bad}, columns={{
+        uid: 'VARCHAR', device_eui: 'VARCHAR', received_at: 'VARCHAR', fcnt: 'BIGINT', port: 'BIGINT',
+        mtype: 'VARCHAR', payload: 'VARCHAR', freq: 'DOUBLE', spreading_factor: 'BIGINT', bandwidth: 'DOUBLE',
+        codr: 'VARCHAR', gwrx: 'STRUCT(gweui VARCHAR, rssi DOUBLE, lsnr DOUBLE, time VARCHAR, tmst BIGINT)[]'}})
+  ), f AS (SELECT *, FIELDS FROM r)
+  SAME_TABLE
+) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
+\'\'\')
+""".replace("FIELDS", _FIELDS_SQL).replace("SAME_TABLE", _SAME_TABLE_SQL)
+
+DUCKDB_MIXED = """
+import sys, duckdb
+src, out, bad = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+duckdb.sql(f\'\'\'
+COPY (
+  WITH j AS (
+    SELECT * FROM read_json('{src}', format='newline_delimited', ignore_errors={bad}, columns={{
+        uid: 'VARCHAR', device_eui: 'VARCHAR', received_at: 'VARCHAR', fcnt: 'BIGINT', port: 'BIGINT',
+        mtype: 'VARCHAR', payload: 'VARCHAR', freq: 'DOUBLE', spreading_factor: 'BIGINT', bandwidth: 'DOUBLE',
+        codr: 'VARCHAR', gwrx: 'STRUCT(gweui VARCHAR, rssi DOUBLE, lsnr DOUBLE)[]',
+        category: 'VARCHAR', sub_category: 'VARCHAR', id: 'VARCHAR', device_id: 'VARCHAR',
+        reported_at: 'VARCHAR', dev_eui: 'VARCHAR', devaddr: 'VARCHAR',
+        hotspots: 'STRUCT(id VARCHAR, rssi DOUBLE, snr DOUBLE, frequency DOUBLE, spreading VARCHAR)[]',
+        data: 'STRUCT(devaddr VARCHAR, fcnt BIGINT, port BIGINT, payload VARCHAR,
+                      hotspot STRUCT(id VARCHAR, rssi DOUBLE, snr DOUBLE, frequency DOUBLE, spreading VARCHAR))'}})
+  ), r AS (
+    SELECT CASE WHEN gwrx IS NOT NULL THEN 'firefly' ELSE 'helium' END AS provider,
+           CASE WHEN category IS NOT NULL THEN id ELSE uid END AS packet_id,
+           upper(coalesce(device_eui, dev_eui)) AS dev_eui,
+           CASE WHEN category IS NOT NULL THEN device_id WHEN hotspots IS NOT NULL THEN id END AS device_id,
+           coalesce(data.devaddr, devaddr) AS devaddr,
+           CASE WHEN gwrx IS NOT NULL THEN received_at::TIMESTAMP
+                ELSE make_timestamp(reported_at::BIGINT * 1000) END AS received_at,
+           coalesce(fcnt, data.fcnt) AS fcnt, coalesce(port, data.port) AS port,
+           CASE WHEN gwrx IS NOT NULL THEN mtype = 'confirmed_data_up'
+                WHEN category IS NOT NULL THEN sub_category = 'uplink_confirmed' END AS confirmed,
+           CASE WHEN gwrx IS NOT NULL THEN unhex(payload) ELSE from_base64(coalesce(payload, data.payload)) END
+               AS payload,
+           CASE WHEN gwrx IS NOT NULL
+                THEN array_sort(list_transform(gwrx, lambda g, i: {{'r': g.rssi, 's': g.lsnr, 'i': -i, 'id': g.gweui,
+                                                                'f': freq, 'sp': NULL::VARCHAR}}), 'DESC')[1]
+                WHEN hotspots IS NOT NULL
+                THEN array_sort(list_transform(hotspots, lambda g, i: {{'r': g.rssi, 's': g.snr, 'i': -i, 'id': g.id,
+                                                                    'f': g.frequency, 'sp': g.spreading}}), 'DESC')[1]
+                ELSE {{'r': data.hotspot.rssi, 's': data.hotspot.snr, 'i': -1, 'id': data.hotspot.id,
+                       'f': data.hotspot.frequency, 'sp': data.hotspot.spreading}} END AS g,
+           coalesce(len(gwrx), len(hotspots), CASE WHEN data.hotspot IS NOT NULL THEN 1 END) AS gateway_count,
+           spreading_factor AS sf, bandwidth AS bw, codr AS coding_rate
+    FROM j WHERE category IS NULL OR category = 'uplink'
+  ), f AS (
+    SELECT *, g.f AS frequency_mhz,
+           coalesce(sf, regexp_extract(g.sp, 'SF([0-9]+)', 1)::BIGINT) AS spreading_factor,
+           coalesce(bw, regexp_extract(g.sp, 'BW([0-9]+)', 1)::DOUBLE) AS bandwidth_khz, FIELDS
+    FROM (SELECT *, hex(payload) AS h FROM r))
+  SAME_TABLE
+) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
+\'\'\')
+""".replace("FIELDS", _FIELDS_SQL).replace("SAME_TABLE", _SAME_TABLE_SQL)
+
+DUCKDB_FIREFLY_NARROW = """
 import sys, duckdb
 src, out, bad = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 duckdb.sql(f'''
@@ -89,7 +183,7 @@ COPY (
 ''')
 """.replace("FIELDS", _FIELDS_SQL).replace("DECODE", _DECODE_SQL)
 
-DUCKDB_MIXED = """
+DUCKDB_MIXED_NARROW = """
 import sys, duckdb
 src, out, bad = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 duckdb.sql(f'''
@@ -228,6 +322,14 @@ def contenders(name: str, src: Path, work: Path, bad: bool) -> dict[str, list[st
             f"{out}_duckdb.parquet",
             flag,
         ],
+        "duckdb (narrow)": [
+            PY,
+            "-c",
+            DUCKDB_MIXED_NARROW if kind == "mixed" else DUCKDB_FIREFLY_NARROW,
+            str(src),
+            f"{out}_duckdb_narrow.parquet",
+            flag,
+        ],
         "pyarrow (reads only)": [PY, "-c", PYARROW, str(src), kind],
     }
     if kind == "firefly":  # polars' reader takes one schema per file: Firefly's
@@ -243,6 +345,36 @@ def check_errors(path: Path, expected: int) -> str:
     bad = sorted(r["line"] for r in lines if "provider" not in r)
     want = [i + 1 for i in range(500, 500 + 1000 * expected, 1000)]
     return "all reported" if bad == want else f"{len(bad)} of {expected} reported"
+
+
+def same_table(ours: Path, theirs: Path) -> str:
+    """How DuckDB's table differs from ours: rows, columns, and values column by column (all
+    but the line numbers, which DuckDB's reader cannot give; floats to 1e-6 relative, since
+    ours rounds Helium's float32 values to their shortest decimal; timestamps as instants)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    a, b = pq.read_table(ours), pq.read_table(theirs)
+    if a.column_names != b.column_names or a.num_rows != b.num_rows:
+        return f"differs: {a.num_rows:,} rows {a.column_names} against {b.num_rows:,} rows {b.column_names}"
+    a, b = a.drop_columns(["line"]).flatten().flatten(), b.drop_columns(["line"]).flatten().flatten()
+    differ = []
+    for name in a.column_names:
+        x, y = a.column(name), b.column(name)
+        if pa.types.is_timestamp(x.type):
+            x, y = (c.cast(pa.timestamp("us")).cast(pa.int64()) for c in (x, y))
+        elif x.type != y.type:
+            y = y.cast(x.type)
+        if pa.types.is_floating(x.type):
+            same = pc.less_equal(pc.abs(pc.subtract(x, y)), pc.multiply(pc.abs(x), 1e-6))
+        else:
+            same = pc.equal(x, y)
+        same = pc.if_else(pc.is_null(x), pc.is_null(y), pc.fill_null(same, False))
+        wrong = len(same) - pc.sum(same).as_py()
+        if wrong:
+            differ.append(f"{name} in {wrong:,} rows")
+    return f"same {a.num_rows:,} rows" if not differ else "differs: " + ", ".join(differ)
 
 
 def versions() -> str:
@@ -316,6 +448,9 @@ def main() -> None:
             ratio = f"{wall / ours_wall:7.2f}x" if ours_wall else ""
             print(f"  {who:24} {wall:8.2f} {cpu:8.2f} {rss:8,} {ratio}")
             summary.setdefault(name, {})[who] = {"wall": wall, "cpu": cpu, "rss_mb": rss}
+        if not bad and "duckdb" in summary.get(name, {}):
+            theirs, ours_out = work / f"out_{name}_duckdb.parquet", work / f"out_{name}_ours.parquet"
+            print(f"  DuckDB's table against ours: {same_table(ours_out, theirs)}")
         if bad and ours_wall is not None:
             print(f"  bad lines in --errors: {check_errors(work / f'out_{name}_errors.jsonl', expected)}")
             clean = summary.get(name.removesuffix("_bad"), {}).get("ours")
