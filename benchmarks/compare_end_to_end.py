@@ -93,7 +93,7 @@ _SAME_TABLE_SQL = """
 DUCKDB_FIREFLY = """
 import sys, duckdb
 src, out, bad = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
-duckdb.sql(f\'\'\'
+duckdb.sql(f'''
 COPY (
   WITH r AS (
     SELECT 'firefly' AS provider, uid AS packet_id, upper(device_eui) AS dev_eui, NULL::VARCHAR AS device_id,
@@ -110,13 +110,13 @@ COPY (
   ), f AS (SELECT *, FIELDS FROM r)
   SAME_TABLE
 ) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
-\'\'\')
+''')
 """.replace("FIELDS", _FIELDS_SQL).replace("SAME_TABLE", _SAME_TABLE_SQL)
 
 DUCKDB_MIXED = """
 import sys, duckdb
 src, out, bad = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
-duckdb.sql(f\'\'\'
+duckdb.sql(f'''
 COPY (
   WITH j AS (
     SELECT * FROM read_json('{src}', format='newline_delimited', ignore_errors={bad}, columns={{
@@ -159,7 +159,7 @@ COPY (
     FROM (SELECT *, hex(payload) AS h FROM r))
   SAME_TABLE
 ) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
-\'\'\')
+''')
 """.replace("FIELDS", _FIELDS_SQL).replace("SAME_TABLE", _SAME_TABLE_SQL)
 
 DUCKDB_FIREFLY_NARROW = """
