@@ -16,8 +16,8 @@ Class's payloads):
   invalid UTF-8).
 
 Contenders, each a fresh process, interleaved round by round (a slow moment
-of the shared machine then hits every contender alike), medians of the
-rounds:
+of the shared machine then hits every contender alike), each round starting
+with the next one, medians of the rounds:
 
 - ``ours``: ``decoder decode FILE --classes test_device_class.json -o
   out.parquet`` (on the bad files with ``--errors``, and every bad line must
@@ -431,7 +431,9 @@ def main() -> None:
     results: dict[str, dict[str, list]] = {name: {} for name in files}
     for r in range(args.rounds):
         for name, (src, bad, _) in files.items():
-            for who, cmd in contenders(name, src, work, bad).items():
+            cmds = list(contenders(name, src, work, bad).items())
+            # Each round starts with another contender: none always runs first after a change of file.
+            for who, cmd in cmds[r % len(cmds) :] + cmds[: r % len(cmds)]:
                 try:
                     sample = run(cmd)
                 except RuntimeError as err:
