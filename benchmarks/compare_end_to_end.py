@@ -90,11 +90,39 @@ _SAME_TABLE_SQL = """
          NULL::VARCHAR AS error, NULL::VARCHAR AS warnings
   FROM f"""
 
-DUCKDB_FIREFLY = """
-import sys, duckdb
-src, out, bad = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
-duckdb.sql(f'''
-COPY (
+
+def _duckdb_script(query: str) -> str:
+    """A child's script: ``COPY (query) TO`` its output as Parquet with zstd; ``{src}``,
+    ``{bad}`` and ``{out}`` are filled in there from its arguments."""
+    return (
+        "import sys, duckdb\n"
+        'src, out, bad = sys.argv[1], sys.argv[2], sys.argv[3] == "1"\n'
+        "duckdb.sql(f'''\nCOPY (" + query + ") TO '{out}' (FORMAT parquet, COMPRESSION zstd)\n''')\n"
+    )
+
+
+_READ_FIREFLY = """read_json('{src}', format='newline_delimited', ignore_errors={bad}, columns={{
+        uid: 'VARCHAR', device_eui: 'VARCHAR', received_at: 'VARCHAR', fcnt: 'BIGINT', port: 'BIGINT',
+        mtype: 'VARCHAR', payload: 'VARCHAR', freq: 'DOUBLE', spreading_factor: 'BIGINT', bandwidth: 'DOUBLE',
+        codr: 'VARCHAR', gwrx: 'STRUCT(gweui VARCHAR, rssi DOUBLE, lsnr DOUBLE, time VARCHAR, tmst BIGINT)[]'}})"""
+
+
+def _read_mixed(devaddr: bool) -> str:
+    """read_json of both providers' fields; ``devaddr``: Helium's device address too."""
+    top, data = (", devaddr: 'VARCHAR'", "devaddr VARCHAR, ") if devaddr else ("", "")
+    return f"""read_json('{{src}}', format='newline_delimited', ignore_errors={{bad}}, columns={{{{
+        uid: 'VARCHAR', device_eui: 'VARCHAR', received_at: 'VARCHAR', fcnt: 'BIGINT', port: 'BIGINT',
+        mtype: 'VARCHAR', payload: 'VARCHAR', freq: 'DOUBLE', spreading_factor: 'BIGINT', bandwidth: 'DOUBLE',
+        codr: 'VARCHAR', gwrx: 'STRUCT(gweui VARCHAR, rssi DOUBLE, lsnr DOUBLE)[]',
+        category: 'VARCHAR', sub_category: 'VARCHAR', id: 'VARCHAR', device_id: 'VARCHAR',
+        reported_at: 'VARCHAR', dev_eui: 'VARCHAR'{top},
+        hotspots: 'STRUCT(id VARCHAR, rssi DOUBLE, snr DOUBLE, frequency DOUBLE, spreading VARCHAR)[]',
+        data: 'STRUCT({data}fcnt BIGINT, port BIGINT, payload VARCHAR,
+                      hotspot STRUCT(id VARCHAR, rssi DOUBLE, snr DOUBLE, frequency DOUBLE, spreading VARCHAR))'}}}})"""
+
+
+DUCKDB_FIREFLY = _duckdb_script(
+    """
   WITH r AS (
     SELECT 'firefly' AS provider, uid AS packet_id, upper(device_eui) AS dev_eui, NULL::VARCHAR AS device_id,
            NULL::VARCHAR AS devaddr, received_at::TIMESTAMP AS received_at, fcnt, port,
@@ -103,32 +131,17 @@ COPY (
            array_sort(list_transform(gwrx, lambda g, i: {{'r': g.rssi, 's': g.lsnr, 'i': -i, 'id': g.gweui}}),
                       'DESC')[1] AS g,
            len(gwrx) AS gateway_count, upper(payload) AS h
-    FROM read_json('{src}', format='newline_delimited', ignore_errors={bad}, columns={{
-        uid: 'VARCHAR', device_eui: 'VARCHAR', received_at: 'VARCHAR', fcnt: 'BIGINT', port: 'BIGINT',
-        mtype: 'VARCHAR', payload: 'VARCHAR', freq: 'DOUBLE', spreading_factor: 'BIGINT', bandwidth: 'DOUBLE',
-        codr: 'VARCHAR', gwrx: 'STRUCT(gweui VARCHAR, rssi DOUBLE, lsnr DOUBLE, time VARCHAR, tmst BIGINT)[]'}})
+    FROM READ
   ), f AS (SELECT *, FIELDS FROM r)
   SAME_TABLE
-) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
-''')
-""".replace("FIELDS", _FIELDS_SQL).replace("SAME_TABLE", _SAME_TABLE_SQL)
+""".replace("READ", _READ_FIREFLY)
+    .replace("FIELDS", _FIELDS_SQL)
+    .replace("SAME_TABLE", _SAME_TABLE_SQL)
+)
 
-DUCKDB_MIXED = """
-import sys, duckdb
-src, out, bad = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
-duckdb.sql(f'''
-COPY (
-  WITH j AS (
-    SELECT * FROM read_json('{src}', format='newline_delimited', ignore_errors={bad}, columns={{
-        uid: 'VARCHAR', device_eui: 'VARCHAR', received_at: 'VARCHAR', fcnt: 'BIGINT', port: 'BIGINT',
-        mtype: 'VARCHAR', payload: 'VARCHAR', freq: 'DOUBLE', spreading_factor: 'BIGINT', bandwidth: 'DOUBLE',
-        codr: 'VARCHAR', gwrx: 'STRUCT(gweui VARCHAR, rssi DOUBLE, lsnr DOUBLE)[]',
-        category: 'VARCHAR', sub_category: 'VARCHAR', id: 'VARCHAR', device_id: 'VARCHAR',
-        reported_at: 'VARCHAR', dev_eui: 'VARCHAR', devaddr: 'VARCHAR',
-        hotspots: 'STRUCT(id VARCHAR, rssi DOUBLE, snr DOUBLE, frequency DOUBLE, spreading VARCHAR)[]',
-        data: 'STRUCT(devaddr VARCHAR, fcnt BIGINT, port BIGINT, payload VARCHAR,
-                      hotspot STRUCT(id VARCHAR, rssi DOUBLE, snr DOUBLE, frequency DOUBLE, spreading VARCHAR))'}})
-  ), r AS (
+DUCKDB_MIXED = _duckdb_script(
+    """
+  WITH j AS (SELECT * FROM READ), r AS (
     SELECT CASE WHEN gwrx IS NOT NULL THEN 'firefly' ELSE 'helium' END AS provider,
            CASE WHEN category IS NOT NULL THEN id ELSE uid END AS packet_id,
            upper(coalesce(device_eui, dev_eui)) AS dev_eui,
@@ -158,47 +171,30 @@ COPY (
            coalesce(bw, regexp_extract(g.sp, 'BW([0-9]+)', 1)::DOUBLE) AS bandwidth_khz, FIELDS
     FROM (SELECT *, hex(payload) AS h FROM r))
   SAME_TABLE
-) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
-''')
-""".replace("FIELDS", _FIELDS_SQL).replace("SAME_TABLE", _SAME_TABLE_SQL)
+""".replace("READ", _read_mixed(devaddr=True))
+    .replace("FIELDS", _FIELDS_SQL)
+    .replace("SAME_TABLE", _SAME_TABLE_SQL)
+)
 
-DUCKDB_FIREFLY_NARROW = """
-import sys, duckdb
-src, out, bad = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
-duckdb.sql(f'''
-COPY (
+DUCKDB_FIREFLY_NARROW = _duckdb_script(
+    """
   WITH r AS (
     SELECT 'firefly' AS provider, uid AS packet_id, upper(device_eui) AS dev_eui,
            received_at::TIMESTAMP AS received_at, fcnt, port, mtype = 'confirmed_data_up' AS confirmed,
            unhex(payload) AS payload, freq AS frequency_mhz, spreading_factor, bandwidth AS bandwidth_khz,
            codr AS coding_rate, list_max(list_transform(gwrx, lambda g: g.rssi)) AS rssi,
            len(gwrx) AS gateway_count, upper(payload) AS h
-    FROM read_json('{src}', format='newline_delimited', ignore_errors={bad}, columns={{
-        uid: 'VARCHAR', device_eui: 'VARCHAR', received_at: 'VARCHAR', fcnt: 'BIGINT', port: 'BIGINT',
-        mtype: 'VARCHAR', payload: 'VARCHAR', freq: 'DOUBLE', spreading_factor: 'BIGINT', bandwidth: 'DOUBLE',
-        codr: 'VARCHAR', gwrx: 'STRUCT(gweui VARCHAR, rssi DOUBLE, lsnr DOUBLE, time VARCHAR, tmst BIGINT)[]'}})
+    FROM READ
   ), f AS (SELECT *, FIELDS FROM r)
   SELECT * EXCLUDE (h, b, la, lo, al), DECODE FROM f
-) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
-''')
-""".replace("FIELDS", _FIELDS_SQL).replace("DECODE", _DECODE_SQL)
+""".replace("READ", _READ_FIREFLY)
+    .replace("FIELDS", _FIELDS_SQL)
+    .replace("DECODE", _DECODE_SQL)
+)
 
-DUCKDB_MIXED_NARROW = """
-import sys, duckdb
-src, out, bad = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
-duckdb.sql(f'''
-COPY (
-  WITH j AS (
-    SELECT * FROM read_json('{src}', format='newline_delimited', ignore_errors={bad}, columns={{
-        uid: 'VARCHAR', device_eui: 'VARCHAR', received_at: 'VARCHAR', fcnt: 'BIGINT', port: 'BIGINT',
-        mtype: 'VARCHAR', payload: 'VARCHAR', freq: 'DOUBLE', spreading_factor: 'BIGINT', bandwidth: 'DOUBLE',
-        codr: 'VARCHAR', gwrx: 'STRUCT(gweui VARCHAR, rssi DOUBLE, lsnr DOUBLE)[]',
-        category: 'VARCHAR', sub_category: 'VARCHAR', id: 'VARCHAR', device_id: 'VARCHAR',
-        reported_at: 'VARCHAR', dev_eui: 'VARCHAR',
-        hotspots: 'STRUCT(id VARCHAR, rssi DOUBLE, snr DOUBLE, frequency DOUBLE, spreading VARCHAR)[]',
-        data: 'STRUCT(fcnt BIGINT, port BIGINT, payload VARCHAR,
-                      hotspot STRUCT(id VARCHAR, rssi DOUBLE, snr DOUBLE, frequency DOUBLE, spreading VARCHAR))'}})
-  ), r AS (
+DUCKDB_MIXED_NARROW = _duckdb_script(
+    """
+  WITH j AS (SELECT * FROM READ), r AS (
     SELECT CASE WHEN gwrx IS NOT NULL THEN 'firefly' ELSE 'helium' END AS provider,
            coalesce(uid, id) AS packet_id, upper(coalesce(device_eui, dev_eui)) AS dev_eui, device_id,
            CASE WHEN gwrx IS NOT NULL THEN received_at::TIMESTAMP
@@ -213,9 +209,10 @@ COPY (
     FROM j WHERE category IS NULL OR category = 'uplink'
   ), f AS (SELECT *, FIELDS FROM (SELECT *, hex(payload) AS h FROM r))
   SELECT * EXCLUDE (h, b, la, lo, al), DECODE FROM f
-) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
-''')
-""".replace("FIELDS", _FIELDS_SQL).replace("DECODE", _DECODE_SQL)
+""".replace("READ", _read_mixed(devaddr=False))
+    .replace("FIELDS", _FIELDS_SQL)
+    .replace("DECODE", _DECODE_SQL)
+)
 
 POLARS = """
 import sys, polars as pl
