@@ -609,6 +609,55 @@ def test_a_new_plans_first_big_scan_learns_its_sizes_first(monkeypatch):
     assert first.column("uid").to_pylist()[:3] == [json.loads(x)["uid"] for x in data.splitlines()[:3]]
 
 
+def test_a_scan_that_starts_while_the_plan_probes_waits_for_the_sizes(monkeypatch):
+    """Two workers start on a new plan at once: the second one's first scan waits for the first
+    one's probe and uses the sizes it learns. Racing past it with the first guesses, its string
+    regions grew over and over (11-13 times for a 16 MB chunk), on the way to the first output."""
+    import threading
+    import time
+
+    from helpers import sample_generator
+
+    from decoder.ingest import scan as scan_module
+    from decoder.ingest.parse import _merged_fields
+
+    generate = sample_generator()
+    g = generate.Generator([generate.parse_group("Test Device Class:9:2")], 50, generate.parse_mix("firefly=1"), 5)
+    data = b"\n".join(line.encode() for line in g.lines(3000)) + b"\n"
+    fresh = Plan(_merged_fields())
+    probing, second_started = threading.Event(), threading.Event()
+    calls: dict[str, list] = {"first": [], "second": []}
+    kernel = scan_module.K.scan_lines
+
+    def counted(*a):
+        name = threading.current_thread().name
+        if name == "first" and a[4] == scan_module._PROBE_LINES and not calls["first"]:
+            probing.set()
+            second_started.wait(5)  # the probe: the second scan starts while it runs
+            time.sleep(0.2)
+        calls[name].append(a[3])
+        return kernel(*a)
+
+    monkeypatch.setattr(scan_module.K, "scan_lines", counted, raising=True)
+    results = {}
+
+    def run(name: str) -> None:
+        if name == "second":
+            second_started.set()
+        results[name] = scan(ScanBuffer.of(data), fresh)
+
+    first = threading.Thread(target=run, args=("first",), name="first")
+    first.start()
+    assert probing.wait(10)
+    second = threading.Thread(target=run, args=("second",), name="second")
+    second.start()
+    first.join(10)
+    second.join(10)
+    assert len(calls["second"]) <= 2, calls["second"]  # the whole chunk, at most one growth
+    for path in ("uid", "payload"):
+        assert results["second"].column(path).to_pylist() == results["first"].column(path).to_pylist()
+
+
 def test_a_released_scans_outputs_serve_the_next_scan_only_once_nothing_refers_to_them():
     """Fresh pages cost a fifth of a scan, so a thread's next scan reuses the outputs of its last
     released one; a column still alive keeps its values whatever is scanned next."""
