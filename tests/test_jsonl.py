@@ -314,6 +314,21 @@ def test_long_line_and_tiny_chunks(tmp_path):
     assert [c.first_line for c in chunks if c.lines] == [1, 2]  # the read ending line 2 also held line 3
 
 
+def test_a_line_longer_than_a_large_buffer(tmp_path):
+    """Buffers of 2 MB and more are mapped memory in large pages, not bytearrays: a line longer
+    than one (over 3 MB here) is read whole into a bigger one, and every line keeps its number."""
+    big = dict(FF, gwrx=FF["gwrx"] * 40000)
+    line = _d(big)
+    assert len(line) > 3 << 20
+    path = tmp_path / "big.jsonl"
+    path.write_text("\n".join([_d(HB)] * 3000 + [line] + [_d(HE)] * 3000) + "\n")
+    chunks, up, bad, skipped = _read_all(path, chunk_bytes=2 << 20)
+    assert bad == [] and up.num_rows == 6001
+    assert up.column("line").to_pylist() == list(range(1, 6002))
+    assert up.column("gateway_count").to_pylist()[3000] == 40000
+    assert len(chunks) >= 2
+
+
 def test_the_first_chunk_is_small_so_the_first_rows_come_sooner(tmp_path):
     """An eighth of a chunk (at least 256 KB) first: the consumer waits for it while every
     kernel loads. A first line longer than that is still read whole."""
