@@ -365,6 +365,9 @@ def _produce(
         put(threads.Failure(e))
 
 
+_HUGE_PAGE = 2 << 20  # bytes: buffers this big and more are mapped (_new_buffer)
+
+
 def _new_buffer(size: int):
     """A writable buffer of ``size`` bytes for input, in 2 MB pages where the system gives them.
 
@@ -386,9 +389,6 @@ def _new_buffer(size: int):
         except OSError:  # pragma: no cover - a kernel without transparent huge pages
             pass
     return buf
-
-
-_HUGE_PAGE = 2 << 20
 
 
 class _ReadFailed(Exception):
