@@ -14,6 +14,7 @@ import json
 import math
 import random
 import re
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -669,20 +670,21 @@ def test_a_released_scans_outputs_serve_the_next_scan_only_once_nothing_refers_t
         buf = ScanBuffer.of(data)
         return scan(buf, plan, line_bounds(buf.a, len(data)))
 
+    # Weak references, not id()s: an array freed between two scans may leave its id to the next.
     res = scanned(first)
     res.release()
-    arrays = {id(res.out.fl), id(res.out.arena), id(res.out.vt)}
+    before = [weakref.ref(res.out.fl), weakref.ref(res.out.arena)]
     kept_f, kept_s = res.column("f"), res.column("s")  # zero-copy views of the outputs
     del res
     again = scanned(other)
-    assert id(again.out.fl) not in arrays and id(again.out.arena) not in arrays  # still referred to
+    assert again.out.fl is not before[0]() and again.out.arena is not before[1]()  # still referred to
     assert kept_f.to_pylist()[:2] == [0.5, 1.5] and kept_s.to_pylist()[:2] == ["a0", "a1"]
     assert again.column("s").to_pylist()[:2] == ["zz0", "zz1"]
     again.release()
-    reused = {id(again.out.fl), id(again.out.vt)}
+    reused = [weakref.ref(again.out.fl), weakref.ref(again.out.vt)]
     del again, kept_f, kept_s
     last = scanned(first)
-    assert {id(last.out.fl), id(last.out.vt)} == reused  # nothing refers to them: reused
+    assert last.out.fl is reused[0]() and last.out.vt is reused[1]()  # nothing refers to them: reused
     assert last.column("f").to_pylist()[:2] == [0.5, 1.5] and last.column("s").to_pylist()[299] == "a299"
     assert last.column("i", "int").to_pylist()[:3] == [0, 1, 2]
     assert (last.types("n") == K.T_ABSENT).all()  # a reused vt starts empty again
