@@ -365,30 +365,26 @@ def _produce(
         put(threads.Failure(e))
 
 
-_HUGE_PAGE = 2 << 20  # bytes: buffers this big and more are mapped (_new_buffer)
+_MAPPED_FROM = 2 << 20  # bytes: buffers this big and more are anonymous mappings (_new_buffer)
 
 
 def _new_buffer(size: int):
-    """A writable buffer of ``size`` bytes for input, in 2 MB pages where the system gives them.
+    """A writable buffer of ``size`` bytes for input: an anonymous mapping, whose pages are
+    first touched by the copy that fills them (a bytearray zeroes all of them when made).
 
-    The reader fills every byte of its buffers, so large pages zero nothing it would not
-    write anyway. A bytearray's 4 KB pages, zeroed when it is made, were 12,300 page faults of
-    a 1M-packet run (three 16 MB buffers), in large pages 1,600; the reader thread's system
-    time went from 0.16 to 0.12 s (most of the rest is the copy out of the page cache)."""
-    private = getattr(mmap, "MAP_PRIVATE", None)  # a shared mapping never gets large pages
-    if size < _HUGE_PAGE or private is None:
+    In 4 KB pages, not 2 MB ones. On a virtual machine whose host takes back the memory its
+    guest frees (free page reporting), first touching a 2 MB page cost 2-3 ms per MB and a
+    4 KB one 0.65-0.75 (64 MB touched in a fresh process, three of each). With 2 MB pages
+    asked for (MADV_HUGEPAGE), 12 interleaved pairs of whole runs, 1M packets, three sets:
+    1.037x, 1.013x (mixed) and 1.023x (Firefly) as fast without; the reader thread had spent
+    about 0.1 s zeroing its three 16 MB buffers (perf: clear_page under the read's copy)."""
+    private = getattr(mmap, "MAP_PRIVATE", None)
+    if size < _MAPPED_FROM or private is None:
         return bytearray(size)
     try:
-        buf = mmap.mmap(-1, size, flags=private)  # anonymous: zero until written
+        return mmap.mmap(-1, size, flags=private)  # anonymous: zero until written
     except (OSError, ValueError):  # pragma: no cover - no anonymous mappings here
         return bytearray(size)
-    advice = getattr(mmap, "MADV_HUGEPAGE", None)
-    if advice is not None:
-        try:
-            buf.madvise(advice)
-        except OSError:  # pragma: no cover - a kernel without transparent huge pages
-            pass
-    return buf
 
 
 class _ReadFailed(Exception):
