@@ -51,6 +51,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .arrays import distinct_codes
 from .compiler import load_classes
 from .errors import InputError
 from .formats import BUILTIN_NAMES, builtin, is_builtin
@@ -464,7 +465,7 @@ class Registry:
         port_np = pc.fill_null(pc.cast(port, pa.int64()), _NULL_PORT).to_numpy(zero_copy_only=False)
         port_np = np.where((port_np >= 0) & (port_np < _NULL_PORT), port_np, _NULL_PORT).astype(np.int64)
         pair = code * (_NULL_PORT + 1) + port_np
-        uniq, inverse = np.unique(pair, return_inverse=True)
+        uniq, inverse = distinct_codes(pair)
         out_idx = np.empty(len(uniq), np.int32)
         reasons: list[str | None] = []
         for u, p in enumerate(uniq.tolist()):
@@ -472,11 +473,11 @@ class Registry:
             idx, why = self._choose(bindings[b], None if pt == _NULL_PORT else pt)
             out_idx[u] = idx
             reasons.append(why)
-        index = out_idx[inverse.reshape(-1)] if n else np.empty(0, np.int32)
+        index = out_idx[inverse] if n else np.empty(0, np.int32)
         if all(r is None for r in reasons):
             error = pa.nulls(n, pa.string())
         else:
-            error = pc.take(pa.array(reasons, pa.string()), pa.array(inverse.reshape(-1), pa.int64()))
+            error = pc.take(pa.array(reasons, pa.string()), pa.array(inverse, pa.int64()))
         return index, error
 
     def fill_devaddr(self, dev_eui: pa.Array | pa.ChunkedArray, devaddr: pa.Array | pa.ChunkedArray) -> pa.Array:
