@@ -275,6 +275,23 @@ def test_summary_on_stderr_reconciles(parquet_run):
     assert "\r" not in text  # no progress bar when stderr is not a terminal
 
 
+def test_progress_shows_the_share_read_and_asks_for_it_only_when_shown(capsys):
+    from decoder.cli import _Progress
+
+    asked = []
+
+    def fraction():
+        asked.append(True)
+        return 0.5
+
+    _Progress(False).update("in.jsonl", 10, 0.0, fraction)  # not a terminal: nothing shown, nothing asked
+    assert not asked and capsys.readouterr().err == ""
+    _Progress(True).update("in.jsonl", 10, 0.0, fraction)
+    err = capsys.readouterr().err
+    assert asked == [True]
+    assert "in.jsonl [############............]  50.0% 10 rows" in err
+
+
 def test_errors_file_has_every_failed_row_with_its_line(parquet_run, data):
     _, res = parquet_run
     records = [json.loads(x) for x in (data / "errors.jsonl").read_text().splitlines()]
