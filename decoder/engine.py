@@ -77,6 +77,14 @@ def _positions(rows: np.ndarray, n: int) -> pa.Array:
     return pa.array(idx, pa.int64(), mask=mask)
 
 
+def _at_rows(values: pa.Array, rows: np.ndarray, n: int) -> pa.Array:
+    """``values`` (one per row of ``rows``, ascending) at their rows of n, null elsewhere; a
+    class with every row of a chunk (a one-class run) is already in place."""
+    if len(rows) == n:
+        return values
+    return pc.take(values, _positions(rows, n))
+
+
 def _with_validity(struct: pa.StructArray, null_rows: pa.Array) -> pa.StructArray:
     """``struct`` with its rows also null where ``null_rows`` is true."""
     mask = pc.or_(null_rows, pc.is_null(struct))
@@ -268,7 +276,7 @@ class DecodedChunk:
             if not eng.mixed:
                 if self.parts:
                     part = self.parts[0]
-                    decoded = pc.take(part.decoded, _positions(part.rows, n))
+                    decoded = _at_rows(part.decoded, part.rows, n)
                 else:
                     decoded = pa.nulls(n, eng.decoded_type)
             else:
@@ -279,7 +287,7 @@ class DecodedChunk:
                     if part is None:
                         children.append(pa.nulls(n, eng.class_types[pos]))
                     else:
-                        children.append(pc.take(part.decoded, _positions(part.rows, n)))
+                        children.append(_at_rows(part.decoded, part.rows, n))
                 mask = pc.is_valid(self.error) if n else pa.array([], pa.bool_())
                 for pos, dc in enumerate(eng.classes):
                     if getattr(dc, "decode_fixed", None) is not None and pos in by_pos:
