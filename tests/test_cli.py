@@ -151,6 +151,57 @@ def test_decode_does_not_pay_for_pandas(data, tmp_path):
     assert all(int(line.split("|")[1]) < 1000 for line in loaded), loaded  # refused at once, never loaded
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice level is Linux's")
+def test_the_commands_parsing_threads_run_behind_its_writer_and_a_library_callers_do_not(data, tmp_path):
+    """The command's pools run 10 nice levels below its writing thread (on two cores the writer
+    fell behind and wrote its last row groups alone); in a user's process, ``main(argv)``
+    leaves every thread's priority as it was."""
+    from decoder import threads
+
+    levels_at_exit = (
+        "import atexit, os, sys; from decoder.cli import main; from decoder import threads\n"
+        "def levels():\n"
+        "    pool = threads._pools['chunks']\n"
+        "    print(os.getpriority(os.PRIO_PROCESS, 0), *sorted(os.getpriority(os.PRIO_PROCESS, t.native_id)"
+        " for t in pool._threads), flush=True)\n"
+        "atexit.register(levels); main()"
+    )
+    args = [data / "packets.jsonl", "--classes", CLASSES / "test_device_class.json", "-q", "-o"]
+    res = subprocess.run(
+        [sys.executable, "-c", levels_at_exit, "decode", *args, tmp_path / "o.parquet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    main_level, *pool_levels = map(int, res.stdout.split())
+    assert pool_levels and all(level == min(19, main_level + 10) for level in pool_levels), res.stdout
+
+    assert run_cli("decode", *args, tmp_path / "p.parquet").returncode == 0
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    pool = threads.pool("chunks")
+    assert threads._pool_nice is None
+    assert all(os.getpriority(os.PRIO_PROCESS, t.native_id) == mine for t in pool._threads)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice level is Linux's")
+def test_a_pool_started_from_another_pools_thread_takes_the_same_level_not_a_lower_one():
+    """The last chunk's parts pool is started from a chunks thread, whose level it inherits."""
+    from decoder import threads
+
+    def level() -> int:
+        return os.getpriority(os.PRIO_PROCESS, 0)
+
+    mine = level()
+    threads.pools_yield(3)
+    try:
+        outer = threads.pool("test-outer").submit(lambda: (level(), threads.pool("test-inner").submit(level).result()))
+        assert outer.result(timeout=30) == (min(19, mine + 3), min(19, mine + 3))
+    finally:
+        threads.pools_yield(0)
+    assert threads.pool("test-later").submit(level).result(timeout=30) == mine
+
+
 def test_the_command_allocates_from_jemalloc_in_small_pages_and_a_library_caller_keeps_its_settings(data, tmp_path):
     """The command's process switches Arrow to jemalloc (mimalloc re-faulted fresh pages all run
     long) and numpy off 2 MB pages (each fault zeroed 2 MB of a chunk's outputs); ``main(argv)``
