@@ -79,8 +79,7 @@ def _yielding() -> None:
     if _pool_nice is None:
         return
     try:
-        me = threading.get_native_id()
-        if os.getpriority(os.PRIO_PROCESS, me) < _pool_nice:
-            os.setpriority(os.PRIO_PROCESS, me, _pool_nice)
+        if os.getpriority(os.PRIO_PROCESS, 0) < _pool_nice:  # 0: this thread (Linux)
+            os.setpriority(os.PRIO_PROCESS, 0, _pool_nice)
     except OSError:  # a sandbox that refuses it: the threads run as they are
         pass
