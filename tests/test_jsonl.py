@@ -631,15 +631,27 @@ def test_a_big_chunk_cut_into_parts_equals_one_scan(tmp_path):
     lines[5] = lines[5][:-3]  # malformed
     lines[4000] = b"[" + lines[4001] + b"," + lines[4002] + b"]"
     lines[3000] = b""
+    lines[5500] = lines[5500].replace(b":", b"", 1)  # malformed, in the second part
     data = b"\n".join(lines) + b"\n"
     assert len(data) > 2 << 20
     reader = Reader()
-    one = reader.process(bytearray(data), 1, parallel=False)
-    parts = reader.process(bytearray(data), 1, parallel=True)
+    one = reader.process(bytearray(data), 101, parallel=False)
+    parts = reader.process(bytearray(data), 101, parallel=True)
     assert one.uplinks.equals(parts.uplinks) and one.receptions.equals(parts.receptions)
-    assert one.bad_lines == parts.bad_lines == [(6, one.bad_lines[0][1])]
+    assert one.bad_lines == parts.bad_lines and [line for line, _ in parts.bad_lines] == [106, 5601]
     assert (one.skipped, one.lines, one.total_lines) == (parts.skipped, parts.lines, parts.total_lines)
-    assert one.uplinks.num_rows == 6000 - 1 - 1 + 1 and one.lines == 5999  # malformed, blank, array of 2
+    assert one.uplinks.num_rows == 6000 - 2 - 1 + 1 and one.lines == 5999  # 2 malformed, blank, array of 2
+    assert parts.uplinks.column("line")[-1].as_py() == 6100 and parts.first_line == 101
+
+
+def test_a_big_chunk_of_lines_too_long_to_cut_is_scanned_whole(tmp_path):
+    # Where no line starts after the middle, there is one part: the same chunk as one scan.
+    lines = _generate(tmp_path, 20, seed=18).read_bytes().splitlines()
+    data = b"\n".join(lines[:10]) + b"\n" + b'{"uid": "' + b"a" * (3 << 20) + b'"\n' + lines[10]
+    one = Reader().process(bytearray(data), 1, parallel=False)
+    parts = Reader().process(bytearray(data), 1, parallel=True)
+    assert one.uplinks.equals(parts.uplinks) and one.bad_lines == parts.bad_lines
+    assert [line for line, _ in parts.bad_lines] == [11] and parts.lines == one.lines == 12
 
 
 def test_chunks_read_without_receptions_say_so_and_keep_the_rest(tmp_path):
