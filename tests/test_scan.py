@@ -897,6 +897,41 @@ def test_a_scan_without_bounds_finds_the_lines_that_line_bounds_finds():
     assert found.column("s").to_pylist()[-1] == "last"
 
 
+def test_a_buffer_past_the_reach_of_32_bit_spans_scans_the_same_with_64_bit_ones(monkeypatch, tmp_path):
+    """Strings' spans are int32 in buffers shorter than SPANS_32_BELOW and int64 in longer ones
+    (a line of gigabytes): the same columns, records and uplinks either way, for escaped, long,
+    nested and raw strings, and a string region that had to grow."""
+    import decoder.ingest.scan as scan_module
+    from helpers import sample_generator
+
+    from decoder.ingest.parse import Reader
+
+    kinds = [
+        '{"s":"a","i":1,"dévice":"d"}'.encode(),
+        b'{"s":"\\u00e9\\n","tags":["t","u"],"k\\"q":"q"}',
+        b'{"s":"' + b"x" * 5000 + b'"}',
+        b'{"n":{"s":"h"},"arr":[{"s":"i"},{"s":"j"}],"a_key_longer_than_sixteen_bytes":"l"}',
+        b'{"packets":[{"s":"p1"},{"s":"p2"}]}',
+        b'{"s":"cut',
+    ]
+    data = b"\n".join(kinds * 50) + b"\n"
+    gen = sample_generator()
+    shapes = gen.parse_mix("firefly=0.4,helium_event=0.3,helium_body=0.3")
+    packets = "\n".join(gen.Generator([gen.parse_group(gen.DEFAULT_GROUP)], 8, shapes, 5).lines(300)).encode()
+    narrow_plan, wide_plan = Plan(NASTY_FIELDS), Plan(NASTY_FIELDS)
+    narrow = scan(ScanBuffer.of(data), narrow_plan)
+    narrow_uplinks = Reader().process(bytearray(packets), 1, parallel=False)
+    monkeypatch.setattr(scan_module, "SPANS_32_BELOW", 0)
+    wide = scan(ScanBuffer.of(data), wide_plan)
+    wide_uplinks = Reader().process(bytearray(packets), 1, parallel=False)
+    assert (narrow.out.sp0.dtype, wide.out.sp0.dtype) == (np.int32, np.int64)
+    assert narrow.bad_lines() == wide.bad_lines() and len(wide.bad_lines()) == 50
+    for path in ("$", "s", "n.s", "arr[].s", "tags[]", "dévice", 'k"q', "a_key_longer_than_sixteen_bytes"):
+        assert narrow.column(path).to_pylist() == wide.column(path).to_pylist(), path
+    assert wide.column("s").to_pylist()[1] == "é\n" and wide.record_text(0) == kinds[0]
+    assert narrow_uplinks.uplinks.equals(wide_uplinks.uplinks) and wide_uplinks.uplinks.num_rows > 250
+
+
 def test_long_lines_after_tiny_ones_get_room_for_their_own_rows():
     """The room a scan makes for its rows is learned from the lines before; after a run of
     tiny lines, a buffer of long ones must not get (and zero) tables for 20 times its rows."""
