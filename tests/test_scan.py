@@ -901,9 +901,9 @@ def test_a_buffer_past_the_reach_of_32_bit_spans_scans_the_same_with_64_bit_ones
     """Strings' spans are int32 in buffers shorter than SPANS_32_BELOW and int64 in longer ones
     (a line of gigabytes): the same columns, records and uplinks either way, for escaped, long,
     nested and raw strings, and a string region that had to grow."""
-    import decoder.ingest.scan as scan_module
     from helpers import sample_generator
 
+    import decoder.ingest.scan as scan_module
     from decoder.ingest.parse import Reader
 
     kinds = [
