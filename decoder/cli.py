@@ -455,21 +455,6 @@ def _lean_kernel_load() -> None:
         skip_refresh_on_cache_load()
 
 
-# Nice levels the parsing pools run below the writing thread. 1M mixed packets, 10 interleaved
-# runs of each: 3 levels 1.06x as fast as none, 10 levels 1.13x, 19 levels 1.10x; then 10 against
-# none (the old tree against the new), 12 pairs: 1.07x (8 of 12 faster). 1M Firefly packets: 1.01x.
-_POOLS_YIELD = 10
-
-
-def _pools_behind_the_writer() -> None:
-    """In the command's own process, the pools that parse and decode run behind the thread
-    that writes (threads.pools_yield)."""
-    if _process.is_the_command:
-        from . import threads
-
-        threads.pools_yield(_POOLS_YIELD)
-
-
 def _collect_after_start_up() -> None:
     """In the command's own process, no garbage collection until the decoding starts
     (_start_up_done): the imports and the classes make some 110,000 objects that live as long
@@ -705,7 +690,6 @@ def _decode_input(
 def cmd_decode(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     chunk_bytes, fmt = _check_decode_args(args)
     _collect_after_start_up()
-    _pools_behind_the_writer()
 
     # The first input is read and scanned (numba, off the GIL) while the outputs' modules
     # import and the classes load. Checking the outputs first put those imports before the

@@ -28,10 +28,11 @@ __all__ = [
 # 1.5 for Firefly packets alone). 16 MB against 8 MB, 1M packets, 10 interleaved pairs: the
 # mixed file 1.10x as fast (13% less CPU), Firefly 1.06x (9%); peak RSS 484-519 against 408-437
 # MB, and as flat (Firefly: 490-525 MB at 1M packets, 504-516 at 4M). With numpy's arrays in 4 KB
-# pages (the command's, cli._keep_start_up_lean) the peak is 427-446 MB. Once the parsing pools
-# ran behind the writer (cli._POOLS_YIELD), 24 MB against 16 MB: the mixed file 1.04-1.08x as
-# fast (22 interleaved pairs, 14 faster), Firefly 1.01x (12 pairs); peak RSS 469-511 MB against
-# 402-426, as flat (460 MB at 4M Firefly packets).
+# pages (the command's, cli._keep_start_up_lean) the peak is 427-446 MB. With the parsing pools
+# ten nice levels behind the writer (since dropped: beside other busy programs they starved),
+# 24 MB against 16 MB: the mixed file 1.04-1.08x as fast (22 interleaved pairs, 14 faster),
+# Firefly 1.01x (12 pairs); peak RSS 469-511 MB against 402-426, as flat (460 MB at 4M Firefly
+# packets). Without the levels, 16 MB against 24: 1.03x, within the noise (8 pairs).
 CHUNK_BYTES = 24 << 20
 MIN_CHUNK_BYTES = 1 << 20  # the smallest --chunk-size: below it the fixed cost per chunk dominates
 

@@ -9,11 +9,10 @@ thread. ``pool`` gives each named use one lazily started thread pool.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["END", "Failure", "pool", "workers", "pools_yield"]
+__all__ = ["END", "Failure", "pool", "workers"]
 
 
 class _End:
@@ -37,7 +36,6 @@ class Failure:
 
 _pools: dict[str, ThreadPoolExecutor] = {}
 _lock = threading.Lock()
-_pool_nice: int | None = None  # the nice level of the pools' threads (pools_yield), None: inherited
 
 
 def workers() -> int:
@@ -50,36 +48,5 @@ def pool(name: str) -> ThreadPoolExecutor:
     with _lock:
         executor = _pools.get(name)
         if executor is None:
-            executor = _pools[name] = ThreadPoolExecutor(
-                max_workers=workers(), thread_name_prefix=f"decoder-{name}", initializer=_yielding
-            )
+            executor = _pools[name] = ThreadPoolExecutor(max_workers=workers(), thread_name_prefix=f"decoder-{name}")
         return executor
-
-
-def pools_yield(steps: int) -> None:
-    """Have the pools' threads started from now on run ``steps`` nice levels below the rest
-    of the process (Linux, where a thread has a nice level of its own; elsewhere nothing).
-
-    The command's thread writes what the pools parse: on two cores those are three busy
-    threads, and shared evenly the writer fell behind: its last row groups were written after
-    the parsing had ended, on one core (1M mixed packets: 123 ms from the last chunk parsed to
-    the exit). Ahead of the pools it keeps up, and the end is its last rows and the rename
-    (57 ms). Where the kernel groups processes by session (autogroup), nice levels order the
-    threads of a process among themselves, not against other programs."""
-    global _pool_nice
-    if sys.platform.startswith("linux") and steps > 0:
-        _pool_nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + steps)  # 0: the calling thread
-    else:
-        _pool_nice = None
-
-
-def _yielding() -> None:
-    """A pool thread's start: take the pools' nice level (pools_yield). A pool thread may be
-    started by another pool's thread, whose level it inherits: the level is set, not added."""
-    if _pool_nice is None:
-        return
-    try:
-        if os.getpriority(os.PRIO_PROCESS, 0) < _pool_nice:  # 0: this thread (Linux)
-            os.setpriority(os.PRIO_PROCESS, 0, _pool_nice)
-    except OSError:  # a sandbox that refuses it: the threads run as they are
-        pass

@@ -152,12 +152,10 @@ def test_decode_does_not_pay_for_pandas(data, tmp_path):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice level is Linux's")
-def test_the_commands_parsing_threads_run_behind_its_writer_and_a_library_callers_do_not(data, tmp_path):
-    """The command's pools run 10 nice levels below its writing thread (on two cores the writer
-    fell behind and wrote its last row groups alone); in a user's process, ``main(argv)``
-    leaves every thread's priority as it was."""
-    from decoder import threads
-
+def test_the_commands_parsing_threads_keep_the_priority_the_user_gave_it(data, tmp_path):
+    """Every thread of the command runs at the process's nice level. Parsing threads ten levels
+    below the writer made a run 1.05x as fast on an idle machine, and 3.3x as slow beside two
+    busy programs of the same session (11-12 s against 3.5-3.7, 1M mixed packets)."""
     levels_at_exit = (
         "import atexit, os, sys; from decoder.cli import main; from decoder import threads\n"
         "def levels():\n"
@@ -175,31 +173,7 @@ def test_the_commands_parsing_threads_run_behind_its_writer_and_a_library_caller
     )
     assert res.returncode == 0, res.stderr
     main_level, *pool_levels = map(int, res.stdout.split())
-    assert pool_levels and all(level == min(19, main_level + 10) for level in pool_levels), res.stdout
-
-    assert run_cli("decode", *args, tmp_path / "p.parquet").returncode == 0
-    mine = os.getpriority(os.PRIO_PROCESS, 0)
-    pool = threads.pool("chunks")
-    assert threads._pool_nice is None
-    assert all(os.getpriority(os.PRIO_PROCESS, t.native_id) == mine for t in pool._threads)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice level is Linux's")
-def test_a_pool_started_from_another_pools_thread_takes_the_same_level_not_a_lower_one():
-    """The last chunk's parts pool is started from a chunks thread, whose level it inherits."""
-    from decoder import threads
-
-    def level() -> int:
-        return os.getpriority(os.PRIO_PROCESS, 0)
-
-    mine = level()
-    threads.pools_yield(3)
-    try:
-        outer = threads.pool("test-outer").submit(lambda: (level(), threads.pool("test-inner").submit(level).result()))
-        assert outer.result(timeout=30) == (min(19, mine + 3), min(19, mine + 3))
-    finally:
-        threads.pools_yield(0)
-    assert threads.pool("test-later").submit(level).result(timeout=30) == mine
+    assert pool_levels and all(level == main_level for level in pool_levels), res.stdout
 
 
 def test_the_command_allocates_from_jemalloc_in_small_pages_and_a_library_caller_keeps_its_settings(data, tmp_path):
