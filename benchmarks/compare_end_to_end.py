@@ -53,6 +53,7 @@ stay flat as the file grows).
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -407,7 +408,7 @@ def main() -> None:
     ap.add_argument("--no-bad", action="store_true", help="skip the files with bad lines")
     ap.add_argument("--dir", default="/tmp/decoder-e2e")
     ap.add_argument("--memory-n", type=int, default=0, help="also our peak RSS at this many packets")
-    ap.add_argument("--json", help="write the medians here")
+    ap.add_argument("--json", help="write the medians (and every round's times) here")
     ap.add_argument("--startup-runs", type=int, default=7, help="runs of the one-packet start-up check (0: none)")
     args = ap.parse_args()
 
@@ -421,7 +422,11 @@ def main() -> None:
         if not args.no_bad:
             bad = work / f"{kind}_{args.n}_bad.jsonl"
             files[f"{kind}_bad"] = (bad, True, make_bad(clean, bad))
-    # One run of ours first, so its kernels are cached, as on any second run of a user's.
+    # Our modules byte-compiled, as an installed package's are (pip compiles them; the peers'
+    # are): under PYTHONDONTWRITEBYTECODE an editable checkout compiled its sources on every run,
+    # 0.1 s of each one-packet run. Then one run of ours, so its kernels are cached, as on any
+    # second run of a user's.
+    compileall.compile_dir(ROOT / "decoder", quiet=1)
     subprocess.run(contenders("warm", files[next(iter(files))][0], work, False)["ours"], check=True)
 
     load_before = os.getloadavg()
@@ -461,7 +466,13 @@ def main() -> None:
             ours_wall = wall if who == "ours" else ours_wall
             ratio = f"{wall / ours_wall:7.2f}x" if ours_wall else ""
             print(f"  {who:24} {wall:8.2f} {cpu:8.2f} {rss:8,} {ratio}")
-            summary.setdefault(name, {})[who] = {"wall": wall, "cpu": cpu, "rss_mb": rss}
+            summary.setdefault(name, {})[who] = {
+                "wall": wall,
+                "cpu": cpu,
+                "rss_mb": rss,
+                "walls": [s[0] for s in ok],
+                "cpus": [s[1] for s in ok],
+            }
         if not bad and "duckdb" in summary.get(name, {}):
             theirs, ours_out = work / f"out_{name}_duckdb.parquet", work / f"out_{name}_ours.parquet"
             print(f"  DuckDB's table against ours: {same_table_in_child(ours_out, theirs)}")
