@@ -329,6 +329,40 @@ def test_a_line_longer_than_a_large_buffer(tmp_path):
     assert len(chunks) >= 2
 
 
+def test_a_file_mapped_in_chunks_reads_as_a_stream_of_it_does_and_stays_unchanged(tmp_path, monkeypatch):
+    """A regular file's chunks are mapped, not copied, and padded where they end: every row,
+    bad line and line number is the one a stream of the same bytes gives, and the padding never
+    reaches the file (nor the next chunk, which begins in the same page)."""
+    from decoder.ingest import source
+
+    lines = [_d(HB), _d(FF), _d(HE)] * 3000
+    for k in range(1, len(lines), 997):
+        lines[k] = lines[k][: len(lines[k]) // 2]  # truncated
+    lines[4000] = _d(dict(FF, gwrx=FF["gwrx"] * 3000))  # longer than a chunk
+    data = "\n".join(lines).encode()  # and no final newline
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(data)
+    mapped = []
+    blocks = source._MappedFile.blocks
+
+    def counted(self, *a):
+        for block in blocks(self, *a):
+            mapped.append(block.n)
+            yield block
+
+    monkeypatch.setattr(source._MappedFile, "blocks", counted)
+    for chunk_bytes in (4096, 100_000):
+        mapped.clear()
+        _, up, bad, skipped = _read_all(path, chunk_bytes=chunk_bytes)
+        assert len(mapped) >= 5 and sum(mapped) < len(data)  # mapped chunks, then the read tail
+        _, up_read, bad_read, skipped_read = _read_all(io.BytesIO(data), chunk_bytes=chunk_bytes)
+        assert up.equals(up_read)
+        assert bad == bad_read and len(bad) == 10
+        assert skipped == skipped_read
+        assert up.num_rows + len(bad) + sum(skipped.values()) == len(lines)
+    assert path.read_bytes() == data
+
+
 def test_the_first_chunk_is_small_so_the_first_rows_come_sooner(tmp_path):
     """An eighth of a chunk (at least 256 KB) first: the consumer waits for it while every
     kernel loads. A first line longer than that is still read whole."""
