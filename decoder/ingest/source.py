@@ -418,7 +418,7 @@ class _MappedFile:
         """Chunks of whole lines from ``offset`` on, about ``chunk_bytes`` each (the first
         ``first_room`` if set), while a whole chunk and its padding fit before the end of the
         file; ``offset`` is then where the rest begins."""
-        room = first_room or chunk_bytes
+        room = min(first_room, chunk_bytes) if first_room else chunk_bytes  # as a read buffer's
         while not stop.is_set():
             base = self.offset - self.offset % mmap.ALLOCATIONGRANULARITY
             skip = self.offset - base
