@@ -151,6 +151,37 @@ def test_decode_does_not_pay_for_pandas(data, tmp_path):
     assert all(int(line.split("|")[1]) < 1000 for line in loaded), loaded  # refused at once, never loaded
 
 
+def test_decode_does_not_search_the_installed_packages_for_numba_extensions(data, tmp_path):
+    """numba looks for extensions among every installed package's entry points (importing
+    importlib.metadata to do it): 55 ms of a one-packet run. The command skips that, and a class
+    that must be compiled (an empty kernel cache: numba's compiler asks for extensions too)
+    still compiles and decodes."""
+    env = dict(os.environ, DECODER_CACHE_DIR=str(tmp_path / "kernels"))
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "decoder",
+            "decode",
+            data / "packets.jsonl",
+            "--classes",
+            CLASSES / "test_device_class.json",
+            "-o",
+            tmp_path / "o.parquet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert res.returncode == 0, res.stderr
+    imported = {line.split("|")[2].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
+    assert "numba.core.entrypoints" in imported and "importlib.metadata" not in imported
+    assert pq.read_table(tmp_path / "o.parquet").num_rows == N + 2  # as test_python_m_decoder_is_the_command
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice level is Linux's")
 def test_the_commands_parsing_threads_keep_the_priority_the_user_gave_it(data, tmp_path):
     """Every thread of the command runs at the process's nice level. Parsing threads ten levels
