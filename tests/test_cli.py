@@ -125,9 +125,9 @@ def test_python_m_decoder_is_the_command(data):
     assert len(res.stdout.splitlines()) == N + 2
 
 
-def test_decode_does_not_pay_for_pandas(data, tmp_path):
-    """pyarrow would import pandas (when installed) on its first array: ~0.5 s of start-up for nothing."""
-    res = subprocess.run(
+def _decode_with_import_times(data, tmp_path, env=None) -> subprocess.CompletedProcess:
+    """The command decoding the sample packets to Parquet under ``-X importtime`` (on stderr)."""
+    return subprocess.run(
         [
             sys.executable,
             "-X",
@@ -144,8 +144,14 @@ def test_decode_does_not_pay_for_pandas(data, tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
+        env=env,
     )
+
+
+def test_decode_does_not_pay_for_pandas(data, tmp_path):
+    """pyarrow would import pandas (when installed) on its first array: ~0.5 s of start-up for nothing."""
+    res = _decode_with_import_times(data, tmp_path)
     assert res.returncode == 0, res.stderr
     loaded = [line for line in res.stderr.splitlines() if line.rstrip().endswith("pandas")]
     assert all(int(line.split("|")[1]) < 1000 for line in loaded), loaded  # refused at once, never loaded
@@ -156,26 +162,7 @@ def test_decode_does_not_search_the_installed_packages_for_numba_extensions(data
     importlib.metadata to do it): 55 ms of a one-packet run. The command skips that, and a class
     that must be compiled (an empty kernel cache: numba's compiler asks for extensions too)
     still compiles and decodes."""
-    env = dict(os.environ, DECODER_CACHE_DIR=str(tmp_path / "kernels"))
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-X",
-            "importtime",
-            "-m",
-            "decoder",
-            "decode",
-            data / "packets.jsonl",
-            "--classes",
-            CLASSES / "test_device_class.json",
-            "-o",
-            tmp_path / "o.parquet",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    res = _decode_with_import_times(data, tmp_path, env=dict(os.environ, DECODER_CACHE_DIR=str(tmp_path / "kernels")))
     assert res.returncode == 0, res.stderr
     imported = {line.split("|")[2].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
     assert "numba.core.entrypoints" in imported and "importlib.metadata" not in imported

@@ -15,6 +15,7 @@ from 1; the consumer renumbers them in order.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import mmap
@@ -325,7 +326,7 @@ def _produce(
                 first_room = 0
             if stop.is_set():
                 return
-            stream.seek(mapped.offset)  # the rest (the last chunk, anything appended) is read
+            # The rest (the last chunk, anything appended) is read from the last chunk's seek on.
         carry = b""
         eof = False
         failed: _ReadFailed | None = None
@@ -450,24 +451,25 @@ def _populate(mapped: np.ndarray) -> None:
     about what the copy it replaces cost the reader. Through ctypes, which lets go of the GIL
     for the 1-2 ms a 24 MB chunk takes; where the call is missing or refused, the pages are
     faulted in as they are read."""
-    global _madvise
-    if _madvise is None and not sys.platform.startswith("linux"):  # the advice's number is Linux's
-        _madvise = False
-    if _madvise is None:
-        try:
-            import ctypes
-
-            call = ctypes.CDLL(None, use_errno=True).madvise
-            call.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-            call.restype = ctypes.c_int
-            _madvise = call
-        except (OSError, AttributeError):  # pragma: no cover - no madvise in this C library
-            _madvise = False
-    if _madvise and len(mapped):
-        _madvise(mapped.ctypes.data, len(mapped), _MADV_POPULATE_READ)  # a failure: faults instead
+    madvise = _libc_madvise()
+    if madvise is not None and len(mapped):
+        madvise(mapped.ctypes.data, len(mapped), _MADV_POPULATE_READ)  # a failure: faults instead
 
 
-_madvise = None  # libc's madvise, once looked up (False: none)
+@functools.cache
+def _libc_madvise():
+    """libc's madvise through ctypes, or None: not Linux (the advice's number is Linux's), or none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        call = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):  # pragma: no cover - no madvise in this C library
+        return None
+    call.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    call.restype = ctypes.c_int
+    return call
 
 _MAPPED_FROM = 2 << 20  # bytes: buffers this big and more are anonymous mappings (_new_buffer)
 
