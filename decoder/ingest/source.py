@@ -471,6 +471,7 @@ def _libc_madvise():
     call.restype = ctypes.c_int
     return call
 
+
 _MAPPED_FROM = 2 << 20  # bytes: buffers this big and more are anonymous mappings (_new_buffer)
 
 
