@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.abc
 import os
 import signal
 import sys
@@ -448,11 +447,14 @@ def _check_class_arguments(args: argparse.Namespace) -> None:
 
 def _lean_kernel_load() -> None:
     """Before kernels load (the classes', the reader's): in the command's own process, load them
-    from numba's cache without its compiler's preparations (runtime.lean_load)."""
+    from numba's cache without its compiler's preparations (runtime.lean_load), and numba's
+    runtime functions from our kernel cache where it can be trusted."""
     if _process.is_the_command:
+        from .kernel_cache_dir import cache_dir, untrusted
         from .runtime.lean_load import skip_refresh_on_cache_load
 
-        skip_refresh_on_cache_load()
+        where = cache_dir()
+        skip_refresh_on_cache_load(where if untrusted(where) is None else None)
 
 
 def _collect_after_start_up() -> None:
@@ -1226,7 +1228,11 @@ def _warning_line(message: Any, category: Any, filename: str, lineno: int, line:
     return f"{PROG}: warning: {message}\n"
 
 
-class _WithoutPandas(importlib.abc.MetaPathFinder):
+# The import hooks below are plain classes with the methods the import system calls (PEP 451):
+# subclassing importlib.abc imported importlib.resources with it, 9 ms of every run's start-up.
+
+
+class _WithoutPandas:
     """Refuses ``import pandas`` in this process. pyarrow imports pandas, when installed, on its
     first ``pa.array``/``pa.scalar`` call only to check whether it was handed pandas objects
     (0.35-0.7 s of start-up); the command never hands it any, and never needs pandas."""
@@ -1237,7 +1243,7 @@ class _WithoutPandas(importlib.abc.MetaPathFinder):
         return None
 
 
-class _WithoutNumbaExtensions(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+class _WithoutNumbaExtensions:
     """Makes ``numba.core.entrypoints`` one that loads no numba extensions. numba's looks for
     them among the entry points of every installed package, importing ``importlib.metadata``
     (with email, socket and zipfile) to do it: 55 ms of a one-packet run's 0.5 s (0.495 against

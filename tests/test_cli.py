@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -167,6 +168,47 @@ def test_decode_does_not_search_the_installed_packages_for_numba_extensions(data
     imported = {line.split("|")[2].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
     assert "numba.core.entrypoints" in imported and "importlib.metadata" not in imported
     assert pq.read_table(tmp_path / "o.parquet").num_rows == N + 2  # as test_python_m_decoder_is_the_command
+
+
+def test_the_command_compiles_numbas_runtime_module_once_into_the_kernel_cache(data, tmp_path):
+    """numba compiles its runtime's own module (reference counts) with LLVM in every process,
+    16-22 ms on the way to the first scan. The command keeps its machine code in the kernel
+    cache and loads it from there after; a class compiled afresh links with what was loaded, and
+    a damaged file is compiled again and replaced."""
+    spy = (  # which libraries numba loads from serialized machine code, printed at exit
+        "import atexit; from numba.core import codegen; from decoder.cli import main\n"
+        "loaded, original = [], codegen.Codegen.unserialize_library\n"
+        "def spy(self, state):\n"
+        "    loaded.append(state[0])\n"
+        "    return original(self, state)\n"
+        "codegen.Codegen.unserialize_library = spy\n"
+        "atexit.register(lambda: print('nrt' in loaded, flush=True)); main()"
+    )
+    kernels = tmp_path / "kernels"
+    env = dict(os.environ, DECODER_CACHE_DIR=str(kernels))
+
+    def decode(out: str) -> bool:
+        args = ["decode", data / "packets.jsonl", "--classes", CLASSES / "test_device_class.json", "-q", "-o"]
+        res = subprocess.run(
+            [sys.executable, "-c", spy, *args, tmp_path / out], capture_output=True, text=True, timeout=300, env=env
+        )
+        assert res.returncode == 0, res.stderr
+        return res.stdout.split() == ["True"]
+
+    assert not decode("first.parquet")  # compiled, and kept
+    (kept,) = kernels.glob("nrt_*.pickle")
+    assert decode("second.parquet")
+    for generated in kernels.glob("k_*.py"):  # the class's kernel compiles again: links with the loaded one
+        generated.unlink()
+    shutil.rmtree(kernels / "__pycache__")
+    assert decode("third.parquet")
+    kept.write_bytes(b"not a pickle")
+    assert not decode("fourth.parquet")
+    assert kept.read_bytes() != b"not a pickle" and decode("fifth.parquet")
+    first = pq.read_table(tmp_path / "first.parquet")
+    assert first.num_rows == N + 2
+    for out in ("second", "third", "fourth", "fifth"):
+        assert pq.read_table(tmp_path / f"{out}.parquet").equals(first)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice level is Linux's")

@@ -25,7 +25,6 @@ import functools
 import hashlib
 import os
 import shutil
-import stat
 import sys
 import tempfile
 import threading
@@ -35,9 +34,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Kernel", "load_kernel", "cache_dir", "untrusted"]
+from ..kernel_cache_dir import CACHE_ENV, cache_dir, untrusted
 
-CACHE_ENV = "DECODER_CACHE_DIR"
+__all__ = ["Kernel", "load_kernel", "cache_dir", "untrusted", "CACHE_ENV"]
+
 _RUNTIME_MODULES = ("runtime/abi.py", "runtime/bits.py", "runtime/jsmath.py", "compiler/codegen.py")
 _memo: dict[str, Kernel] = {}
 _lock = threading.Lock()
@@ -61,14 +61,6 @@ class Kernel:
         return {"cache_hits": hits, "cache_misses": misses}
 
 
-def cache_dir() -> Path:
-    """Directory that holds generated kernel files and numba's cache of them."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "decoder"
-
-
 @functools.lru_cache(maxsize=1)
 def _runtime_fingerprint() -> bytes:
     import numba  # start-up: numba only once a kernel is built or loaded
@@ -78,23 +70,6 @@ def _runtime_fingerprint() -> bytes:
     for name in _RUNTIME_MODULES:
         h.update((package / name).read_bytes())
     return h.digest()
-
-
-def untrusted(path: Path) -> str | None:
-    """Why ``path`` must not hold code this process imports (created 0700 if missing), or None."""
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = os.stat(path)
-    except OSError as err:
-        return f"cannot create it ({err.strerror or err})"
-    if not stat.S_ISDIR(info.st_mode):
-        return "it is not a directory"
-    if os.name == "posix":
-        if info.st_uid != os.getuid():
-            return "it belongs to another user"
-        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return "others can write to it"
-    return None
 
 
 def _kernel_dir() -> Path:

@@ -18,20 +18,35 @@ code reads those globals, and numba's implementations compile in nopython
 mode, so ``_rebuild_env_lean`` gives a numba module that is not imported yet
 its name alone.
 
+That runtime's initialization compiles a small module of its own (atomic
+reference counts) with LLVM in every process: 16-22 ms on the way to the
+first scan. Given a trusted directory, ``_nrt_from_disk`` keeps its machine
+code there, as numba keeps a kernel's, and loads it (under 1 ms); the file's
+name hashes the module's IR, numba's and llvmlite's versions and the target
+machine, so anything that would change the code changes the name.
+
 The command line turns this on for its own process; the library leaves numba
 as it is (a program that imports us may use numba for itself).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib
+import os
+import pickle
 import sys
+import tempfile
+from pathlib import Path
 
 __all__ = ["skip_refresh_on_cache_load"]
 
 # The names numba 0.68's Cache.load_overload uses: refresh, then load under the I/O guard.
 # Another body means another numba: then it is left alone.
 _EXPECTED_NAMES = ("refresh", "_guard_against_spurious_io_errors", "_load_overload")
+# numba 0.68's nrtdynmod.compile_nrt_functions: build the IR module, add it, finalize.
+_EXPECTED_NRT_NAMES = ("create_nrt_module", "add_ir_module", "finalize")
 _EXPECTED_ENV_NAMES = (
     "lookup_environment",
     "importlib",
@@ -44,9 +59,10 @@ _EXPECTED_ENV_NAMES = (
 )
 
 
-def skip_refresh_on_cache_load() -> bool:
+def skip_refresh_on_cache_load(runtime_dir: Path | None = None) -> bool:
     """Make numba load cached kernels without the compiler's context refresh; False (and nothing
-    changed) when this numba's loader is not the one this was written for."""
+    changed) when this numba's loader is not the one this was written for. ``runtime_dir``: a
+    trusted directory to keep the runtime's compiled functions in (``_nrt_from_disk``)."""
     from numba.core import caching
     from numba.core.runtime import nrt
 
@@ -64,7 +80,63 @@ def skip_refresh_on_cache_load() -> bool:
     load_overload._decoder_lean = True  # type: ignore[attr-defined]
     caching.Cache.load_overload = load_overload
     _rebuild_environments_lean()
+    if runtime_dir is not None:
+        _nrt_from_disk(runtime_dir)
     return True
+
+
+def _nrt_from_disk(directory: Path) -> None:
+    """Have numba's runtime initialization load its compiled module from ``directory`` (written
+    there the first time); left alone when this numba compiles it otherwise."""
+    from numba.core.runtime import nrtdynmod
+
+    original = nrtdynmod.compile_nrt_functions
+    if getattr(original, "_decoder_lean", False) or original.__code__.co_names != _EXPECTED_NRT_NAMES:
+        return
+
+    def compile_nrt_functions(ctx):
+        ir_module, library = nrtdynmod.create_nrt_module(ctx)
+        codegen = ctx.codegen()
+        path = directory / f"nrt_{_machine_code_key(codegen, str(ir_module))}.pickle"
+        try:
+            return codegen.unserialize_library(pickle.loads(path.read_bytes()))
+        except Exception:  # not written yet, or unreadable: compiled, and written, below
+            pass
+        library.enable_object_caching()  # keeps the machine code for serialize_using_object_code
+        library.add_ir_module(ir_module)
+        library.finalize()
+        _write_atomically(path, pickle.dumps(library.serialize_using_object_code()))
+        return library
+
+    compile_nrt_functions._decoder_lean = True  # type: ignore[attr-defined]
+    nrtdynmod.compile_nrt_functions = compile_nrt_functions
+
+
+def _machine_code_key(codegen, ir_text: str) -> str:
+    """What the runtime module's machine code depends on, hashed: its IR, the compiler's
+    versions and the target (triple, CPU and its features, as numba's own cache checks)."""
+    import llvmlite
+    import numba
+
+    h = hashlib.sha256(repr((numba.__version__, llvmlite.__version__, codegen.magic_tuple())).encode())
+    h.update(ir_text.encode())
+    return h.hexdigest()[:32]
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """``path`` holds ``data`` whole or not at all (another process may be reading it); a
+    directory that cannot be written only costs the next process the compile."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_nrt_")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _rebuild_environments_lean() -> None:

@@ -1,0 +1,42 @@
+"""Where compiled machine code is kept between processes, and whether that place can be trusted.
+
+One rule for every cache of ours (the class kernels of ``compiler.cache``, numba's runtime
+functions of ``runtime.lean_load``): ``$DECODER_CACHE_DIR``, else ``$XDG_CACHE_HOME/decoder``,
+else ``~/.cache/decoder``, used only when it belongs to the user and no one else can write to
+it. Standard library only: the command asks before numba or the compiler is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+__all__ = ["CACHE_ENV", "cache_dir", "untrusted"]
+
+CACHE_ENV = "DECODER_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """Directory that holds generated kernel files and numba's cache of them."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "decoder"
+
+
+def untrusted(path: Path) -> str | None:
+    """Why ``path`` must not hold code this process imports (created 0700 if missing), or None."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.stat(path)
+    except OSError as err:
+        return f"cannot create it ({err.strerror or err})"
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a directory"
+    if os.name == "posix":
+        if info.st_uid != os.getuid():
+            return "it belongs to another user"
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return "others can write to it"
+    return None
