@@ -8,11 +8,13 @@ it. Standard library only: the command asks before numba or the compiler is impo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import tempfile
 from pathlib import Path
 
-__all__ = ["CACHE_ENV", "cache_dir", "untrusted"]
+__all__ = ["CACHE_ENV", "cache_dir", "untrusted", "write_atomically"]
 
 CACHE_ENV = "DECODER_CACHE_DIR"
 
@@ -40,3 +42,21 @@ def untrusted(path: Path) -> str | None:
         if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             return "others can write to it"
     return None
+
+
+def write_atomically(path: Path, data: bytes) -> bool:
+    """Make ``path`` hold ``data``, whole or not at all (another process may be reading it);
+    False when the directory cannot be written (a cache: the next process builds it again)."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_")
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        return False

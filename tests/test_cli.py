@@ -170,6 +170,20 @@ def test_decode_does_not_search_the_installed_packages_for_numba_extensions(data
     assert pq.read_table(tmp_path / "o.parquet").num_rows == N + 2  # as test_python_m_decoder_is_the_command
 
 
+def test_a_second_run_reads_its_classes_back_without_the_formula_parser(data, tmp_path):
+    """The first run builds the class (lark parses its formulas) and keeps the build in the
+    kernel cache; the next run reads it back and never imports lark or the code generator."""
+    env = dict(os.environ, DECODER_CACHE_DIR=str(tmp_path / "kernels"))
+    runs = []
+    for out in ("first", "second"):
+        res = _decode_with_import_times(data, tmp_path / out, env=env)
+        assert res.returncode == 0, res.stderr
+        runs.append({line.split("|")[2].strip() for line in res.stderr.splitlines() if line.startswith("import time:")})
+    assert {"lark", "decoder.compiler.codegen"} <= runs[0]
+    assert not {"lark", "decoder.compiler.codegen", "decoder.compiler.lower"} & runs[1]
+    assert pq.read_table(tmp_path / "second" / "o.parquet").equals(pq.read_table(tmp_path / "first" / "o.parquet"))
+
+
 def test_the_command_compiles_numbas_runtime_module_once_into_the_kernel_cache(data, tmp_path):
     """numba compiles its runtime's own module (reference counts) with LLVM in every process,
     16-22 ms on the way to the first scan. The command keeps its machine code in the kernel

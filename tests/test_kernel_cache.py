@@ -189,3 +189,44 @@ def test_a_command_process_loads_cached_kernels_without_the_compilers_set_up(tmp
     engine = decoder.Engine(decoder.Registry.from_files([ROOT / "samples" / "classes" / "test_device_class.json"]))
     decoded = lean.column("decoded").to_pylist()
     assert None not in decoded and decoded == engine.decode_packets(packets).column("decoded").to_pylist()
+
+
+def _class_doc(k: int, formula: str) -> dict:
+    return {
+        "name": f"Build cache test {k}",
+        "script": {
+            "parseElements": [{"type": "int", "target": "a", "bits": "8"}],
+            "calculateElements": [{"target": "y", "formula": formula}],
+        },
+    }
+
+
+def test_a_class_built_before_is_read_back_and_a_changed_or_damaged_one_built_again(tmp_path, monkeypatch):
+    """Building a class (its formulas parsed by lark, lowered, its kernel's source generated)
+    is kept in the cache directory: the same class is read back without building it, a class
+    whose script changed is built, and a damaged file is built again and replaced."""
+    from decoder.compiler import lower as lowering
+
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path))
+    k = next(_unique) + os.getpid() * 1000
+    decodes(decoder.compile(_class_doc(k, f"a * 2 + {k}")), k)
+    (kept,) = tmp_path.glob("c_*.pickle")
+
+    def no_building(spec):
+        raise AssertionError("built again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(lowering, "lower", no_building)
+        decodes(decoder.compile(_class_doc(k, f"a * 2 + {k}")), k)  # read back
+        with pytest.raises(AssertionError, match="built again"):
+            decoder.compile(_class_doc(k, f"a * 3 + {k}"))
+    changed = decoder.compile(_class_doc(k, f"a * 3 + {k}"))
+    assert changed.decode(["05"]).to_pylist() == [{"a": 5, "y": 15.0 + k}]
+    assert len(list(tmp_path.glob("c_*.pickle"))) == 2
+
+    kept.write_bytes(b"damaged")
+    decodes(decoder.compile(_class_doc(k, f"a * 2 + {k}")), k)
+    assert kept.read_bytes() != b"damaged"
+    with monkeypatch.context() as patched:
+        patched.setattr(lowering, "lower", no_building)
+        decodes(decoder.compile(_class_doc(k, f"a * 2 + {k}")), k)  # the replacement reads back

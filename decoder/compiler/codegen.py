@@ -26,7 +26,6 @@ offsets loads and lets LLVM treat the batch as a matrix.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import singledispatchmethod
 
 from ..runtime.abi import ERR_INPUT, ERR_OK, ERR_TOO_SHORT
@@ -41,6 +40,7 @@ from .ir import (
     Const,
     Equals,
     Expr,
+    KernelLayout,
     Kind,
     MathCall,
     Negate,
@@ -68,14 +68,6 @@ _ARITH_CALL = {
     ">>>": "js_shr",
 }
 _ZERO = {Kind.NUM: "0.0", Kind.BOOL: "False", Kind.STR: "-1", Kind.NULL: "0.0"}
-
-
-@dataclass(frozen=True)
-class KernelLayout:
-    """What the Python side must allocate and how to read it back."""
-
-    outputs: tuple[tuple[tuple[str, ...], Slot], ...]  # leaf path, final slot; arrays in this order
-    dynamic: bool  # bits_used is written for every row
 
 
 def _float_literal(value: float) -> str:

@@ -16,11 +16,10 @@ import pyarrow as pa
 
 from ..errors import ScriptError
 from ..runtime.abi import ERR_INPUT
+from . import class_cache
 from .batch import Column, DecodedBatch
 from .cache import load_kernel
-from .codegen import KernelLayout, generate
-from .ir import Program
-from .lower import lower
+from .ir import KernelLayout, Program
 from .normalized import check_outputs
 from .script import ClassSpec, load_specs
 
@@ -349,6 +348,13 @@ class _Outputs:
 
 
 def _build(spec: ClassSpec) -> DeviceClass:
+    built = class_cache.load(spec)
+    if built is not None:
+        return DeviceClass(spec, *built)
+    # start-up: the formula parser (lark) and the code generator, only for a class not built before
+    from .codegen import generate
+    from .lower import lower
+
     try:
         program = lower(spec)
     except ScriptError as err:
@@ -356,6 +362,7 @@ def _build(spec: ClassSpec) -> DeviceClass:
     source, layout = generate(program)
     dc = DeviceClass(spec, program, source, layout)
     check_outputs(spec.normalized, dc.output_schema(include_hidden=True), spec.name)
+    class_cache.store(spec, program, source, layout)
     return dc
 
 

@@ -207,3 +207,11 @@ class Program:
     strings: list[str] = field(default_factory=list)  # string table, code = index
     static_bits: int | None = 0  # total bits when the layout has no conditional read, else None
     uses_port: bool = False
+
+
+@dataclass(frozen=True)
+class KernelLayout:
+    """What the Python side must allocate for a class's kernel and how to read it back."""
+
+    outputs: tuple[tuple[tuple[str, ...], Slot], ...]  # leaf path, final slot; arrays in this order
+    dynamic: bool  # bits_used is written for every row

@@ -31,14 +31,13 @@ as it is (a program that imports us may use numba for itself).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib
-import os
 import pickle
 import sys
-import tempfile
 from pathlib import Path
+
+from ..kernel_cache_dir import write_atomically
 
 __all__ = ["skip_refresh_on_cache_load"]
 
@@ -105,7 +104,7 @@ def _nrt_from_disk(directory: Path) -> None:
         library.enable_object_caching()  # keeps the machine code for serialize_using_object_code
         library.add_ir_module(ir_module)
         library.finalize()
-        _write_atomically(path, pickle.dumps(library.serialize_using_object_code()))
+        write_atomically(path, pickle.dumps(library.serialize_using_object_code()))
         return library
 
     compile_nrt_functions._decoder_lean = True  # type: ignore[attr-defined]
@@ -121,22 +120,6 @@ def _machine_code_key(codegen, ir_text: str) -> str:
     h = hashlib.sha256(repr((numba.__version__, llvmlite.__version__, codegen.magic_tuple())).encode())
     h.update(ir_text.encode())
     return h.hexdigest()[:32]
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """``path`` holds ``data`` whole or not at all (another process may be reading it); a
-    directory that cannot be written only costs the next process the compile."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_nrt_")
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
 
 
 def _rebuild_environments_lean() -> None:
