@@ -4,6 +4,8 @@ script (JSON -> ClassSpec) -> formula (+ formula.lark: text -> AST with position
 -> lower (AST -> typed IR in ``ir``, constants folded by ``fold``) -> codegen
 (IR -> kernel source) -> cache (source -> compiled kernel, memoized and on
 disk) -> device_class (runs a kernel over a batch) -> batch (Arrow export).
+A class built before is read back from disk by ``class_cache`` (its IR, source
+and layout), skipping formula, lower and codegen.
 """
 
 from __future__ import annotations
