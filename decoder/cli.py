@@ -450,11 +450,10 @@ def _lean_kernel_load() -> None:
     from numba's cache without its compiler's preparations (runtime.lean_load), and numba's
     runtime functions from our kernel cache where it can be trusted."""
     if _process.is_the_command:
-        from .kernel_cache_dir import cache_dir, untrusted
+        from .kernel_cache_dir import trusted_cache_dir
         from .runtime.lean_load import skip_refresh_on_cache_load
 
-        where = cache_dir()
-        skip_refresh_on_cache_load(where if untrusted(where) is None else None)
+        skip_refresh_on_cache_load(trusted_cache_dir())
 
 
 def _collect_after_start_up() -> None:

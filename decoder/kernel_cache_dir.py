@@ -9,12 +9,13 @@ it. Standard library only: the command asks before numba or the compiler is impo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["CACHE_ENV", "cache_dir", "untrusted", "write_atomically"]
+__all__ = ["CACHE_ENV", "cache_dir", "untrusted", "trusted_cache_dir", "write_atomically", "package_files_digest"]
 
 CACHE_ENV = "DECODER_CACHE_DIR"
 
@@ -44,19 +45,31 @@ def untrusted(path: Path) -> str | None:
     return None
 
 
-def write_atomically(path: Path, data: bytes) -> bool:
-    """Make ``path`` hold ``data``, whole or not at all (another process may be reading it);
-    False when the directory cannot be written (a cache: the next process builds it again)."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_")
-    except OSError:
-        return False
+def trusted_cache_dir() -> Path | None:
+    """The cache directory where it can be trusted, else None (nothing is kept between processes)."""
+    directory = cache_dir()
+    return directory if untrusted(directory) is None else None
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Make ``path`` hold ``data``, whole or not at all (another process may be reading it).
+    OSError when it cannot be written; no temporary file is left behind."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
-        return True
-    except OSError:
+    except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        return False
+        raise
+
+
+def package_files_digest(names: tuple[str, ...], seed: bytes = b"") -> bytes:
+    """sha256 of ``seed`` and the bytes of the package's files ``names`` (paths relative to the
+    ``decoder`` package): what a cached build depends on besides its own input."""
+    package = Path(__file__).resolve().parent
+    h = hashlib.sha256(seed)
+    for name in names:
+        h.update((package / name).read_bytes())
+    return h.digest()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import atexit
 import functools
 import hashlib
-import os
 import shutil
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..kernel_cache_dir import CACHE_ENV, cache_dir, untrusted
+from ..kernel_cache_dir import CACHE_ENV, cache_dir, package_files_digest, untrusted, write_atomically
 
 __all__ = ["Kernel", "load_kernel", "cache_dir", "untrusted", "CACHE_ENV"]
 
@@ -65,11 +64,7 @@ class Kernel:
 def _runtime_fingerprint() -> bytes:
     import numba  # start-up: numba only once a kernel is built or loaded
 
-    package = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256(numba.__version__.encode())
-    for name in _RUNTIME_MODULES:
-        h.update((package / name).read_bytes())
-    return h.digest()
+    return package_files_digest(_RUNTIME_MODULES, numba.__version__.encode())
 
 
 def _kernel_dir() -> Path:
@@ -107,10 +102,7 @@ def _write_verified(path: Path, source: str) -> None:
                 return
     except FileNotFoundError:
         pass
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=".py")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    write_atomically(path, data)
 
 
 def load_kernel(source: str) -> Kernel:

@@ -16,12 +16,13 @@ the cached kernels do.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import pickle
 from pathlib import Path
 
-from ..kernel_cache_dir import cache_dir, untrusted, write_atomically
+from ..kernel_cache_dir import package_files_digest, trusted_cache_dir, write_atomically
 from .ir import KernelLayout, Program
 from .script import ClassSpec
 
@@ -43,17 +44,13 @@ _BUILDERS = (
 
 @functools.cache
 def _builders_fingerprint() -> bytes:
-    package = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for name in _BUILDERS:
-        h.update(name.encode() + b"\0" + (package / name).read_bytes())
-    return h.digest()
+    return package_files_digest(_BUILDERS)
 
 
 def _path(spec: ClassSpec) -> Path | None:
     """Where ``spec``'s build is kept; None without a trusted cache directory."""
-    directory = cache_dir()
-    if untrusted(directory) is not None:
+    directory = trusted_cache_dir()
+    if directory is None:
         return None
     digest = hashlib.sha256(_builders_fingerprint() + repr(spec).encode()).hexdigest()
     return directory / f"c_{digest}.pickle"
@@ -82,4 +79,5 @@ def store(spec: ClassSpec, program: Program, source: str, layout: KernelLayout) 
         data = pickle.dumps((program, source, layout), protocol=pickle.HIGHEST_PROTOCOL)
     except RecursionError:  # formulas nested deeper than pickling goes: such a class is built each time
         return
-    write_atomically(path, data)
+    with contextlib.suppress(OSError):  # a directory we cannot write: the next process builds it again
+        write_atomically(path, data)

@@ -31,6 +31,7 @@ as it is (a program that imports us may use numba for itself).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import pickle
@@ -104,7 +105,8 @@ def _nrt_from_disk(directory: Path) -> None:
         library.enable_object_caching()  # keeps the machine code for serialize_using_object_code
         library.add_ir_module(ir_module)
         library.finalize()
-        write_atomically(path, pickle.dumps(library.serialize_using_object_code()))
+        with contextlib.suppress(OSError):  # a directory we cannot write: compiled again next time
+            write_atomically(path, pickle.dumps(library.serialize_using_object_code()))
         return library
 
     compile_nrt_functions._decoder_lean = True  # type: ignore[attr-defined]
