@@ -225,6 +225,54 @@ def test_the_command_compiles_numbas_runtime_module_once_into_the_kernel_cache(d
         assert pq.read_table(tmp_path / f"{out}.parquet").equals(first)
 
 
+def test_a_second_run_loads_its_kernels_without_parsing_their_bitcode_and_a_new_class_still_links(data, tmp_path):
+    """numba parses a cached kernel's LLVM bitcode as it loads it, to list its symbols and to link
+    later compilations against it: 12-15 ms of a parsing thread's way to its first chunk. The
+    command keeps the symbol names in the kernel cache and parses bitcode only to link: a class
+    compiled afresh still links with the kernels loaded, and damaged name lists are rebuilt."""
+    parses_at_exit = (  # how many bitcode modules LLVM parsed in the process
+        "import atexit; from llvmlite import binding; from decoder.cli import main\n"
+        "parsed, original = [], binding.parse_bitcode\n"
+        "def spy(data):\n"
+        "    parsed.append(len(data))\n"
+        "    return original(data)\n"
+        "binding.parse_bitcode = spy\n"
+        "atexit.register(lambda: print(len(parsed), flush=True)); main()"
+    )
+    kernels = tmp_path / "kernels"
+    env = dict(os.environ, DECODER_CACHE_DIR=str(kernels))
+
+    def decode(out: str) -> int:
+        args = ["decode", data / "packets.jsonl", "--classes", CLASSES / "test_device_class.json", "-q", "-o"]
+        res = subprocess.run(
+            [sys.executable, "-c", parses_at_exit, *args, tmp_path / out],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        assert res.returncode == 0, res.stderr
+        return int(res.stdout.split()[-1])
+
+    decode("first.parquet")  # compiles the class and numba's runtime module
+    decode("second.parquet")  # loads them: every kernel loaded has its names kept now
+    kept = sorted(kernels.glob("symbols_*.json"))
+    assert kept and all(json.loads(f.read_bytes()) for f in kept)
+    assert decode("third.parquet") == 0
+    for f in kept:
+        f.write_bytes(b"[not json")
+    assert decode("fourth.parquet") > 0  # parsed again, and listed again
+    assert decode("fifth.parquet") == 0
+    for generated in kernels.glob("k_*.py"):  # the class compiles again, against what was loaded
+        generated.unlink()
+    shutil.rmtree(kernels / "__pycache__")
+    assert decode("sixth.parquet") > 0
+    first = pq.read_table(tmp_path / "first.parquet")
+    assert first.num_rows == N + 2
+    for out in ("second", "third", "fourth", "fifth", "sixth"):
+        assert pq.read_table(tmp_path / f"{out}.parquet").equals(first)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice level is Linux's")
 def test_the_commands_parsing_threads_keep_the_priority_the_user_gave_it(data, tmp_path):
     """Every thread of the command runs at the process's nice level. Parsing threads ten levels

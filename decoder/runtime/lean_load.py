@@ -25,6 +25,13 @@ code there, as numba keeps a kernel's, and loads it (under 1 ms); the file's
 name hashes the module's IR, numba's and llvmlite's versions and the target
 machine, so anything that would change the code changes the name.
 
+A cached kernel's library also carries its LLVM bitcode, which numba parses
+at once (12-15 ms for the nine kernels a parsing thread needs) to list the
+symbols the library defines (7-8 ms more) and to link later compilations
+against it. ``_linking_bitcode_on_demand`` keeps those names beside the
+kernel in the trusted directory, as a JSON list named by the bitcode's
+hash, and parses the bitcode only when something links against it.
+
 The command line turns this on for its own process; the library leaves numba
 as it is (a program that imports us may use numba for itself).
 """
@@ -34,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import json
 import pickle
 import sys
 from pathlib import Path
@@ -47,6 +55,39 @@ __all__ = ["skip_refresh_on_cache_load"]
 _EXPECTED_NAMES = ("refresh", "_guard_against_spurious_io_errors", "_load_overload")
 # numba 0.68's nrtdynmod.compile_nrt_functions: build the IR module, add it, finalize.
 _EXPECTED_NRT_NAMES = ("create_nrt_module", "add_ir_module", "finalize")
+# numba 0.68's CPUCodeLibrary._unserialize, _get_module_for_linking and JitEngine._load_defined_symbols.
+_EXPECTED_UNSERIALIZE_NAMES = (
+    "create_library",
+    "isinstance",
+    "ll",
+    "parse_bitcode",
+    "_final_module",
+    "_finalize_final_module",
+    "enable_object_caching",
+    "_set_compiled_object",
+    "_shared_module",
+    "_codegen",
+    "_engine",
+    "_load_defined_symbols",
+    "ValueError",
+)
+_EXPECTED_LINKING_NAMES = (
+    "_ensure_finalized",
+    "_shared_module",
+    "_final_module",
+    "functions",
+    "is_declaration",
+    "linkage",
+    "ll",
+    "Linkage",
+    "external",
+    "append",
+    "name",
+    "RuntimeError",
+    "clone",
+    "get_function",
+)
+_EXPECTED_SYMBOLS_NAMES = ("functions", "global_variables", "_defined_symbols")
 _EXPECTED_ENV_NAMES = (
     "lookup_environment",
     "importlib",
@@ -82,6 +123,7 @@ def skip_refresh_on_cache_load(runtime_dir: Path | None = None) -> bool:
     _rebuild_environments_lean()
     if runtime_dir is not None:
         _nrt_from_disk(runtime_dir)
+        _linking_bitcode_on_demand(runtime_dir)
     return True
 
 
@@ -111,6 +153,69 @@ def _nrt_from_disk(directory: Path) -> None:
 
     compile_nrt_functions._decoder_lean = True  # type: ignore[attr-defined]
     nrtdynmod.compile_nrt_functions = compile_nrt_functions
+
+
+def _linking_bitcode_on_demand(directory: Path) -> None:
+    """Have numba load a cached library without parsing its bitcode: the symbols it defines
+    are read from ``directory`` (listed there the first time), and the bitcode is parsed when
+    a compilation links against the library. Left alone when this numba loads them otherwise."""
+    from llvmlite import binding as ll
+    from numba.core import codegen
+
+    library_class = codegen.CPUCodeLibrary
+    original = library_class._unserialize.__func__
+    for_linking = library_class._get_module_for_linking
+    if (
+        getattr(original, "_decoder_lean", False)
+        or original.__code__.co_names != _EXPECTED_UNSERIALIZE_NAMES
+        or for_linking.__code__.co_names != _EXPECTED_LINKING_NAMES
+        or codegen.JitEngine._load_defined_symbols.__code__.co_names != _EXPECTED_SYMBOLS_NAMES
+    ):
+        return
+
+    def _unserialize(cls, codegen_, state):
+        name, kind, data = state
+        if kind != "object":
+            return original(cls, codegen_, state)
+        object_code, bitcode = data
+        path = directory / f"symbols_{hashlib.sha256(bitcode).hexdigest()[:32]}.json"
+        names = _defined_names(path)
+        if names is None:  # listed from the parsed bitcode, as numba does, and kept
+            library = original(cls, codegen_, state)
+            module = library._shared_module
+            symbols = (*module.functions, *module.global_variables)
+            names = [gv.name for gv in symbols if not gv.is_declaration]
+            with contextlib.suppress(OSError):
+                write_atomically(path, json.dumps(names).encode())
+            return library
+        library = codegen_.create_library(name)
+        library.enable_object_caching()
+        library._set_compiled_object(object_code)
+        library._decoder_linking_bitcode = bitcode
+        library._finalize_final_module()
+        codegen_._engine._defined_symbols.update(names)
+        return library
+
+    def _get_module_for_linking(self):
+        bitcode = self.__dict__.pop("_decoder_linking_bitcode", None)
+        if bitcode is not None:
+            self._shared_module = ll.parse_bitcode(bitcode)
+        return for_linking(self)
+
+    _unserialize._decoder_lean = True  # type: ignore[attr-defined]
+    library_class._unserialize = classmethod(_unserialize)
+    library_class._get_module_for_linking = _get_module_for_linking
+
+
+def _defined_names(path: Path) -> list[str] | None:
+    """The symbol names kept at ``path``, or None where there are none to trust."""
+    try:
+        names = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return None
+    return names
 
 
 def _machine_code_key(codegen, ir_text: str) -> str:
