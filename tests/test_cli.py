@@ -7,6 +7,7 @@ process is the point (``python -m decoder``, what ``--help`` imports).
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 import shutil
@@ -259,8 +260,8 @@ def test_a_second_run_loads_its_kernels_without_parsing_their_bitcode_and_a_new_
     kept = sorted(kernels.glob("symbols_*.json"))
     assert kept and all(json.loads(f.read_bytes()) for f in kept)
     assert decode("third.parquet") == 0
-    for f in kept:
-        f.write_bytes(b"[not json")
+    for f, damage in zip(kept, itertools.cycle((b"[not json", b"[]", b'{"a": 1}'))):
+        f.write_bytes(damage)
     assert decode("fourth.parquet") > 0  # parsed again, and listed again
     assert decode("fifth.parquet") == 0
     for generated in kernels.glob("k_*.py"):  # the class compiles again, against what was loaded

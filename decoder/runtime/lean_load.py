@@ -208,12 +208,13 @@ def _linking_bitcode_on_demand(directory: Path) -> None:
 
 
 def _defined_names(path: Path) -> list[str] | None:
-    """The symbol names kept at ``path``, or None where there are none to trust."""
+    """The symbol names kept at ``path``, or None where there are none to trust (a kernel's
+    library defines at least its function: an empty list is no list)."""
     try:
         names = json.loads(path.read_bytes())
     except (OSError, ValueError):
         return None
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         return None
     return names
 
