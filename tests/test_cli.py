@@ -185,6 +185,15 @@ def test_a_second_run_reads_its_classes_back_without_the_formula_parser(data, tm
     assert pq.read_table(tmp_path / "second" / "o.parquet").equals(pq.read_table(tmp_path / "first" / "o.parquet"))
 
 
+def _decode_after(script: str, data, out, env=None) -> str:
+    """``decoder decode`` of the test packets to ``out`` in a new process that runs ``script``
+    first (a spy that ends by calling ``main()``); its stdout, the process having succeeded."""
+    args = ["decode", data / "packets.jsonl", "--classes", CLASSES / "test_device_class.json", "-q", "-o", out]
+    res = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
 def test_the_command_compiles_numbas_runtime_module_once_into_the_kernel_cache(data, tmp_path):
     """numba compiles its runtime's own module (reference counts) with LLVM in every process,
     16-22 ms on the way to the first scan. The command keeps its machine code in the kernel
@@ -203,12 +212,7 @@ def test_the_command_compiles_numbas_runtime_module_once_into_the_kernel_cache(d
     env = dict(os.environ, DECODER_CACHE_DIR=str(kernels))
 
     def decode(out: str) -> bool:
-        args = ["decode", data / "packets.jsonl", "--classes", CLASSES / "test_device_class.json", "-q", "-o"]
-        res = subprocess.run(
-            [sys.executable, "-c", spy, *args, tmp_path / out], capture_output=True, text=True, timeout=300, env=env
-        )
-        assert res.returncode == 0, res.stderr
-        return res.stdout.split() == ["True"]
+        return _decode_after(spy, data, tmp_path / out, env).split() == ["True"]
 
     assert not decode("first.parquet")  # compiled, and kept
     (kept,) = kernels.glob("nrt_*.pickle")
@@ -244,16 +248,7 @@ def test_a_second_run_loads_its_kernels_without_parsing_their_bitcode_and_a_new_
     env = dict(os.environ, DECODER_CACHE_DIR=str(kernels))
 
     def decode(out: str) -> int:
-        args = ["decode", data / "packets.jsonl", "--classes", CLASSES / "test_device_class.json", "-q", "-o"]
-        res = subprocess.run(
-            [sys.executable, "-c", parses_at_exit, *args, tmp_path / out],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=env,
-        )
-        assert res.returncode == 0, res.stderr
-        return int(res.stdout.split()[-1])
+        return int(_decode_after(parses_at_exit, data, tmp_path / out, env).split()[-1])
 
     decode("first.parquet")  # compiles the class and numba's runtime module
     decode("second.parquet")  # loads them: every kernel loaded has its names kept now
